@@ -1,5 +1,44 @@
 """aioapollo: an asyncio-native client for the Apollo configuration center."""
 
+from ._client import ApolloClient, ClientState
+from ._config import ClientOptions
+from ._exceptions import (
+    ApolloAuthError,
+    ApolloConnectionError,
+    ApolloError,
+    ApolloHTTPStatusError,
+    ApolloNotFoundError,
+    ApolloResponseError,
+    ApolloTimeoutError,
+    ClientStateError,
+    ConfigValueError,
+    NamespaceNotFoundError,
+    NamespaceUnavailableError,
+)
+from ._listeners import ChangeListener
+from ._models import ChangeType, ConfigChange, ConfigChangeEvent, NamespaceSnapshot, Source
 from ._version import __version__
 
-__all__ = ["__version__"]
+__all__ = [
+    "ApolloAuthError",
+    "ApolloClient",
+    "ApolloConnectionError",
+    "ApolloError",
+    "ApolloHTTPStatusError",
+    "ApolloNotFoundError",
+    "ApolloResponseError",
+    "ApolloTimeoutError",
+    "ChangeListener",
+    "ChangeType",
+    "ClientOptions",
+    "ClientState",
+    "ClientStateError",
+    "ConfigChange",
+    "ConfigChangeEvent",
+    "ConfigValueError",
+    "NamespaceNotFoundError",
+    "NamespaceSnapshot",
+    "NamespaceUnavailableError",
+    "Source",
+    "__version__",
+]

@@ -1,0 +1,696 @@
+"""ApolloClient: lifecycle, reads, listeners; loading and applying releases.
+
+The client is inert until :meth:`ApolloClient.start`: constructing one does no I/O and touches
+no event loop, so it is safe at import time and under ``gunicorn --preload``. Reads are a dict
+lookup on the current snapshot; releases are swapped in whole, never mutated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType, TracebackType
+from typing import Any, Self, TypeVar, overload
+
+from . import _fork
+from ._cache import DiskCache
+from ._config import ClientOptions, options_from_env
+from ._discovery import ServicePool
+from ._exceptions import (
+    ApolloError,
+    ApolloNotFoundError,
+    ApolloResponseError,
+    ClientStateError,
+    NamespaceNotFoundError,
+    NamespaceUnavailableError,
+)
+from ._listeners import ChangeListener, ListenerRegistry
+from ._models import ConfigChangeEvent, NamespaceSnapshot, Source, diff_items
+from ._parsing import parse_content
+from ._poller import NamespaceState, Poller
+from ._protocol import ConfigReply, config_target, parse_config
+from ._transport import Transport, status_error
+from ._wire import namespace_format
+
+__all__ = ["ApolloClient", "ClientState"]
+
+logger = logging.getLogger("aioapollo")
+
+T = TypeVar("T")
+L = TypeVar("L", bound=ChangeListener)
+
+
+class ClientState(enum.Enum):
+    """Lifecycle of an :class:`ApolloClient`."""
+
+    #: Constructed; nothing started. ``start()`` is allowed.
+    CREATED = "created"
+    #: ``start()`` is loading the namespaces.
+    STARTING = "starting"
+    #: Loaded; the poller runs in this process.
+    RUNNING = "running"
+    #: Started in a parent process and inherited by this forked child: values are frozen
+    #: until ``start()`` is called here.
+    FORKED = "forked"
+    #: ``aclose()`` is cancelling tasks.
+    CLOSING = "closing"
+    #: Closed for good; reads still return the last values.
+    CLOSED = "closed"
+
+
+class ApolloClient:
+    """An asyncio client for one Apollo app: long-polls all its namespaces in one task.
+
+    Args:
+        app_id: The Apollo appId.
+        namespaces: Namespaces to load and watch (``"application"`` by default). Non-properties
+            namespaces carry their format suffix, e.g. ``"db.json"``.
+        config_server: Config service URL(s), used directly (no discovery).
+        meta_server: Meta server URL(s): config services are discovered from them.
+        cluster: The cluster to read (``"default"``).
+        data_center: The IDC, the server's fallback cluster.
+        secret: The access-key secret; every ``/configs`` and long poll is signed.
+        label: Gray-release label. ``ip``: the IP to report for gray releases.
+        cache_dir: Local fallback cache directory; ``None`` disables the cache.
+        allow_empty: Let ``start()`` succeed when a namespace can be served by neither Apollo
+            nor the cache (it stays empty until released).
+        **options: Timeouts and intervals; see :class:`ClientOptions`.
+    """
+
+    def __init__(
+        self,
+        app_id: str,
+        *,
+        namespaces: Iterable[str] | str = ("application",),
+        config_server: str | Iterable[str] | None = None,
+        meta_server: str | Iterable[str] | None = None,
+        cluster: str = "default",
+        data_center: str | None = None,
+        secret: str | None = None,
+        label: str | None = None,
+        ip: str | None = None,
+        cache_dir: Any = ...,
+        allow_empty: bool = False,
+        **options: Any,
+    ) -> None:
+        self._options = ClientOptions.build(
+            app_id,
+            namespaces=namespaces,
+            config_server=config_server,
+            meta_server=meta_server,
+            cluster=cluster,
+            data_center=data_center,
+            secret=secret,
+            label=label,
+            ip=ip,
+            cache_dir=cache_dir,
+            allow_empty=allow_empty,
+            **options,
+        )
+        opts = self._options
+        self._state = ClientState.CREATED
+        #: The one flag the read path checks: True only while RUNNING in the starting process.
+        self._live = False
+        self._pid: int | None = None
+        self._values: dict[str, dict[str, str]] = {}
+        self._snapshots: dict[str, NamespaceSnapshot] = {}
+        self._states = {name: NamespaceState(name) for name in opts.namespaces}
+        self._formats = {name: namespace_format(name) for name in opts.namespaces}
+        self._listeners = ListenerRegistry()
+        self._cache = (
+            DiskCache(opts.cache_dir, opts.app_id, opts.cluster) if opts.cache_dir else None
+        )
+        self._transport: Transport | None = None
+        self._pool: ServicePool | None = None
+        self._poller: Poller | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._ready: asyncio.Event | None = None
+        self._closed: asyncio.Event | None = None
+        self._fork_warned = False
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Self:
+        """Build a client from the Java client's environment variables (overrides win).
+
+        Reads ``APP_ID``, ``APOLLO_META``, ``APOLLO_CONFIG_SERVICE``,
+        ``APOLLO_ACCESS_KEY_SECRET``, ``APOLLO_LABEL``, ``IDC``, ``APOLLO_CLUSTER``,
+        ``APOLLO_CACHE_DIR``, ``APOLLO_CACHE_FILE_ENABLE`` and ``APOLLO_NAMESPACES``.
+        """
+        kwargs = options_from_env(**overrides)
+        return cls(kwargs.pop("app_id"), **kwargs)
+
+    # ------------------------------------------------------------------ introspection
+
+    @property
+    def options(self) -> ClientOptions:
+        """The settings this client runs with (the secret is hidden from its repr)."""
+        return self._options
+
+    @property
+    def state(self) -> ClientState:
+        """The lifecycle state."""
+        return self._state
+
+    @property
+    def app_id(self) -> str:
+        """The Apollo appId."""
+        return self._options.app_id
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        """The watched namespaces, as configured."""
+        return self._options.namespaces
+
+    @property
+    def sources(self) -> Mapping[str, Source]:
+        """Where each loaded namespace's current values came from (read-only)."""
+        return MappingProxyType({n: s.source for n, s in self._snapshots.items()})
+
+    @property
+    def notification_ids(self) -> Mapping[str, int]:
+        """The long poll's notification id per namespace (-1 until first notified)."""
+        return MappingProxyType({n: s.notification_id for n, s in self._states.items()})
+
+    @property
+    def last_poll_success(self) -> float | None:
+        """Epoch seconds of the last long poll answered with 200 or 304, if any."""
+        return self._poller.last_success if self._poller else None
+
+    def __repr__(self) -> str:
+        return (
+            f"<ApolloClient app_id={self.app_id!r} namespaces={list(self.namespaces)!r} "
+            f"state={self._state.value}>"
+        )
+
+    # ------------------------------------------------------------------ reads
+
+    @overload
+    async def get(self, key: str, default: None = None, namespace: str = ...) -> str | None: ...
+    @overload
+    async def get(self, key: str, default: T, namespace: str = ...) -> str | T: ...
+    async def get(self, key: str, default: Any = None, namespace: str = "application") -> Any:
+        """The value of ``key`` in ``namespace``, or ``default``.
+
+        A dict lookup on the current snapshot. While ``start()`` is still loading, waits for
+        it to finish.
+        """
+        if self._live:
+            try:
+                return self._values[namespace].get(key, default)
+            except KeyError:
+                pass
+        if self._state is ClientState.STARTING and self._ready is not None:
+            await self._ready.wait()
+        return self._read_slow(key, default, namespace)
+
+    @overload
+    def get_nowait(self, key: str, default: None = None, namespace: str = ...) -> str | None: ...
+    @overload
+    def get_nowait(self, key: str, default: T, namespace: str = ...) -> str | T: ...
+    def get_nowait(self, key: str, default: Any = None, namespace: str = "application") -> Any:
+        """Like :meth:`get`, without awaiting: raises if the namespace is not loaded yet."""
+        if self._live:
+            try:
+                return self._values[namespace].get(key, default)
+            except KeyError:
+                pass
+        return self._read_slow(key, default, namespace)
+
+    def _read_slow(self, key: str, default: Any, namespace: str) -> Any:
+        values = self._values.get(namespace)
+        if values is None:
+            if namespace not in self._states:
+                raise NamespaceNotFoundError(namespace)
+            raise ClientStateError(
+                f"namespace {namespace!r} is not loaded: "
+                + (
+                    "call (and await) start() first"
+                    if self._state is ClientState.CREATED
+                    else f"client state is {self._state.value}"
+                )
+            )
+        if self._state is ClientState.FORKED or (
+            self._state is ClientState.RUNNING and self._pid != os.getpid()
+        ):
+            self._warn_forked()
+        return values.get(key, default)
+
+    def snapshot(self, namespace: str = "application") -> NamespaceSnapshot:
+        """The current snapshot of a namespace (typed getters live on it)."""
+        snap = self._snapshots.get(namespace)
+        if snap is None:
+            self._read_slow("", None, namespace)  # raises the right error
+            raise AssertionError  # pragma: no cover
+        if self._state is ClientState.FORKED:
+            self._warn_forked()
+        return snap
+
+    async def namespace(self, namespace: str = "application") -> NamespaceSnapshot:
+        """Like :meth:`snapshot`, waiting for ``start()`` if it is still loading."""
+        if self._state is ClientState.STARTING and self._ready is not None:
+            await self._ready.wait()
+        return self.snapshot(namespace)
+
+    async def get_int(
+        self, key: str, default: int | None = None, namespace: str = "application"
+    ) -> int | None:
+        """``key`` as an int (:class:`ConfigValueError` if malformed)."""
+        return (await self.namespace(namespace)).get_int(key, default)
+
+    async def get_float(
+        self, key: str, default: float | None = None, namespace: str = "application"
+    ) -> float | None:
+        """``key`` as a finite float."""
+        return (await self.namespace(namespace)).get_float(key, default)
+
+    async def get_bool(
+        self, key: str, default: bool | None = None, namespace: str = "application"
+    ) -> bool | None:
+        """``key`` as a bool (true/false, 1/0, yes/no, on/off)."""
+        return (await self.namespace(namespace)).get_bool(key, default)
+
+    async def get_list(
+        self,
+        key: str,
+        default: list[str] | None = None,
+        namespace: str = "application",
+        *,
+        delimiter: str = ",",
+    ) -> list[str] | None:
+        """``key`` split on ``delimiter``."""
+        return (await self.namespace(namespace)).get_list(key, default, delimiter=delimiter)
+
+    async def get_json(self, key: str, default: Any = None, namespace: str = "application") -> Any:
+        """``key`` parsed as JSON."""
+        return (await self.namespace(namespace)).get_json(key, default)
+
+    def _warn_forked(self) -> None:
+        if not self._fork_warned:
+            self._fork_warned = True
+            logger.warning(
+                "ApolloClient(%r) was started in process %s and is read in forked process %s, "
+                "where it was never started: its values are frozen at fork time. Call "
+                "`await client.start()` in each worker (e.g. in the ASGI lifespan), or use "
+                "SyncApolloClient in WSGI apps.",
+                self.app_id,
+                self._pid,
+                os.getpid(),
+            )
+
+    # ------------------------------------------------------------------ listeners
+
+    @overload
+    def on_change(self, listener: L, /) -> L: ...
+    @overload
+    def on_change(
+        self,
+        listener: None = None,
+        /,
+        *,
+        keys: Iterable[str] | None = None,
+        prefixes: Iterable[str] | None = None,
+        namespaces: Iterable[str] | None = None,
+    ) -> Callable[[L], L]: ...
+    def on_change(
+        self,
+        listener: Any = None,
+        /,
+        *,
+        keys: Iterable[str] | None = None,
+        prefixes: Iterable[str] | None = None,
+        namespaces: Iterable[str] | None = None,
+    ) -> Any:
+        """Register a change listener; use bare (``@cfg.on_change``) or with filters.
+
+        The listener gets a :class:`ConfigChangeEvent` once per real change of a namespace
+        (never for the first load). With ``keys``/``prefixes`` it is called only when a
+        changed key matches; with ``namespaces`` only for those namespaces.
+        """
+        if listener is not None:
+            self.add_listener(listener)
+            return listener
+
+        def decorate(fn: L) -> L:
+            self.add_listener(fn, keys=keys, prefixes=prefixes, namespaces=namespaces)
+            return fn
+
+        return decorate
+
+    def add_listener(
+        self,
+        listener: ChangeListener,
+        *,
+        keys: Iterable[str] | None = None,
+        prefixes: Iterable[str] | None = None,
+        namespaces: Iterable[str] | None = None,
+    ) -> None:
+        """Register ``listener`` (see :meth:`on_change`)."""
+        for name in namespaces or ():
+            if name not in self._states:
+                raise NamespaceNotFoundError(name)
+        self._listeners.add(listener, keys=keys, prefixes=prefixes, namespaces=namespaces)
+
+    def remove_listener(self, listener: ChangeListener) -> None:
+        """Unregister ``listener``; :class:`ValueError` if it is not registered."""
+        self._listeners.remove(listener)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        """Load every namespace concurrently, then start polling.
+
+        Returns once every namespace is loaded from Apollo or, when Apollo cannot serve it,
+        from the local cache. Raises :class:`NamespaceUnavailableError` naming the namespaces
+        neither could serve (unless ``allow_empty``); the client can then be started again.
+        """
+        if self._state in (ClientState.STARTING, ClientState.RUNNING):
+            if self._pid == os.getpid():
+                raise ClientStateError("already started")
+            self._after_fork_in_child()  # forked where at-fork hooks did not run
+        if self._state in (ClientState.CLOSING, ClientState.CLOSED):
+            raise ClientStateError("cannot reopen a closed client; create a new one")
+        previous = self._state
+        self._state = ClientState.STARTING
+        self._pid = os.getpid()
+        _fork.track(self)
+        self._ready = asyncio.Event()
+        self._locks = {name: asyncio.Lock() for name in self._states}
+        transport = self._transport = Transport(self._options)
+        pool = self._pool = ServicePool(self._options, transport)
+        try:
+            await transport.open()
+            await self._initial_load(pool)
+        except BaseException:
+            self._transport = self._pool = None
+            self._state = previous
+            self._ready.set()
+            await transport.close()
+            raise
+        self._poller = Poller(self._options, transport, pool, self._states, self._refetch)
+        self._tasks = [
+            self._spawn(self._poller.run(), "poll"),
+            self._spawn(self._refresh_loop(), "refresh"),
+            self._spawn(self._listeners.run(), "listeners"),
+        ]
+        self._state = ClientState.RUNNING
+        self._live = True
+        self._ready.set()
+        logger.info(
+            "ApolloClient(%r) started: %s",
+            self.app_id,
+            ", ".join(f"{n}={s.source.value}" for n, s in self._snapshots.items()),
+        )
+
+    def _spawn(self, coro: Any, what: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro, name=f"aioapollo-{what}-{self.app_id}")
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("aioapollo task %s crashed", task.get_name(), exc_info=task.exception())
+            self._live = False
+
+    async def aclose(self) -> None:
+        """Cancel and await every task and close the HTTP session. Idempotent."""
+        if self._state is ClientState.CLOSED:
+            return
+        if self._state in (ClientState.CREATED, ClientState.FORKED):
+            self._state = ClientState.CLOSED
+            return
+        if self._state is ClientState.CLOSING:
+            if self._closed is not None:  # another task is closing it
+                await self._closed.wait()
+            return
+        self._state = ClientState.CLOSING
+        self._closed = asyncio.Event()
+        self._live = False
+        tasks, self._tasks = self._tasks, []
+        try:
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                _, pending = await asyncio.wait(tasks, timeout=self._options.close_timeout)
+                for task in pending:
+                    logger.warning("task %s did not stop within close_timeout", task.get_name())
+        finally:
+            transport, self._transport = self._transport, None
+            if transport is not None:
+                await transport.close()
+            self._state = ClientState.CLOSED
+            self._closed.set()
+
+    def __del__(self) -> None:
+        if getattr(self, "_state", None) is ClientState.RUNNING and self._pid == os.getpid():
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=1)
+
+    def _after_fork_in_child(self) -> None:
+        if self._state not in (ClientState.STARTING, ClientState.RUNNING, ClientState.CLOSING):
+            return
+        # Every task, lock and socket belongs to the parent's loop: drop them untouched.
+        self._live = False
+        self._state = ClientState.FORKED
+        self._tasks = []
+        self._locks = {}
+        self._ready = None
+        self._closed = None
+        self._poller = None
+        if self._transport is not None:
+            self._transport.abandon()
+            self._transport = None
+        self._fork_warned = False
+        for name, snap in self._snapshots.items():
+            self._snapshots[name] = _with_source(snap, Source.INHERITED)
+
+    # ------------------------------------------------------------------ loading
+
+    async def _initial_load(self, pool: ServicePool) -> None:
+        try:
+            await pool.refresh()
+        except ApolloError as exc:
+            logger.warning("service discovery failed for %s: %s", self.app_id, exc)
+        results = await asyncio.gather(
+            *(self._load_at_start(name) for name in self._states), return_exceptions=True
+        )
+        failures: dict[str, BaseException] = {}
+        for name, result in zip(self._states, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result  # cancellation and friends
+                failures[name] = result
+        if failures:
+            raise NamespaceUnavailableError(failures)
+
+    async def _load_at_start(self, name: str) -> None:
+        try:
+            async with asyncio.timeout(self._options.start_timeout):
+                await self._fetch(name, forced=True)
+            return
+        except (ApolloError, TimeoutError) as exc:
+            remote_error: Exception = exc
+        cached = self._cache.load(name) if self._cache else None
+        if cached is not None:
+            self._install(name, cached.items, cached.release_key, Source.CACHE, emit=False)
+            logger.warning(
+                "namespace %r served from the local cache (saved %s): %s",
+                name,
+                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(cached.saved_at)),
+                remote_error,
+            )
+            return
+        if name in self._snapshots:  # inherited across fork: better than nothing
+            logger.warning("namespace %r keeps its inherited values: %s", name, remote_error)
+            return
+        if self._options.allow_empty:
+            self._install(name, {}, None, Source.NONE, emit=False)
+            logger.warning("namespace %r starts empty: %s", name, remote_error)
+            return
+        raise remote_error
+
+    async def _refetch(self, targets: Mapping[str, dict[str, int]], prefer: str | None) -> set[str]:
+        """Fetch notified namespaces concurrently; returns those fetched."""
+        names = list(targets)
+        results = await asyncio.gather(
+            *(self._fetch(n, forced=True, prefer=prefer, messages=targets[n]) for n in names),
+            return_exceptions=True,
+        )
+        done: set[str] = set()
+        for name, result in zip(names, results, strict=True):
+            if isinstance(result, ApolloNotFoundError):
+                logger.warning("namespace %r has no release (404); keeping its values", name)
+                done.add(name)
+            elif isinstance(result, Exception):
+                logger.warning("refetching namespace %r failed: %s", name, result)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                done.add(name)
+        return done
+
+    async def _refresh_loop(self) -> None:
+        """Safety net: re-read the service list and every namespace periodically."""
+        assert self._pool is not None
+        while True:
+            await asyncio.sleep(self._options.refresh_interval)
+            try:
+                await self._pool.refresh()
+            except ApolloError as exc:
+                logger.warning("service discovery failed for %s: %s", self.app_id, exc)
+            for name in self._states:
+                try:
+                    await self._fetch(name, forced=False)
+                except ApolloError as exc:
+                    logger.info("periodic refresh of %r failed: %s", name, exc)
+
+    async def _fetch(
+        self,
+        name: str,
+        *,
+        forced: bool,
+        prefer: str | None = None,
+        messages: Mapping[str, int] | None = None,
+    ) -> None:
+        """Fetch one namespace from the config services and apply it.
+
+        Tries every service in random order (``prefer`` first), twice when ``forced``. A 404
+        or 401 stops at once. Raises the last error when every attempt failed.
+        """
+        assert self._transport is not None and self._pool is not None
+        opts = self._options
+        async with self._locks[name]:
+            held = self._snapshots.get(name)
+            release_key = held.release_key if held and held.source is Source.REMOTE else None
+            target = config_target(
+                opts.app_id,
+                opts.cluster,
+                name,
+                release_key=release_key,
+                data_center=opts.data_center,
+                ip=opts.ip,
+                label=opts.label,
+                messages=messages if messages is not None else self._states[name].messages,
+            )
+            last: ApolloError | None = None
+            for attempt in range(2 if forced else 1):
+                if attempt:
+                    await asyncio.sleep(opts.fetch_retry_delay)
+                for base in self._pool.ordered(prefer):
+                    try:
+                        reply = await self._transport.get(base, target)
+                        if reply.status == 304:
+                            return
+                        if reply.status == 200:
+                            if self._apply(name, parse_config(reply.body), release_key):
+                                await self._save(name)
+                            return
+                        error = status_error(reply, f"{base}/configs/.../{name}")
+                    except ApolloError as exc:
+                        last = exc
+                        continue
+                    if error.status in (401, 404):
+                        raise error
+                    last = error
+            raise last or ApolloError("no config service is known")
+
+    def _apply(self, name: str, reply: ConfigReply, sent_key: str | None) -> bool:
+        """Install a 200 reply; False when it holds exactly what is held already."""
+        held = self._snapshots.get(name)
+        if reply.configurations is not None:
+            items = reply.configurations
+        else:
+            if held is None or sent_key is None:
+                raise ApolloResponseError(f"incremental reply for {name!r} without a base")
+            items = dict(self._values[name])
+            for key, value in reply.changes or ():
+                if value is None:
+                    items.pop(key, None)
+                else:
+                    items[key] = value
+        if (
+            held is not None
+            and held.source is Source.REMOTE
+            and held.release_key == reply.release_key
+            and self._values[name] == items
+        ):
+            return False
+        self._install(name, items, reply.release_key, Source.REMOTE, emit=held is not None)
+        return True
+
+    def _install(
+        self,
+        name: str,
+        items: Mapping[str, str],
+        release_key: str | None,
+        source: Source,
+        *,
+        emit: bool,
+    ) -> None:
+        held = self._snapshots.get(name)
+        old_items = self._values.get(name, {})
+        fmt = self._formats[name]
+        data, error = parse_content(fmt, items, held.data if held else None)
+        if error is not None:
+            logger.warning("namespace %r: %s; keeping the last parsed value", name, error)
+        snap = NamespaceSnapshot(
+            name,
+            fmt,
+            items,
+            release_key=release_key,
+            source=source,
+            fetched_at=time.time(),
+            data=data,
+            parse_error=error,
+        )
+        self._snapshots[name] = snap
+        self._values[name] = snap._dict
+        changes = diff_items(name, old_items, snap._dict)
+        if changes:
+            logger.info(
+                "namespace %r changed: %d key(s), release %s",
+                name,
+                len(changes),
+                release_key,
+            )
+            if emit:
+                self._listeners.emit(ConfigChangeEvent(name, changes, snap))
+
+    async def _save(self, name: str) -> None:
+        snap = self._snapshots[name]
+        if self._cache is not None and snap.source is Source.REMOTE:
+            cache = self._cache
+            with contextlib.suppress(RuntimeError):  # no thread left at interpreter exit
+                await asyncio.to_thread(
+                    cache.save, name, snap.release_key, snap._dict, snap.fetched_at
+                )
+
+
+def _with_source(snap: NamespaceSnapshot, source: Source) -> NamespaceSnapshot:
+    return NamespaceSnapshot(
+        snap.name,
+        snap.format,
+        snap._dict,
+        release_key=snap.release_key,
+        source=source,
+        fetched_at=snap.fetched_at,
+        data=snap.data,
+        parse_error=snap.parse_error,
+    )

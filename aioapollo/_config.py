@@ -1,0 +1,157 @@
+"""Client settings: one frozen dataclass, validated once, plus the Java client's env names."""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ._wire import APP_ID_PATTERN
+
+__all__ = ["ClientOptions", "default_cache_dir", "options_from_env"]
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/aioapollo``, else ``~/.cache/aioapollo``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "aioapollo"
+
+
+def _servers(value: str | Iterable[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else list(value)
+    urls = tuple(item.strip().rstrip("/") for item in items if item.strip())
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"server URL must start with http:// or https://: {url!r}")
+    return urls
+
+
+@dataclass(frozen=True, slots=True)
+class ClientOptions:
+    """Everything an :class:`ApolloClient` is configured with. Times are in seconds."""
+
+    app_id: str
+    namespaces: tuple[str, ...] = ("application",)
+    config_servers: tuple[str, ...] = ()
+    meta_servers: tuple[str, ...] = ()
+    cluster: str = "default"
+    data_center: str | None = None
+    secret: str | None = field(default=None, repr=False)
+    label: str | None = None
+    ip: str | None = None
+    cache_dir: Path | None = None
+    allow_empty: bool = False
+    connect_timeout: float = 2.0
+    read_timeout: float = 5.0
+    poll_timeout: float = 90.0
+    start_timeout: float | None = None
+    refresh_interval: float = 300.0
+    backoff_initial: float = 1.0
+    backoff_max: float = 120.0
+    fetch_retry_delay: float = 1.0
+    poll_min_interval: float = 0.5
+    close_timeout: float = 5.0
+    max_body_bytes: int = 64 * 1024 * 1024
+    ssl: ssl.SSLContext | bool | None = None
+
+    def __post_init__(self) -> None:
+        if not self.app_id or not APP_ID_PATTERN.fullmatch(self.app_id):
+            raise ValueError(
+                f"app_id {self.app_id!r} is not a valid Apollo appId "
+                "(letters, digits, '_', '-' and '.', not starting with '.')"
+            )
+        if not self.namespaces:
+            raise ValueError("namespaces must name at least one namespace")
+        if len(set(self.namespaces)) != len(self.namespaces):
+            raise ValueError("namespaces must not repeat a name")
+        if not self.config_servers and not self.meta_servers:
+            raise ValueError("give config_server= (direct) or meta_server= (discovery)")
+        if not self.cluster:
+            raise ValueError("cluster must not be empty")
+        if self.poll_timeout <= 60:
+            raise ValueError("poll_timeout must exceed the server's 60 s long-poll hold")
+
+    @classmethod
+    def build(
+        cls,
+        app_id: str,
+        *,
+        namespaces: Iterable[str] | str = ("application",),
+        config_server: str | Iterable[str] | None = None,
+        meta_server: str | Iterable[str] | None = None,
+        cache_dir: str | os.PathLike[str] | Any | None = ...,
+        **kwargs: Any,
+    ) -> ClientOptions:
+        """Normalise the constructor's friendlier argument forms."""
+        names = (namespaces,) if isinstance(namespaces, str) else tuple(namespaces)
+        if cache_dir is ...:
+            path: Path | None = default_cache_dir()
+        else:
+            path = None if cache_dir is None else Path(cache_dir)
+        return cls(
+            app_id=app_id,
+            namespaces=names,
+            config_servers=_servers(config_server),
+            meta_servers=_servers(meta_server),
+            cache_dir=path,
+            **kwargs,
+        )
+
+
+def options_from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> dict[str, Any]:
+    """Read the Java client's environment variables into :meth:`ClientOptions.build` kwargs.
+
+    ``APP_ID``, ``APOLLO_META``, ``APOLLO_CONFIG_SERVICE``, ``APOLLO_ACCESS_KEY_SECRET``
+    (or the older ``APOLLO_ACCESSKEY_SECRET``), ``APOLLO_LABEL``, ``IDC``, ``APOLLO_CLUSTER``
+    (else the IDC, else ``default``), ``APOLLO_CACHE_DIR`` (or ``APOLLO_CACHEDIR``),
+    ``APOLLO_CACHE_FILE_ENABLE=false`` to disable the cache, and ``APOLLO_NAMESPACES``
+    (comma separated; aioapollo's own). Keyword overrides win over the environment.
+    """
+    env = os.environ if environ is None else environ
+
+    def pick(*names: str) -> str | None:
+        for name in names:
+            value = env.get(name, "").strip()
+            if value:
+                return value
+        return None
+
+    found: dict[str, Any] = {}
+    if (app_id := pick("APP_ID")) is not None:
+        found["app_id"] = app_id
+    if (meta := pick("APOLLO_META")) is not None:
+        found["meta_server"] = meta
+    if (direct := pick("APOLLO_CONFIG_SERVICE", "APOLLO_CONFIGSERVICE")) is not None:
+        found["config_server"] = direct
+        found.pop("meta_server", None)
+    if (secret := pick("APOLLO_ACCESS_KEY_SECRET", "APOLLO_ACCESSKEY_SECRET")) is not None:
+        found["secret"] = secret
+    if (label := pick("APOLLO_LABEL")) is not None:
+        found["label"] = label
+    idc = pick("IDC")
+    if idc is not None:
+        found["data_center"] = idc
+    cluster = pick("APOLLO_CLUSTER") or idc
+    if cluster is not None:
+        found["cluster"] = cluster
+    if (names := pick("APOLLO_NAMESPACES")) is not None:
+        found["namespaces"] = [n.strip() for n in names.split(",") if n.strip()]
+    if (pick("APOLLO_CACHE_FILE_ENABLE") or "true").lower() == "false":
+        found["cache_dir"] = None
+    elif (cache := pick("APOLLO_CACHE_DIR", "APOLLO_CACHEDIR")) is not None:
+        found["cache_dir"] = cache
+    if "config_server" in overrides or "meta_server" in overrides:
+        found.pop("config_server", None)
+        found.pop("meta_server", None)
+    found.update(overrides)
+    if "app_id" not in found:
+        raise ValueError("set APP_ID in the environment or pass app_id=")
+    return found
+
+
+OPTION_NAMES = frozenset(f.name for f in fields(ClientOptions))

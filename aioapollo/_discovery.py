@@ -1,0 +1,92 @@
+"""Which config services to talk to: a fixed list, or one discovered from meta servers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+from ._config import ClientOptions
+from ._exceptions import ApolloConnectionError, ApolloError
+from ._protocol import parse_services, services_target
+from ._transport import Transport, status_error
+
+__all__ = ["ServicePool"]
+
+logger = logging.getLogger("aioapollo")
+
+
+class ServicePool:
+    """The current config-service URLs, with a sticky pick for the long poll.
+
+    With ``config_server=`` the list is fixed. With ``meta_server=`` it comes from
+    ``/services/config`` (meta servers tried in random order, two rounds a second apart)
+    and is refreshed by the client's refresh loop.
+    """
+
+    def __init__(self, options: ClientOptions, transport: Transport) -> None:
+        self._options = options
+        self._transport = transport
+        self._services: list[str] = list(options.config_servers)
+        self._poll_service: str | None = None
+
+    @property
+    def discovers(self) -> bool:
+        """Whether the list comes from meta servers."""
+        return not self._options.config_servers
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        """The config services known now."""
+        return tuple(self._services)
+
+    async def refresh(self) -> None:
+        """Re-read the service list from the meta servers (no-op with a fixed list)."""
+        if not self.discovers:
+            return
+        last: ApolloError | None = None
+        for attempt in range(2):
+            if attempt:
+                await asyncio.sleep(self._options.fetch_retry_delay)
+            metas = list(self._options.meta_servers)
+            random.shuffle(metas)
+            for meta in metas:
+                try:
+                    reply = await self._transport.get(
+                        meta, services_target(self._options.app_id, self._options.ip), sign=False
+                    )
+                    if reply.status != 200:
+                        raise status_error(reply, meta + "/services/config")
+                    urls = parse_services(reply.body)
+                except ApolloError as exc:
+                    last = exc
+                    continue
+                if urls:
+                    if set(urls) != set(self._services):
+                        logger.info("config services for %s: %s", self._options.app_id, urls)
+                    self._services = urls
+                    if self._poll_service not in urls:
+                        self._poll_service = None
+                    return
+                last = ApolloConnectionError(f"{meta}/services/config listed no config service")
+        raise last or ApolloConnectionError("no meta server answered")
+
+    def ordered(self, prefer: str | None = None) -> list[str]:
+        """All services in random order, ``prefer`` first when it is one of them."""
+        services = list(self._services)
+        random.shuffle(services)
+        if prefer in services:
+            services.remove(prefer)
+            services.insert(0, prefer)
+        return services
+
+    def poll_service(self, avoid: str | None = None) -> str | None:
+        """The service to long-poll: kept until dropped, then a random other one."""
+        if self._poll_service is None and self._services:
+            choices = [s for s in self._services if s != avoid] or self._services
+            self._poll_service = random.choice(choices)
+        return self._poll_service
+
+    def drop_poll_service(self) -> None:
+        """Forget the long-poll pick (after an error, or at random to spread load)."""
+        self._poll_service = None

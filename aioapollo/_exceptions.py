@@ -1,0 +1,132 @@
+"""The exception tree. Every error the client raises derives from :class:`ApolloError`.
+
+::
+
+    ApolloError
+    ├── ApolloConnectionError (ConnectionError)   the config service could not be reached
+    │   └── ApolloTimeoutError (TimeoutError)     ... or did not answer in time
+    ├── ApolloResponseError (ValueError)          a reply that is not what Apollo sends
+    ├── ApolloHTTPStatusError                     an unexpected status code (.status, .url)
+    │   ├── ApolloAuthError (PermissionError)     401: wrong secret or clock skew (.reason)
+    │   └── ApolloNotFoundError (LookupError)     404: the namespace was never released
+    ├── NamespaceUnavailableError                 start(): neither server nor cache had it
+    ├── NamespaceNotFoundError (LookupError)      a namespace this client does not watch
+    ├── ConfigValueError (ValueError)             a typed read of a malformed value
+    └── ClientStateError (RuntimeError)           a call that the client's state forbids
+
+Messages name apps, namespaces, keys and URLs without their query strings; they never hold
+config values or the access-key secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = [
+    "ApolloAuthError",
+    "ApolloConnectionError",
+    "ApolloError",
+    "ApolloHTTPStatusError",
+    "ApolloNotFoundError",
+    "ApolloResponseError",
+    "ApolloTimeoutError",
+    "ClientStateError",
+    "ConfigValueError",
+    "NamespaceNotFoundError",
+    "NamespaceUnavailableError",
+]
+
+
+class ApolloError(Exception):
+    """Base class of every aioapollo error."""
+
+
+class ApolloConnectionError(ApolloError, ConnectionError):
+    """The config or meta service could not be reached (refused, reset, DNS, TLS)."""
+
+
+class ApolloTimeoutError(ApolloConnectionError, TimeoutError):
+    """The service accepted the connection but did not answer in time."""
+
+
+class ApolloResponseError(ApolloError, ValueError):
+    """A reply that cannot be a real Apollo reply: bad JSON, wrong shape, too large."""
+
+
+class ApolloHTTPStatusError(ApolloError):
+    """The service answered with a status code the protocol does not expect here.
+
+    Attributes:
+        status: The HTTP status code.
+        url: The URL without its query string (queries may carry release keys).
+    """
+
+    def __init__(self, message: str, *, status: int, url: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.url = url
+
+
+class ApolloAuthError(ApolloHTTPStatusError, PermissionError):
+    """401 from the access-key filter.
+
+    Attributes:
+        reason: ``"clock_skew"`` when the local clock is 60 s or more off the server's,
+            ``"signature"`` when the secret is wrong (or missing while the app requires one).
+    """
+
+    def __init__(self, message: str, *, status: int, url: str, reason: str) -> None:
+        super().__init__(message, status=status, url=url)
+        self.reason = reason
+
+
+class ApolloNotFoundError(ApolloHTTPStatusError, LookupError):
+    """404 from ``/configs``: the namespace does not exist or was never released."""
+
+
+class NamespaceUnavailableError(ApolloError):
+    """``start()`` could load some namespaces neither from Apollo nor from the disk cache.
+
+    Attributes:
+        namespaces: The namespace names that could not be served.
+        causes: For each of them, the last error seen while loading it.
+    """
+
+    def __init__(self, causes: Mapping[str, BaseException]) -> None:
+        self.namespaces = tuple(causes)
+        self.causes = dict(causes)
+        detail = "; ".join(f"{ns!r}: {_describe(exc)}" for ns, exc in causes.items())
+        super().__init__(
+            f"could not load namespace(s) {', '.join(map(repr, causes))} from Apollo or "
+            f"the local cache ({detail})"
+        )
+
+
+class NamespaceNotFoundError(ApolloError, LookupError):
+    """A read named a namespace the client was not configured to watch."""
+
+    def __init__(self, namespace: str) -> None:
+        super().__init__(
+            f"namespace {namespace!r} is not watched by this client; "
+            "add it to ApolloClient(namespaces=[...])"
+        )
+        self.namespace = namespace
+
+
+class ConfigValueError(ApolloError, ValueError):
+    """A typed read found a value it cannot convert. The value itself is never shown."""
+
+    def __init__(self, namespace: str, key: str, expected: str) -> None:
+        super().__init__(f"{namespace}/{key}: value is not a valid {expected}")
+        self.namespace = namespace
+        self.key = key
+        self.expected = expected
+
+
+class ClientStateError(ApolloError, RuntimeError):
+    """The client's lifecycle state does not allow this call (e.g. ``start()`` twice)."""
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

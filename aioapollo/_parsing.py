@@ -1,0 +1,40 @@
+"""Parsing of json/yaml/yml namespace content into ``NamespaceSnapshot.data``.
+
+YAML is read with ``yaml.safe_load`` only (PyYAML is an optional dependency): nothing from
+the server is ever evaluated. A text that does not parse (an empty one included) keeps the
+previous parsed value and reports why, so a bad publish never replaces good data with nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from ._wire import CONTENT_KEY
+
+__all__ = ["parse_content"]
+
+
+def parse_content(fmt: str, items: Mapping[str, str], previous: Any) -> tuple[Any, str | None]:
+    """Return ``(data, error)``: the parsed content, or ``previous`` and the reason it failed."""
+    if fmt not in ("json", "yaml", "yml"):
+        return None, None
+    text = items.get(CONTENT_KEY)
+    if text is None or not text.strip():
+        return previous, f"{fmt} content is empty"
+    if fmt == "json":
+        try:
+            return json.loads(text), None
+        except ValueError as exc:
+            return previous, f"invalid JSON at line {getattr(exc, 'lineno', '?')}"
+    try:
+        import yaml
+    except ImportError:
+        return previous, "PyYAML is not installed (pip install 'aioapollo[yaml]')"
+    try:
+        return yaml.safe_load(text), None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        return previous, f"invalid YAML{where}"

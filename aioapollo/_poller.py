@@ -1,0 +1,188 @@
+"""The long-poll loop on ``/notifications/v2``: one request for every namespace of a client.
+
+A 304 means "nothing new": poll again at once. A 200 names the namespaces that changed; every
+one of them is refetched concurrently and its notification id advances only once its fetch
+succeeded, so a failed fetch is retried by the very next poll (the server answers at once while
+our id is behind). Errors back off exponentially with jitter and never loop hot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from ._config import ClientOptions
+from ._discovery import ServicePool
+from ._exceptions import ApolloAuthError, ApolloConnectionError, ApolloError
+from ._protocol import Notification, notifications_target, parse_notifications
+from ._transport import Transport, status_error
+from ._wire import strip_properties
+
+__all__ = ["Backoff", "NamespaceState", "Poller"]
+
+logger = logging.getLogger("aioapollo")
+
+
+class Backoff:
+    """Exponential backoff with "equal jitter": a delay in [d/2, d], d doubling up to a cap."""
+
+    def __init__(self, initial: float, cap: float) -> None:
+        self._initial = initial
+        self._cap = cap
+        self._failures = 0
+
+    @property
+    def failures(self) -> int:
+        """Failures since the last reset."""
+        return self._failures
+
+    def next(self) -> float:
+        """Record a failure and return how long to wait."""
+        ceiling = min(self._cap, self._initial * 2 ** min(self._failures, 32))
+        self._failures += 1
+        return random.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        """Record a success."""
+        self._failures = 0
+
+
+@dataclass(slots=True)
+class NamespaceState:
+    """Long-poll bookkeeping for one namespace (names as configured on the client)."""
+
+    name: str
+    notification_id: int = -1
+    messages: dict[str, int] = field(default_factory=dict)
+
+
+#: ``refetch({name: messages}, prefer)`` fetches those namespaces; returns the names that
+#: were fetched (200, 304 or a definitive 404).
+Refetch = Callable[[Mapping[str, dict[str, int]], str | None], Awaitable[set[str]]]
+
+
+class Poller:
+    """Runs the long poll for one client until cancelled."""
+
+    def __init__(
+        self,
+        options: ClientOptions,
+        transport: Transport,
+        pool: ServicePool,
+        states: Mapping[str, NamespaceState],
+        refetch: Refetch,
+    ) -> None:
+        self._options = options
+        self._transport = transport
+        self._pool = pool
+        self._states = states
+        self._refetch = refetch
+        self._by_reply_name: dict[str, list[str]] = {}
+        for name in states:
+            self._by_reply_name.setdefault(strip_properties(name), []).append(name)
+        self.last_success: float | None = None
+
+    def match(self, reply_name: str) -> list[str]:
+        """Configured names a reply's name stands for (the server strips ``.properties``)."""
+        names = self._by_reply_name.get(reply_name)
+        if names is None:
+            lowered = reply_name.lower()
+            names = [
+                n
+                for key, group in self._by_reply_name.items()
+                if key.lower() == lowered
+                for n in group
+            ]
+        return names
+
+    async def run(self) -> None:
+        """Poll until cancelled."""
+        options = self._options
+        poll_backoff = Backoff(options.backoff_initial, options.backoff_max)
+        fetch_backoff = Backoff(options.backoff_initial, 8.0)
+        avoid: str | None = None
+        last_start = float("-inf")
+        while True:
+            wait = options.poll_min_interval - (time.monotonic() - last_start)
+            if wait > 0:
+                await asyncio.sleep(wait)
+            last_start = time.monotonic()
+            try:
+                base, notes = await self._poll_once(avoid)
+            except ApolloError as exc:
+                avoid = self._pool.poll_service()
+                self._pool.drop_poll_service()
+                delay = poll_backoff.next()
+                self._log_failure(exc, delay, poll_backoff.failures)
+                await asyncio.sleep(delay)
+                continue
+            avoid = None
+            poll_backoff.reset()
+            self.last_success = time.time()
+            if notes is None:
+                if random.random() < 0.5:
+                    self._pool.drop_poll_service()  # spreads clients over instances
+                continue
+            if await self._handle(notes, base):
+                fetch_backoff.reset()
+            else:
+                await asyncio.sleep(fetch_backoff.next())
+
+    async def _poll_once(self, avoid: str | None) -> tuple[str, list[Notification] | None]:
+        if not self._pool.services:
+            await self._pool.refresh()
+        base = self._pool.poll_service(avoid)
+        if base is None:
+            raise ApolloConnectionError("no config service is known")
+        target = notifications_target(
+            self._options.app_id,
+            self._options.cluster,
+            [(s.name, s.notification_id) for s in self._states.values()],
+            data_center=self._options.data_center,
+            ip=self._options.ip,
+        )
+        reply = await self._transport.get(base, target, long_poll=True)
+        if reply.status == 304:
+            return base, None
+        if reply.status != 200:
+            raise status_error(reply, base + "/notifications/v2")
+        return base, parse_notifications(reply.body)
+
+    async def _handle(self, notes: list[Notification], base: str) -> bool:
+        """Refetch every namespace a 200 names; True when all of them were fetched."""
+        targets: dict[str, tuple[int, dict[str, int]]] = {}
+        for note in notes:
+            for name in self.match(note.namespace):
+                state = self._states[name]
+                seen_id, merged = targets.get(name, (state.notification_id, dict(state.messages)))
+                for key, value in note.messages.items():
+                    if value > merged.get(key, -1):
+                        merged[key] = value
+                targets[name] = (max(seen_id, note.notification_id), merged)
+        if not targets:
+            return True
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("notified of %s by %s", sorted(targets), base)
+        done = await self._refetch({name: t[1] for name, t in targets.items()}, base)
+        for name in done:
+            state = self._states[name]
+            state.notification_id = max(state.notification_id, targets[name][0])
+            state.messages = targets[name][1]
+        return done >= targets.keys()
+
+    def _log_failure(self, exc: ApolloError, delay: float, failures: int) -> None:
+        # An outage logs a warning on failures 1, 2, 4, 8, ...: visible, but never a flood.
+        level = logging.WARNING if failures & (failures - 1) == 0 else logging.DEBUG
+        if isinstance(exc, ApolloAuthError):
+            level = logging.ERROR
+        logger.log(
+            level,
+            "long poll for %s failed (%s); retrying in %.1f s",
+            self._options.app_id,
+            exc,
+            delay,
+        )

@@ -1,0 +1,158 @@
+"""The HTTP layer: one aiohttp session per client, signing, timeouts and error mapping.
+
+URLs are built as final strings and sent unchanged (``yarl.URL(..., encoded=True)``) so the
+bytes on the wire are exactly the bytes that were signed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from dataclasses import dataclass
+
+import aiohttp
+from yarl import URL
+
+from ._auth import auth_headers
+from ._config import ClientOptions
+from ._exceptions import (
+    ApolloAuthError,
+    ApolloConnectionError,
+    ApolloHTTPStatusError,
+    ApolloNotFoundError,
+    ApolloResponseError,
+    ApolloTimeoutError,
+    ClientStateError,
+)
+
+__all__ = ["Reply", "Transport"]
+
+#: |skew| at or above this many seconds makes the config service refuse signed requests.
+_SKEW_LIMIT_S = 60.0
+_ABANDONED: list[aiohttp.ClientSession] = []
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Status, body and the server's ``Date`` (for clock-skew diagnosis) of one response."""
+
+    status: int
+    body: bytes
+    server_time: float | None
+
+
+class Transport:
+    """Owns the aiohttp session. Create and close it inside the loop that uses it."""
+
+    def __init__(self, options: ClientOptions) -> None:
+        self._options = options
+        self._session: aiohttp.ClientSession | None = None
+        self._fetch_timeout = aiohttp.ClientTimeout(
+            total=options.read_timeout + options.connect_timeout,
+            sock_connect=options.connect_timeout,
+            sock_read=options.read_timeout,
+        )
+        self._poll_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=options.connect_timeout, sock_read=options.poll_timeout
+        )
+
+    async def open(self) -> None:
+        """Create the session (must run inside the event loop that will use it)."""
+        ssl_option = True if self._options.ssl is None else self._options.ssl
+        connector = aiohttp.TCPConnector(limit=32, limit_per_host=8, ssl=ssl_option)
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=self._fetch_timeout, auto_decompress=True
+        )
+
+    async def close(self) -> None:
+        """Close the session; idempotent."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+            # Lets the transports' connection_lost run, so no ResourceWarning follows.
+            await asyncio.sleep(0)
+
+    def abandon(self) -> None:
+        """Forget the session without touching it (after fork: it belongs to the parent).
+
+        Its sockets are the parent's; closing them here could disturb the parent's TLS state,
+        and letting them be collected would warn about an unclosed session. So they are kept
+        referenced, untouched, for the life of this process.
+        """
+        if self._session is not None:
+            _ABANDONED.append(self._session)
+            self._session = None
+
+    async def get(
+        self, base: str, target: str, *, long_poll: bool = False, sign: bool = True
+    ) -> Reply:
+        """GET ``base + target``; ``target`` is the already escaped path and query."""
+        session = self._session
+        if session is None:
+            raise ClientStateError("the client is not started")
+        headers = {}
+        secret = self._options.secret
+        if sign and secret is not None:
+            prefix = URL(base).raw_path.rstrip("/")
+            headers = auth_headers(self._options.app_id, prefix + target, secret)
+        url = URL(base + target, encoded=True)
+        where = base + target.partition("?")[0]
+        timeout = self._poll_timeout if long_poll else self._fetch_timeout
+        try:
+            async with session.get(
+                url, headers=headers, timeout=timeout, allow_redirects=False
+            ) as resp:
+                body = await self._read_body(resp, where)
+                return Reply(resp.status, body, _server_time(resp.headers.get("Date")))
+        except TimeoutError as exc:
+            raise ApolloTimeoutError(f"timed out waiting for {where}") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise ApolloConnectionError(f"{where}: {type(exc).__name__}") from exc
+
+    async def _read_body(self, resp: aiohttp.ClientResponse, where: str) -> bytes:
+        cap = self._options.max_body_bytes
+        if resp.content_length is not None and resp.content_length > cap:
+            raise ApolloResponseError(f"{where}: reply of {resp.content_length} bytes > {cap}")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(65536):
+            size += len(chunk)
+            if size > cap:
+                raise ApolloResponseError(f"{where}: reply larger than the {cap}-byte cap")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _server_time(header: str | None) -> float | None:
+    if not header:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(header).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def status_error(reply: Reply, where: str) -> ApolloHTTPStatusError:
+    """Turn an unexpected status into the matching error, diagnosing 401s."""
+    status = reply.status
+    if status == 404:
+        return ApolloNotFoundError(f"{where}: not found (never released?)", status=404, url=where)
+    if status == 401:
+        skewed = b"RequestTimeTooSkewed" in reply.body or (
+            reply.server_time is not None and abs(time.time() - reply.server_time) >= _SKEW_LIMIT_S
+        )
+        if skewed:
+            return ApolloAuthError(
+                f"{where}: 401, the local clock is 60 s or more off the server's; fix the clock",
+                status=401,
+                url=where,
+                reason="clock_skew",
+            )
+        return ApolloAuthError(
+            f"{where}: 401, the access-key secret is wrong or missing",
+            status=401,
+            url=where,
+            reason="signature",
+        )
+    return ApolloHTTPStatusError(f"{where}: unexpected HTTP {status}", status=status, url=where)
