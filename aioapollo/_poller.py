@@ -27,6 +27,30 @@ __all__ = ["Backoff", "NamespaceState", "Poller"]
 logger = logging.getLogger("aioapollo")
 
 
+class _TokenBucket:
+    """At most one poll per ``interval`` on average, with a small burst allowance, so an
+    instant 304 from a broken proxy cannot turn the loop hot, while a quick poll after a
+    notification is never delayed."""
+
+    def __init__(self, interval: float, burst: int) -> None:
+        self._interval = interval
+        self._burst = burst
+        self._tokens = float(burst)
+        self._stamp = time.monotonic()
+
+    async def take(self) -> None:
+        if self._interval <= 0:
+            return
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._stamp) / self._interval)
+        self._stamp = now
+        if self._tokens < 1:
+            await asyncio.sleep((1 - self._tokens) * self._interval)
+            self._tokens = 1.0
+            self._stamp = time.monotonic()
+        self._tokens -= 1
+
+
 class Backoff:
     """Exponential backoff with "equal jitter": a delay in [d/2, d], d doubling up to a cap."""
 
@@ -105,12 +129,9 @@ class Poller:
         poll_backoff = Backoff(options.backoff_initial, options.backoff_max)
         fetch_backoff = Backoff(options.backoff_initial, 8.0)
         avoid: str | None = None
-        last_start = float("-inf")
+        limiter = _TokenBucket(options.poll_min_interval, burst=5)
         while True:
-            wait = options.poll_min_interval - (time.monotonic() - last_start)
-            if wait > 0:
-                await asyncio.sleep(wait)
-            last_start = time.monotonic()
+            await limiter.take()
             try:
                 base, notes = await self._poll_once(avoid)
             except ApolloError as exc:
