@@ -1,0 +1,20 @@
+"""aioapollo.testing: a faithful in-process Apollo config service for tests and local development.
+
+``async with ApolloTestServer() as server:`` serves ``/configs``, ``/configfiles``,
+``/notifications/v2`` and ``/services/config`` on ``server.url`` the way the real config service
+does, from releases you publish with ``server.publish(...)``. See the README section "Testing
+against Apollo without Apollo".
+"""
+
+from ._models import Fault, RecordedRequest
+from ._server import ApolloTestServer
+from ._store import GrayRule, Release, ReleaseStore
+
+__all__ = [
+    "ApolloTestServer",
+    "Fault",
+    "GrayRule",
+    "RecordedRequest",
+    "Release",
+    "ReleaseStore",
+]

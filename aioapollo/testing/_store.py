@@ -1,0 +1,363 @@
+"""In-memory release state of the test server: namespaces, releases, gray rules, secrets, messages.
+
+A :class:`ReleaseStore` plays the part of Apollo's config database. It is thread-safe: every
+method takes one lock, and listeners (the servers holding long polls) are called after it is
+released, in the thread that changed the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets as _secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from .._wire import CONTENT_KEY, namespace_format, strip_properties, watch_key
+
+__all__ = ["GrayRule", "Release", "ReleaseStore"]
+
+logger = logging.getLogger("aioapollo.testing")
+
+#: appId the Java client uses when it has none; such clients only get public namespaces.
+NO_APP_ID = "ApolloNoAppIdPlaceHolder"
+DEFAULT_CLUSTER = "default"
+APPLICATION = "application"
+
+ReleaseListener = Callable[[str, int], None]
+
+
+@dataclass(frozen=True, eq=False)
+class Release:
+    """One release of a namespace, as the config service would load it.
+
+    Attributes:
+        key: The releaseKey, ``yyyyMMddHHmmss-<16 hex>``, unique in the store.
+        app_id: The app owning the namespace.
+        cluster: The cluster the release lives in; for a gray release that is the branch's
+            generated child-cluster name, as in Apollo.
+        namespace: The namespace name as stored (never with a ``.properties`` suffix).
+        configurations: The released key/value pairs (left out of the repr).
+    """
+
+    key: str
+    app_id: str
+    cluster: str
+    namespace: str
+    configurations: Mapping[str, str] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class GrayRule:
+    """A gray-release rule item: which clients get the branch release (Apollo's rule DTO)."""
+
+    client_app_id: str
+    ips: frozenset[str] = frozenset()
+    labels: frozenset[str] = frozenset()
+
+    def matches(self, app_id: str, ip: str | None, label: str | None) -> bool:
+        """Match like ``GrayReleaseRuleItemDTO.matches``: same appId and ip or label listed.
+
+        ``*`` in a list matches every client, even one that sent no ip or label.
+        """
+        if self.client_app_id.lower() != app_id.lower():
+            return False
+        return "*" in self.ips or ip in self.ips or "*" in self.labels or label in self.labels
+
+
+@dataclass
+class _Branch:
+    name: str
+    rule: GrayRule
+    release: Release
+
+
+@dataclass
+class _State:
+    release: Release | None = None
+    branch: _Branch | None = None
+
+
+def _configurations(namespace: str, data: Mapping[str, str] | str) -> Mapping[str, str]:
+    if isinstance(data, str):
+        if namespace_format(namespace) == "properties":
+            raise ValueError(
+                f"raw text needs a non-properties namespace such as 'x.json', got {namespace!r}"
+            )
+        return MappingProxyType({CONTENT_KEY: data})
+    items = dict(data)
+    for key, value in items.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(f"configuration keys and values must be str (key {key!r})")
+    return MappingProxyType(items)
+
+
+class ReleaseStore:
+    """Releases and release messages shared by one or more :class:`ApolloTestServer`.
+
+    Namespace names are matched like the config service does: ``.properties`` is stripped and
+    an app's namespaces and public namespaces are looked up case-insensitively, the name first
+    created being kept. appIds and clusters are compared exactly (secrets excepted, which are
+    looked up case-insensitively as Apollo does).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        # (appId.lower(), name.lower()) -> stored name: the app's own namespaces.
+        self._app_namespaces: dict[tuple[str, str], str] = {}
+        # name.lower() -> (owner appId, stored name): public namespaces.
+        self._public: dict[str, tuple[str, str]] = {}
+        self._states: dict[tuple[str, str, str], _State] = {}
+        self._by_key: dict[str, Release] = {}
+        self._secrets: dict[str, tuple[str, ...]] = {}
+        self._message_ids: dict[str, int] = {}
+        self._last_id = 0
+        self._listeners: list[ReleaseListener] = []
+
+    def __repr__(self) -> str:
+        with self._lock:
+            return (
+                f"<ReleaseStore namespaces={len(self._app_namespaces)} "
+                f"releases={len(self._by_key)} last_message_id={self._last_id}>"
+            )
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The store's lock, for callers that need several reads to be consistent."""
+        return self._lock
+
+    # ----------------------------------------------------------------- changing the store
+
+    def create_namespace(self, app_id: str, namespace: str, *, public: bool = False) -> str:
+        """Make a namespace exist (without a release) and return its stored name.
+
+        A name that is already public and owned by another app is an *associated* namespace:
+        the app may publish its own override for it, merged over the public release.
+        """
+        name = strip_properties(namespace)
+        if not app_id or not name:
+            raise ValueError("app_id and namespace must not be empty")
+        with self._lock:
+            self._app_namespaces.setdefault((app_id.lower(), APPLICATION), APPLICATION)
+            own = self._app_namespaces.get((app_id.lower(), name.lower()))
+            owner = self._public.get(name.lower())
+            if owner is not None and owner[0] != app_id:
+                if public:
+                    raise ValueError(f"public namespace {owner[1]!r} belongs to app {owner[0]!r}")
+                return own if own is not None else owner[1]
+            if own is None:
+                own = name
+                self._app_namespaces[(app_id.lower(), name.lower())] = own
+            if public:
+                self._public[name.lower()] = (app_id, own)
+            return own
+
+    def publish(
+        self,
+        app_id: str,
+        namespace: str,
+        data: Mapping[str, str] | str,
+        *,
+        cluster: str = DEFAULT_CLUSTER,
+        public: bool = False,
+        gray_ips: Iterable[str] | None = None,
+        gray_labels: Iterable[str] | None = None,
+        gray_client_app_id: str | None = None,
+    ) -> str:
+        """Release a namespace and return the new releaseKey.
+
+        Args:
+            app_id: The app the namespace belongs to (or which overrides a public namespace).
+            namespace: The namespace name; ``.properties`` is stripped, the case of an
+                existing namespace is kept.
+            data: Key/value pairs, or the raw text of a non-properties namespace (stored
+                under the single ``content`` key).
+            cluster: The cluster to release to.
+            public: Make the namespace public (owned by ``app_id``).
+            gray_ips: With ``gray_labels``: make this a gray (branch) release served only to
+                matching clients; ``*`` matches all. The main release is left as it is.
+            gray_labels: Client labels the gray release is served to.
+            gray_client_app_id: appId of the clients the gray rule applies to; defaults to
+                ``app_id`` (set it for gray releases of a public namespace).
+        """
+        gray = gray_ips is not None or gray_labels is not None
+        if not cluster:
+            raise ValueError("cluster must not be empty")
+        with self._lock:
+            name = self.create_namespace(app_id, namespace, public=public)
+            configurations = _configurations(name, data)
+            state = self._states.setdefault((app_id, cluster, name), _State())
+            key = self._new_key()
+            if gray:
+                branch_name = state.branch.name if state.branch else self._new_key()
+                release = Release(key, app_id, branch_name, name, configurations)
+                rule = GrayRule(
+                    gray_client_app_id or app_id,
+                    frozenset(gray_ips or ()),
+                    frozenset(gray_labels or ()),
+                )
+                state.branch = _Branch(branch_name, rule, release)
+            else:
+                release = Release(key, app_id, cluster, name, configurations)
+                state.release = release
+            self._by_key[key] = release
+            message = watch_key(app_id, cluster, name)
+            message_id = self._send(message)
+        logger.info(
+            "published %s releaseKey=%s (%d keys%s)",
+            message,
+            key,
+            len(configurations),
+            ", gray" if gray else "",
+        )
+        self._notify(message, message_id)
+        return key
+
+    def delete_release(self, app_id: str, namespace: str, cluster: str = DEFAULT_CLUSTER) -> None:
+        """Withdraw a namespace's main release: ``/configs`` then answers 404.
+
+        Raises:
+            KeyError: The namespace has no release in that cluster.
+        """
+        with self._lock:
+            name = self.canonical(app_id, namespace)
+            state = self._states.get((app_id, cluster, name))
+            if state is None or state.release is None:
+                raise KeyError(f"no release of {watch_key(app_id, cluster, name)}")
+            state.release = None
+            message = watch_key(app_id, cluster, name)
+            message_id = self._send(message)
+        logger.info("deleted release of %s", message)
+        self._notify(message, message_id)
+
+    def clear_gray(self, app_id: str, namespace: str, cluster: str = DEFAULT_CLUSTER) -> None:
+        """Delete a namespace's gray branch, so every client gets the main release again.
+
+        Raises:
+            KeyError: The namespace has no gray release in that cluster.
+        """
+        with self._lock:
+            name = self.canonical(app_id, namespace)
+            state = self._states.get((app_id, cluster, name))
+            if state is None or state.branch is None:
+                raise KeyError(f"no gray release of {watch_key(app_id, cluster, name)}")
+            state.branch = None
+            message = watch_key(app_id, cluster, name)
+            message_id = self._send(message)
+        logger.info("cleared gray release of %s", message)
+        self._notify(message, message_id)
+
+    def set_secret(self, app_id: str, secret: str | Iterable[str] | None) -> None:
+        """Set (or with ``None`` remove) the access-key secret(s) of an app."""
+        values = () if secret is None else (secret,) if isinstance(secret, str) else tuple(secret)
+        with self._lock:
+            if values:
+                self._secrets[app_id.lower()] = values
+            else:
+                self._secrets.pop(app_id.lower(), None)
+        logger.info("access key %s for app %s", "set" if values else "removed", app_id)
+
+    def subscribe(self, listener: ReleaseListener) -> Callable[[], None]:
+        """Call ``listener(watch_key, notification_id)`` on every release message.
+
+        Returns a function that unsubscribes. Listeners run in the thread that changed the
+        store and must not block.
+        """
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe
+
+    # ----------------------------------------------------------------------------- queries
+
+    def canonical(self, app_id: str, namespace: str) -> str:
+        """Normalise a name like ``NamespaceUtil``: strip ``.properties``, then fix the case."""
+        name = strip_properties(namespace)
+        with self._lock:
+            own = self._app_namespaces.get((app_id.lower(), name.lower()))
+            if own is not None:
+                return own
+            owner = self._public.get(name.lower())
+            return owner[1] if owner is not None else name
+
+    def belongs_to(self, app_id: str, namespace: str) -> bool:
+        """Whether ``namespace`` (already canonical) is one of the app's own namespaces."""
+        with self._lock:
+            return (app_id.lower(), namespace.lower()) in self._app_namespaces
+
+    def public_owner(self, namespace: str) -> str | None:
+        """The appId owning the public namespace of that name, if there is one."""
+        with self._lock:
+            owner = self._public.get(namespace.lower())
+            return owner[0] if owner is not None else None
+
+    def release(
+        self, app_id: str, namespace: str, cluster: str = DEFAULT_CLUSTER
+    ) -> Release | None:
+        """The current main release of a namespace in one cluster (no fallback, no gray)."""
+        with self._lock:
+            state = self._states.get((app_id, cluster, self.canonical(app_id, namespace)))
+            return state.release if state is not None else None
+
+    def find_release(
+        self,
+        client_app_id: str,
+        ip: str | None,
+        label: str | None,
+        app_id: str,
+        cluster: str,
+        namespace: str,
+    ) -> Release | None:
+        """Load one cluster's release for a client: a matching gray release first."""
+        with self._lock:
+            state = self._states.get((app_id, cluster, namespace))
+            if state is None:
+                return None
+            branch = state.branch
+            if branch is not None and branch.rule.matches(client_app_id, ip, label):
+                return branch.release
+            return state.release
+
+    def releases_by_key(self, keys: Iterable[str]) -> list[Release]:
+        """Releases (current or past) with these keys, in the order given, unknown ones left out."""
+        with self._lock:
+            return [self._by_key[key] for key in keys if key in self._by_key]
+
+    def secrets(self, app_id: str) -> tuple[str, ...]:
+        """The access-key secrets of an app (empty when it has none)."""
+        with self._lock:
+            return self._secrets.get(app_id.lower(), ())
+
+    def notification_ids(self, keys: Iterable[str]) -> dict[str, int]:
+        """The latest release-message id of each watch key that has one."""
+        with self._lock:
+            return {key: self._message_ids[key] for key in keys if key in self._message_ids}
+
+    # ---------------------------------------------------------------------------- private
+
+    def _new_key(self) -> str:
+        while True:
+            key = f"{time.strftime('%Y%m%d%H%M%S')}-{_secrets.token_hex(8)}"
+            if key not in self._by_key:
+                return key
+
+    def _send(self, message: str) -> int:
+        self._last_id += 1
+        self._message_ids[message] = self._last_id
+        return self._last_id
+
+    def _notify(self, message: str, message_id: int) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(message, message_id)
+            except Exception:
+                logger.exception("release listener failed")
