@@ -399,12 +399,16 @@ class ApolloClient:
         try:
             await transport.open()
             await self._initial_load(pool)
+            if self._state is not ClientState.STARTING:
+                raise ClientStateError("the client was closed while starting")
         except BaseException:
             self._transport = self._pool = None
-            self._state = previous
+            if self._state is ClientState.STARTING:
+                self._state = previous
             self._ready.set()
             await transport.close()
             raise
+        self._listeners.open()
         self._poller = Poller(self._options, transport, pool, self._states, self._refetch)
         self._tasks = [
             self._spawn(self._poller.run(), "poll"),

@@ -86,12 +86,18 @@ class ListenerRegistry:
         if self._queue is not None and self._entries:
             self._queue.put_nowait(event)
 
+    def open(self) -> None:
+        """Start accepting events (a fresh queue: one from before a fork is the parent's)."""
+        self._queue = asyncio.Queue()
+
     async def run(self) -> None:
         """The dispatcher task: deliver queued events until cancelled."""
-        self._queue = asyncio.Queue()
+        queue = self._queue
+        if queue is None:
+            raise RuntimeError("open() the registry before running its dispatcher")
         try:
             while True:
-                event = await self._queue.get()
+                event = await queue.get()
                 for entry in list(self._entries):
                     if entry.wants(event):
                         await self._call(entry.listener, event)

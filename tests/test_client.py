@@ -340,3 +340,33 @@ async def test_query_strings_parse_as_the_server_sees_them(
     await client.start()
     fetch = next(r for r in server.requests if r.path.startswith("/configs/"))
     assert parse_qs(fetch.raw_path.partition("?")[2])["ip"] == ["10.0.0.1"]
+
+
+async def test_cancelled_start_leaves_nothing_behind(
+    server: ApolloTestServer, make_client: ClientFactory
+) -> None:
+    server.inject("/configs/", delay=5)
+    client = make_client()
+    starting = asyncio.create_task(client.start())
+    await server.wait_for_request(lambda r: r.path.startswith("/configs/"))
+    starting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await starting
+    assert client.state is ClientState.CREATED
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("aioapollo-")]
+    server.clear_faults()
+    await client.start()  # and it can still be started
+    assert await client.get("greeting") == "hello"
+
+
+async def test_aclose_while_starting_wins(
+    server: ApolloTestServer, make_client: ClientFactory
+) -> None:
+    server.inject("/configs/", delay=5)
+    client = make_client(cache_dir=None)
+    starting = asyncio.create_task(client.start())
+    await server.wait_for_request(lambda r: r.path.startswith("/configs/"))
+    await client.aclose()
+    with pytest.raises(Exception):  # noqa: B017 - the aborted load's error, whichever it is
+        await starting
+    assert client.state is ClientState.CLOSED
