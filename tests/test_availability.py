@@ -275,3 +275,38 @@ def test_cache_file_written_by_many_processes_is_never_torn(tmp_path: Path) -> N
     assert codes == [0] * 16
     assert reads > 0
     assert not [p for p in cache.directory.iterdir() if p.name.startswith(".tmp-")]
+
+
+async def test_periodic_refresh_is_a_safety_net(
+    server: ApolloTestServer, make_client: ClientFactory, events: Events
+) -> None:
+    # Every long poll is answered 304 at once (a broken proxy): notifications never arrive.
+    server.inject("/notifications/v2", status=304, times=None)
+    client = make_client(refresh_interval=0.3, poll_min_interval=0.1)
+    client.on_change(events)
+    await client.start()
+    server.publish(APP, "application", {"greeting": "refreshed"})
+    event = await events.next()
+    assert event.changes["greeting"].new_value == "refreshed"
+    # And the instant 304s did not turn the poll loop hot: ~10/s at most with this setting.
+    polls = [r for r in server.requests if r.path == "/notifications/v2"]
+    elapsed = polls[-1].time - polls[0].time
+    assert len(polls) <= 6 + elapsed * 10, (len(polls), elapsed)
+
+
+async def test_discovery_is_refreshed(tmp_path: Path) -> None:
+    async with ApolloTestServer(hold_seconds=0.5) as one:
+        async with ApolloTestServer(hold_seconds=0.5, store=one.store) as two:
+            one.publish(APP, "application", {"k": "v"})
+            async with ApolloClient(
+                APP, meta_server=one.url, cache_dir=None, refresh_interval=0.3, **FAST
+            ) as client:
+                events = Events()
+                client.on_change(events)
+                assert await client.get("k") == "v"
+                one.config_services = [two.url]  # the config service moves
+                await two.wait_for_request(lambda r: r.path.startswith("/configs/"))
+                await one.close()  # the old one is gone for good
+                two.publish(APP, "application", {"k": "moved"})
+                await events.next()
+                assert await client.get("k") == "moved"
