@@ -7,6 +7,7 @@ against Apollo without Apollo".
 """
 
 from ._models import Fault, RecordedRequest
+from ._seed import SeedError, apply_seed, load_seed
 from ._server import ApolloTestServer
 from ._store import GrayRule, Release, ReleaseStore
 
@@ -17,4 +18,7 @@ __all__ = [
     "RecordedRequest",
     "Release",
     "ReleaseStore",
+    "SeedError",
+    "apply_seed",
+    "load_seed",
 ]

@@ -200,6 +200,8 @@ async def notifications(
         name: client.reply_name for name, client in namespaces.items() if client.reply_name != name
     }
     hub = server.hub
+    if server.closing:
+        return empty(304)
     waiter = hub.register(every_key, reply_names)
     try:
         reply = immediate_reply(namespaces, keys, server.store.notification_ids(every_key))

@@ -16,7 +16,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from ._apollo import route
 from ._control import CONTROL_PREFIX, handle_control
-from ._http import JSON, gson_error, parse_query, split_target
+from ._faults import apply_fault, take_fault
+from ._http import gson_error, parse_query, split_target
 from ._longpoll import LongPollHub
 from ._models import Fault, Matcher, RecordedRequest
 from ._store import DEFAULT_CLUSTER, ReleaseStore
@@ -24,8 +25,6 @@ from ._store import DEFAULT_CLUSTER, ReleaseStore
 __all__ = ["ApolloTestServer"]
 
 logger = logging.getLogger("aioapollo.testing")
-
-_RESET_BODY = b'{"appId":"'
 
 
 def _now_ms() -> int:
@@ -50,6 +49,7 @@ class ApolloTestServer:
         time_tolerance_seconds: Allowed clock skew of signed requests.
         clock: Returns the server's time in epoch milliseconds (for signature tests).
         config_services: URLs listed by ``/services/config``; this server's URL by default.
+        max_requests: Keep only this many recorded requests (all by default).
     """
 
     def __init__(
@@ -63,6 +63,7 @@ class ApolloTestServer:
         time_tolerance_seconds: float = 60.0,
         clock: Callable[[], int] | None = None,
         config_services: Iterable[str] | None = None,
+        max_requests: int | None = None,
     ) -> None:
         self.host = host
         self.hold_seconds = hold_seconds
@@ -74,6 +75,7 @@ class ApolloTestServer:
         self._config_services = list(config_services) if config_services is not None else None
         self._state = "new"
         self._port: int | None = None
+        self.max_requests = max_requests
         self._requests: list[RecordedRequest] = []
         self._faults: list[Fault] = []
         self._hub: LongPollHub | None = None
@@ -185,6 +187,11 @@ class ApolloTestServer:
         if self._hub is None:
             raise RuntimeError("the server is not started")
         return self._hub
+
+    @property
+    def closing(self) -> bool:
+        """Whether :meth:`close` has begun."""
+        return self._state in ("closing", "closed")
 
     @property
     def held_polls(self) -> int:
@@ -333,13 +340,6 @@ class ApolloTestServer:
         if self._changed is not None:
             self._changed.set()
 
-    def _take_fault(self, record: RecordedRequest) -> Fault | None:
-        for fault in self._faults:
-            if not fault.exhausted and fault.matches(record):
-                fault.hits += 1
-                return fault
-        return None
-
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         if path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/"):
@@ -355,15 +355,20 @@ class ApolloTestServer:
             remote=request.remote,
         )
         self._requests.append(record)
+        if self.max_requests is not None and len(self._requests) > self.max_requests:
+            del self._requests[: len(self._requests) - self.max_requests]
         self._signal()
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s %s", request.method, request.raw_path)
-        fault = self._take_fault(record)
+        fault = take_fault(self._faults, record)
         response: web.StreamResponse | None = None
         status: int | None = None
         if fault is not None:
             record.fault = fault
-            response, status = await self._apply(fault, request)
+            if fault.exhausted:
+                self._faults.remove(fault)
+            assert self._closing is not None
+            response, status = await apply_fault(fault, request, self._closing)
         if response is None:
             try:
                 response = await route(self, request, query)
@@ -374,40 +379,3 @@ class ApolloTestServer:
         record.status = status
         self._signal()
         return response
-
-    async def _apply(
-        self, fault: Fault, request: web.Request
-    ) -> tuple[web.StreamResponse | None, int | None]:
-        closing = self._closing
-        assert closing is not None
-        if fault.delay:
-            with suppress(TimeoutError):
-                async with asyncio.timeout(fault.delay):
-                    await closing.wait()
-            if closing.is_set():
-                return _drop(request), None
-        if fault.status is not None:
-            body = fault.body.encode() if isinstance(fault.body, str) else fault.body
-            return web.Response(status=fault.status, body=body), fault.status
-        if fault.drop:
-            return _drop(request), None
-        if fault.reset:
-            response = web.StreamResponse(status=200, headers={"Content-Type": JSON})
-            response.content_length = 4096
-            await response.prepare(request)
-            await response.write(_RESET_BODY)
-            _drop(request)
-            return response, 200
-        if fault.garbage not in (None, False):
-            return web.Response(body=fault.garbage_body(), content_type=JSON), 200
-        if fault.hang:
-            await closing.wait()
-            return _drop(request), None
-        return None, None
-
-
-def _drop(request: web.Request) -> web.Response:
-    transport = request.transport
-    if transport is not None:
-        transport.close()
-    return web.Response(status=204)  # never sent: the connection is gone
