@@ -1,0 +1,8 @@
+"""``python -m aioapollo``: the command line (see ``aioapollo --help``)."""
+
+import sys
+
+from ._cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
