@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.util
 import logging
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
@@ -23,6 +25,8 @@ from aioapollo.integrations.pydantic import (
 from aioapollo.testing import ApolloTestServer
 
 from .conftest import APP, ClientFactory
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "settings_app.py"
 
 
 class Db(BaseModel):
@@ -227,3 +231,41 @@ def test_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delitem(sys.modules, "aioapollo.integrations.pydantic")
     with pytest.raises(ImportError, match=r"pip install 'aioapollo\[pydantic\]'"):
         importlib.import_module("aioapollo.integrations.pydantic")
+
+
+async def test_fastapi_example_serves_current_settings(
+    server: ApolloTestServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import httpx
+
+    monkeypatch.setenv("APP_ID", APP)
+    monkeypatch.setenv("APOLLO_CONFIG_SERVICE", server.url)
+    monkeypatch.setenv("APOLLO_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("DEMO_FEATURE_ENABLED", "true")
+    server.publish(APP, "application", {"greeting": "hi", "rate_limit": "5", "db.port": "6000"})
+    spec = importlib.util.spec_from_file_location("settings_app_under_test", EXAMPLE)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, example)  # resolves its annotations
+    spec.loader.exec_module(example)
+    outcomes = Outcomes()
+    example.settings.on_update(outcomes.update)
+    example.settings.on_error(outcomes.error)
+    transport = httpx.ASGITransport(app=example.app)
+    async with (
+        example.app.router.lifespan_context(example.app),
+        httpx.AsyncClient(transport=transport, base_url="http://app") as http,
+    ):
+        body = (await http.get("/settings")).json()
+        assert body == {
+            "greeting": "hi",
+            "rate_limit": 5,
+            "feature_enabled": True,  # from the environment
+            "db": {"host": "localhost", "port": 6000},
+        }
+        server.publish(APP, "application", {"greeting": "hi", "rate_limit": "lots"})
+        assert (await outcomes.next())[0] == "error"
+        assert (await http.get("/greeting")).json() == {"greeting": "hi", "rate_limit": 5}
+        server.publish(APP, "application", {"greeting": "hey", "rate_limit": "20"})
+        assert (await outcomes.next())[0] == "update"
+        assert (await http.get("/greeting")).json() == {"greeting": "hey", "rate_limit": 20}
