@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -98,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     watch.add_argument("--json", action="store_true", help="one JSON object per changed key")
     watch.add_argument(
-        "--count", type=int, default=None, help="exit 0 after this many changed namespaces"
+        "--count", type=_positive, default=None, help="exit 0 after this many changed namespaces"
     )
 
     serve = sub.add_parser("serve", help="run the Apollo test server (for local development)")
@@ -109,6 +110,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("-v", "--verbose", action="count", default=0)
     return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -139,6 +147,9 @@ def _main(args: argparse.Namespace) -> int:
         return exc.code
     except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed
         return EXIT_OK if args.command in ("watch", "serve") else 130
+    except BrokenPipeError:  # e.g. `aioapollo dump | head -1`: the reader has gone
+        _silence_stdout()
+        return EXIT_OK
 
 
 @contextlib.contextmanager
@@ -264,6 +275,13 @@ async def _watch(client: ApolloClient, args: argparse.Namespace) -> int:
     arrow = "→" if _encodable(sys.stdout, "→") else "->"
 
     async def show(event: ConfigChangeEvent) -> None:
+        try:
+            _print_event(event)
+        except BrokenPipeError:  # `aioapollo watch | head -1`: the reader has gone
+            _silence_stdout()
+            stop.set()
+
+    def _print_event(event: ConfigChangeEvent) -> None:
         nonlocal seen
         for key in sorted(event.changes):
             change = event.changes[key]
@@ -342,6 +360,13 @@ async def _serve(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise _Fail(EXIT_USAGE, f"cannot listen on {args.host}:{args.port}: {exc}") from None
     return EXIT_OK
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def _encodable(stream: TextIO, text: str) -> bool:

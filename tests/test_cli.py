@@ -201,7 +201,7 @@ async def finish(proc: asyncio.subprocess.Process) -> tuple[int, str, str]:
         await proc.wait()
         raise
     assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return proc.returncode, (out or b"").decode(), (err or b"").decode()
 
 
 async def test_subprocess_get_and_missing_key(env: dict[str, str]) -> None:
@@ -268,3 +268,23 @@ async def test_subprocess_serve(env: dict[str, str], capsys: pytest.CaptureFixtu
             proc.kill()
             await proc.wait()
     assert code == EXIT_OK, err
+
+
+async def test_subprocess_dump_into_a_closed_pipe_exits_0(env: dict[str, str]) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written: `| head -0`
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "aioapollo",
+            "dump",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=write_end,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    finally:
+        os.close(write_end)
+    code, _, err = await finish(proc)
+    assert code == EXIT_OK, err
+    assert "Traceback" not in err
