@@ -613,13 +613,13 @@ class ApolloClient:
                 for base in self._pool.ordered(prefer):
                     try:
                         reply = await self._get_config(base, target, name)
-                        if reply.status in (200, 304):
-                            self._synced[name] = time.time()
                         if reply.status == 304:
+                            self._synced[name] = time.time()
                             return
                         if reply.status == 200:
                             if self._apply(name, parse_config(reply.body), release_key):
                                 await self._save(name)
+                            self._synced[name] = time.time()
                             return
                         error = status_error(reply, f"{base}/configs/.../{name}")
                     except ApolloError as exc:

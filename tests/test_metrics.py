@@ -62,11 +62,10 @@ async def test_prometheus_hooks(server: ApolloTestServer, make_client: ClientFac
         found = registry.get_sample_value(name, {"app_id": APP, **labels})
         return 0.0 if found is None else found
 
-    assert (
-        value("aioapollo_polls_total", result="unchanged")
-        + value("aioapollo_polls_total", result="changed")
-        >= 2
+    ok_polls = value("aioapollo_polls_total", result="unchanged") + value(
+        "aioapollo_polls_total", result="changed"
     )
+    assert ok_polls >= 1
     assert value("aioapollo_polls_total", result="error") == 1
     assert value("aioapollo_fetches_total", namespace="application", result="500") == 1
     assert value("aioapollo_fetches_total", namespace="application", result="200") >= 2
@@ -74,7 +73,7 @@ async def test_prometheus_hooks(server: ApolloTestServer, make_client: ClientFac
     assert value("aioapollo_errors_total", operation="fetch", kind="ApolloHTTPStatusError:500") == 1
     assert value("aioapollo_errors_total", operation="poll", kind="ApolloHTTPStatusError:503") == 1
     assert value("aioapollo_fetch_duration_seconds_count", namespace="application") >= 3
-    assert value("aioapollo_poll_duration_seconds_count") >= 3
+    assert value("aioapollo_poll_duration_seconds_count") == ok_polls + 1
     assert value("aioapollo_last_sync_timestamp_seconds") > 1.7e9
     assert b"s3cret-value" not in generate_latest(registry)
 
@@ -126,12 +125,13 @@ async def test_opentelemetry_hooks(server: ApolloTestServer, make_client: Client
 
     app = {"aioapollo.app_id": APP}
     assert total("aioapollo.polls", **app, **{"aioapollo.result": "error"}) == 1
-    assert total("aioapollo.polls", **app) >= 3
+    assert total("aioapollo.polls", **app) >= 2  # at least one ok, one failed
     assert total("aioapollo.fetches", **{"aioapollo.result": "500"}) == 1
     assert total("aioapollo.changes", **{"aioapollo.namespace": "application"}) == 1
     assert total("aioapollo.errors", **{"aioapollo.operation": "poll"}) == 1
     assert total("aioapollo.errors", **{"error.type": "ApolloHTTPStatusError:500"}) == 1
-    assert total("aioapollo.fetch.duration") >= 3 and total("aioapollo.poll.duration") >= 3
+    assert total("aioapollo.fetch.duration") >= 3  # 500, 200 at start, 200 after publish
+    assert total("aioapollo.poll.duration") == total("aioapollo.polls")
     assert total("aioapollo.last_sync", **app) > 1.7e9
     assert "s3cret-value" not in repr(points)
 
