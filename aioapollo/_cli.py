@@ -53,7 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--label", help="gray-release label (APOLLO_LABEL)")
     group.add_argument("--ip", help="client IP reported for gray releases")
     group.add_argument(
-        "--timeout", type=float, default=10.0, help="seconds to wait for the first load (10)"
+        "--timeout",
+        type=_positive_float,
+        default=10.0,
+        help="seconds to wait for the first load (10)",
     )
     group.add_argument(
         "--use-cache",
@@ -110,6 +113,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("-v", "--verbose", action="count", default=0)
     return parser
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -194,6 +204,15 @@ def _client(args: argparse.Namespace) -> ApolloClient:
         overrides["namespaces"] = args.namespaces
     try:
         kwargs = options_from_env(**overrides)
+    except ValueError:
+        raise _Fail(EXIT_USAGE, "no appId: set APP_ID or pass --app-id") from None
+    if not kwargs.get("config_server") and not kwargs.get("meta_server"):
+        raise _Fail(
+            EXIT_USAGE,
+            "no Apollo address: set APOLLO_CONFIG_SERVICE (or APOLLO_META) "
+            "or pass --config-server (or --meta-server)",
+        )
+    try:
         if not args.use_cache:
             kwargs["cache_dir"] = None
         kwargs.setdefault("fetch_retry_delay", 0.2)

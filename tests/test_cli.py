@@ -89,6 +89,8 @@ async def test_dump_file_namespace_raw(
     [
         ["get"],  # KEY missing
         ["get", "k", "--timeout", "soon"],
+        ["get", "k", "--timeout", "0"],
+        ["watch", "--count", "0"],
         ["dump", "--format", "xml"],
         ["frobnicate"],
         [],
@@ -106,7 +108,10 @@ async def test_configuration_errors_exit_2(
 ) -> None:
     monkeypatch.delenv("APP_ID")
     assert await run("get", "k") == EXIT_USAGE
-    assert "APP_ID" in capsys.readouterr().err
+    assert capsys.readouterr().err == "aioapollo: error: no appId: set APP_ID or pass --app-id\n"
+    monkeypatch.delenv("APOLLO_CONFIG_SERVICE")
+    assert await run("dump", "--app-id", "x") == EXIT_USAGE
+    assert "set APOLLO_CONFIG_SERVICE (or APOLLO_META)" in capsys.readouterr().err
     assert await run("get", "k", "--app-id", "x", "--config-server", "ftp://h") == EXIT_USAGE
     assert "http://" in capsys.readouterr().err
 
