@@ -24,7 +24,7 @@ from aioapollo.integrations.pydantic import (
 )
 from aioapollo.testing import ApolloTestServer
 
-from .conftest import APP, ClientFactory
+from .conftest import APP, ClientFactory, Events
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "settings_app.py"
 
@@ -123,6 +123,13 @@ async def test_invalid_publish_is_rejected_until_a_valid_one(
     kind, settings = await outcomes.next()
     assert kind == "update" and settings == Plain(port=9090, name="svc2")
     assert live.current is settings and live.last_error is None
+
+    seen = Events()
+    client.on_change(seen)  # registered after the binding, so called after it
+    server.publish(APP, "application", {"port": "9090", "name": "svc2", "other.key": "x"})
+    await seen.next()
+    assert outcomes.queue.empty()  # a release that changed no field of the model
+    assert live.current is settings
 
 
 async def test_binding_an_invalid_namespace_fails_fast(

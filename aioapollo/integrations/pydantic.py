@@ -249,7 +249,8 @@ class LiveSettings(Generic[M]):
             _CURRENT.reset(token)
 
     def on_update(self, callback: Callback) -> Callback:
-        """Register ``callback(settings)``, called after each newly applied valid object."""
+        """Register ``callback(settings)``, called after each newly applied valid object
+        (not for releases that change none of the model's fields)."""
         self._on_update.append(callback)
         return callback
 
@@ -273,6 +274,8 @@ class LiveSettings(Generic[M]):
             logger.warning("%s; keeping the last valid settings", exc)
             await _notify(self._on_error, exc)
             return
+        if settings == self._current and self.last_error is None:
+            return  # the release changed no field of this model: keep the same object
         self._current = settings
         self.last_error = None
         logger.info(
