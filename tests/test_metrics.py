@@ -155,3 +155,24 @@ def test_missing_extra_names_it(
     monkeypatch.delitem(sys.modules, module)
     with pytest.raises(ImportError, match=rf"pip install 'aioapollo\[{extra}\]'"):
         importlib.import_module(module)
+
+
+def test_opentelemetry_hooks_share_a_provider() -> None:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    try:
+        OpenTelemetryHooks(provider).on_poll(PollEvent("app-a", "http://x", 0.1, 304))
+        OpenTelemetryHooks(provider).on_poll(PollEvent("app-b", "http://x", 0.1, 200))
+        data = reader.get_metrics_data()
+    finally:
+        provider.shutdown()
+    assert data is not None
+    synced = {
+        point.attributes["aioapollo.app_id"]
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "aioapollo.last_sync"
+        for point in metric.data.data_points
+    }
+    assert synced == {"app-a", "app-b"}  # both hooks' gauges are observed

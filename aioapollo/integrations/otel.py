@@ -11,6 +11,7 @@ values.
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Iterable
 
 try:
@@ -32,35 +33,31 @@ OPERATION = "aioapollo.operation"
 ERROR_TYPE = "error.type"
 
 
-class OpenTelemetryHooks(Hooks):
-    """Hooks that record aioapollo metrics through the OpenTelemetry metrics API.
+class _Instruments:
+    """The instruments of one meter provider, shared by every hook using it (the SDK keeps
+    the first of two same-named instruments, and with it only the first gauge callback)."""
 
-    Args:
-        meter_provider: The provider to get the ``aioapollo`` meter from (the global one,
-            set by the application's SDK setup, by default).
-    """
-
-    def __init__(self, meter_provider: metrics.MeterProvider | None = None) -> None:
-        meter = metrics.get_meter("aioapollo", __version__, meter_provider=meter_provider)
-        self._polls = meter.create_counter(
+    def __init__(self, meter: metrics.Meter) -> None:
+        self.polls = meter.create_counter(
             "aioapollo.polls", unit="{poll}", description="Long polls by result"
         )
-        self._poll_duration = meter.create_histogram(
+        self.poll_duration = meter.create_histogram(
             "aioapollo.poll.duration", unit="s", description="Duration of long polls"
         )
-        self._fetches = meter.create_counter(
+        self.fetches = meter.create_counter(
             "aioapollo.fetches", unit="{request}", description="/configs requests by result"
         )
-        self._fetch_duration = meter.create_histogram(
+        self.fetch_duration = meter.create_histogram(
             "aioapollo.fetch.duration", unit="s", description="Duration of /configs requests"
         )
-        self._changes = meter.create_counter(
+        self.changes = meter.create_counter(
             "aioapollo.changes", unit="{release}", description="Releases applied after start"
         )
-        self._errors = meter.create_counter(
+        self.errors = meter.create_counter(
             "aioapollo.errors", unit="{error}", description="Failed polls, fetches, discoveries"
         )
-        self._last_sync: dict[str, float] = {}
+        #: Unix time of the last successful exchange, per app id.
+        self.last_sync: dict[str, float] = {}
         meter.create_observable_gauge(
             "aioapollo.last_sync",
             callbacks=[self._observe_last_sync],
@@ -69,7 +66,31 @@ class OpenTelemetryHooks(Hooks):
         )
 
     def _observe_last_sync(self, options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
-        return [metrics.Observation(t, {APP_ID: app}) for app, t in self._last_sync.items()]
+        return [metrics.Observation(t, {APP_ID: app}) for app, t in self.last_sync.items()]
+
+
+_BY_PROVIDER: weakref.WeakKeyDictionary[metrics.MeterProvider, _Instruments] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class OpenTelemetryHooks(Hooks):
+    """Hooks that record aioapollo metrics through the OpenTelemetry metrics API.
+
+    Several clients (and several ``OpenTelemetryHooks``) may share a meter provider.
+
+    Args:
+        meter_provider: The provider to get the ``aioapollo`` meter from (the global one,
+            set by the application's SDK setup, by default).
+    """
+
+    def __init__(self, meter_provider: metrics.MeterProvider | None = None) -> None:
+        provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
+        instruments = _BY_PROVIDER.get(provider)
+        if instruments is None:
+            meter = metrics.get_meter("aioapollo", __version__, meter_provider=provider)
+            instruments = _BY_PROVIDER[provider] = _Instruments(meter)
+        self._i = instruments
 
     def on_poll(self, event: PollEvent) -> None:
         """Count and time the poll; a success updates the last sync time."""
@@ -77,26 +98,26 @@ class OpenTelemetryHooks(Hooks):
             result = "error"
         else:
             result = "changed" if event.status == 200 else "unchanged"
-            self._last_sync[event.app_id] = time.time()
-        self._polls.add(1, {APP_ID: event.app_id, RESULT: result})
-        self._poll_duration.record(event.duration, {APP_ID: event.app_id})
+            self._i.last_sync[event.app_id] = time.time()
+        self._i.polls.add(1, {APP_ID: event.app_id, RESULT: result})
+        self._i.poll_duration.record(event.duration, {APP_ID: event.app_id})
 
     def on_fetch(self, event: FetchEvent) -> None:
         """Count and time the fetch; a success updates the last sync time."""
         result = "error" if event.status is None else str(event.status)
         if event.error is None:
-            self._last_sync[event.app_id] = time.time()
+            self._i.last_sync[event.app_id] = time.time()
         attributes = {APP_ID: event.app_id, NAMESPACE: event.namespace}
-        self._fetches.add(1, {**attributes, RESULT: result})
-        self._fetch_duration.record(event.duration, attributes)
+        self._i.fetches.add(1, {**attributes, RESULT: result})
+        self._i.fetch_duration.record(event.duration, attributes)
 
     def on_change(self, event: ChangeEvent) -> None:
         """Count releases applied after the first load."""
         if not event.initial:
-            self._changes.add(1, {APP_ID: event.app_id, NAMESPACE: event.namespace})
+            self._i.changes.add(1, {APP_ID: event.app_id, NAMESPACE: event.namespace})
 
     def on_error(self, event: ErrorEvent) -> None:
         """Count the error by operation and kind."""
-        self._errors.add(
+        self._i.errors.add(
             1, {APP_ID: event.app_id, OPERATION: event.operation, ERROR_TYPE: event.kind}
         )
