@@ -10,8 +10,7 @@ ignored: it can never break polling. A client without hooks builds no event obje
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ._exceptions import ApolloError, ApolloHTTPStatusError
@@ -170,9 +169,6 @@ class HookSet:
     def __bool__(self) -> bool:
         return bool(self._hooks)
 
-    def __iter__(self) -> Iterator[Hooks]:
-        return iter(self._hooks)
-
     def poll(self, event: PollEvent) -> None:
         """Report a finished long poll."""
         for hook in self._hooks:
@@ -207,8 +203,3 @@ class HookSet:
                 logger.exception(
                     "hook %s.%s failed; the client carries on", type(hook).__qualname__, method
                 )
-
-
-def now() -> float:
-    """The clock durations are measured with."""
-    return time.perf_counter()
