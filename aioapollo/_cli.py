@@ -226,13 +226,21 @@ async def _start(client: ApolloClient) -> None:
         async with asyncio.timeout((client.options.start_timeout or 10.0) + 5.0):
             await client.start()
     except NamespaceUnavailableError as exc:
-        causes = list(exc.causes.values())
-        code = EXIT_AUTH if any(isinstance(c, ApolloAuthError) for c in causes) else None
-        raise _Fail(code or EXIT_UNAVAILABLE, str(exc)) from None
+        if any(isinstance(c, ApolloAuthError) for c in exc.causes.values()):
+            raise _Fail(EXIT_AUTH, str(exc) + _secret_hint(client)) from None
+        raise _Fail(EXIT_UNAVAILABLE, str(exc)) from None
     except ApolloAuthError as exc:
-        raise _Fail(EXIT_AUTH, str(exc)) from None
+        raise _Fail(EXIT_AUTH, str(exc) + _secret_hint(client)) from None
     except (ApolloError, TimeoutError) as exc:
         raise _Fail(EXIT_UNAVAILABLE, str(exc) or "timed out loading from Apollo") from None
+
+
+def _secret_hint(client: ApolloClient) -> str:
+    # Apollo answers an unsigned request with "RequestTimeTooSkewed", which reads like a clock
+    # problem; say what is more likely wrong.
+    if client.options.secret is None:
+        return "; this app requires an access key: set APOLLO_ACCESS_KEY_SECRET"
+    return ""
 
 
 async def _get(client: ApolloClient, args: argparse.Namespace) -> int:

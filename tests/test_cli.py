@@ -136,7 +136,8 @@ async def test_access_key_errors_exit_4_and_the_secret_stays_hidden(
 ) -> None:
     server.set_secret(APP, "right-secret")
     assert await run("get", "greeting") == EXIT_AUTH
-    assert "401" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "401" in err and err.endswith("set APOLLO_ACCESS_KEY_SECRET\n")
     monkeypatch.setenv("APOLLO_ACCESS_KEY_SECRET", "wrong-secret")
     assert await run("get", "greeting", "-vv") == EXIT_AUTH
     assert "wrong-secret" not in str(capsys.readouterr())
