@@ -15,8 +15,10 @@ from ._exceptions import (
     NamespaceNotFoundError,
     NamespaceUnavailableError,
 )
+from ._hooks import ChangeEvent, ErrorEvent, FetchEvent, Hooks, PollEvent
 from ._listeners import ChangeListener
 from ._models import ChangeType, ConfigChange, ConfigChangeEvent, NamespaceSnapshot, Source
+from ._stats import ClientStats, NamespaceStats
 from ._version import __version__
 
 __all__ = [
@@ -28,17 +30,24 @@ __all__ = [
     "ApolloNotFoundError",
     "ApolloResponseError",
     "ApolloTimeoutError",
+    "ChangeEvent",
     "ChangeListener",
     "ChangeType",
     "ClientOptions",
     "ClientState",
     "ClientStateError",
+    "ClientStats",
     "ConfigChange",
     "ConfigChangeEvent",
     "ConfigValueError",
+    "ErrorEvent",
+    "FetchEvent",
+    "Hooks",
     "NamespaceNotFoundError",
     "NamespaceSnapshot",
+    "NamespaceStats",
     "NamespaceUnavailableError",
+    "PollEvent",
     "Source",
     "__version__",
 ]

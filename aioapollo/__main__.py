@@ -1,7 +1,8 @@
-"""``python -m aioapollo``: the command line (see ``aioapollo._cli``)."""
+"""``python -m aioapollo``: the command line (see ``aioapollo --help``)."""
 
 import sys
 
 from ._cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,124 +1,390 @@
-"""Command line of aioapollo: ``python -m aioapollo COMMAND`` (or the ``aioapollo`` script).
+"""The ``aioapollo`` command line: ``get``, ``dump``, ``watch`` and ``serve`` (the test server).
 
-Commands:
-    serve   Run the in-process Apollo test server standalone, for local development.
-
-Each command is one ``_cmd_<name>`` function registered in ``_COMMANDS`` with the function that
-adds its arguments, so ``get``/``dump``/``watch`` can be added the same way.
+Settings come from the same environment variables as :meth:`ApolloClient.from_env`; flags win.
+Values are printed on stdout because the user asked for them; nothing here logs a value.
+Exit codes (stable, for scripts): 0 ok, 1 key not found, 2 usage or configuration error,
+3 Apollo unreachable or the namespace not loadable, 4 access denied (401).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import logging
+import os
 import signal
 import sys
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TextIO
 
+from . import _serve
+from ._client import ApolloClient
+from ._config import options_from_env
+from ._exceptions import ApolloAuthError, ApolloError, NamespaceUnavailableError
+from ._models import ChangeType, ConfigChangeEvent
 from ._version import __version__
 
-__all__ = ["main"]
+__all__ = ["EXIT_AUTH", "EXIT_MISSING", "EXIT_OK", "EXIT_UNAVAILABLE", "EXIT_USAGE", "main"]
 
-logger = logging.getLogger("aioapollo.cli")
+EXIT_OK = 0
+EXIT_MISSING = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+EXIT_AUTH = 4
 
-Handler = Callable[[argparse.Namespace], int]
-
-
-def _add_serve(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8080, help="port, 0 for any free one (8080)")
-    parser.add_argument(
-        "--data", metavar="FILE", help="seed releases from a JSON or YAML file (see the README)"
-    )
-    parser.add_argument(
-        "--hold-seconds",
-        type=float,
-        default=None,
-        help="how long /notifications/v2 holds a poll before its 304 (60, like Apollo)",
-    )
-    parser.add_argument(
-        "--incremental-sync", action="store_true", help="answer /configs incrementally"
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="also log every request")
+PROG = "aioapollo"
 
 
-async def _serve_until_stopped(args: argparse.Namespace) -> int:
-    from .testing import ApolloTestServer
-    from .testing._seed import SeedError, apply_seed, load_seed
-
-    server = ApolloTestServer(host=args.host, port=args.port, max_requests=10_000)
-    try:
-        count = apply_seed(server, load_seed(args.data)) if args.data else 0
-    except (SeedError, TypeError, ValueError) as exc:
-        print(f"aioapollo serve: {exc}", file=sys.stderr)
-        return 2
-    if args.hold_seconds is not None:
-        server.hold_seconds = args.hold_seconds
-    if args.incremental_sync:
-        server.incremental_sync = True
-    try:
-        await server.start()
-    except OSError as exc:
-        print(f"aioapollo serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 1
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with suppress(NotImplementedError, RuntimeError):  # not on Windows
-            loop.add_signal_handler(signum, stop.set)
-    try:
-        logger.info(
-            "serving Apollo on %s (%d releases seeded, hold %gs), control API: %s/__aioapollo__/",
-            server.url,
-            count,
-            server.hold_seconds,
-            server.url,
-        )
-        print(f"aioapollo test server on {server.url}", flush=True)
-        await stop.wait()
-        logger.info("stopping")
-    finally:
-        await server.close()
-    return 0
-
-
-def _cmd_serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if not args.verbose:
-        logging.getLogger("asyncio").setLevel(logging.WARNING)
-    try:
-        return asyncio.run(_serve_until_stopped(args))
-    except KeyboardInterrupt:  # no signal handlers (Windows)
-        return 0
-
-
-_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {
-    "serve": ("run a local Apollo test server (config + meta service)", _add_serve, _cmd_serve),
-}
+class _Fail(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with one subparser per command."""
-    parser = argparse.ArgumentParser(
-        prog="aioapollo", description="aioapollo: asyncio client for the Apollo config center"
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("Apollo settings (default: the APP_ID, APOLLO_* env vars)")
+    group.add_argument("--app-id", help="the appId (env APP_ID)")
+    group.add_argument("--config-server", help="config service URL(s), comma separated")
+    group.add_argument("--meta-server", help="meta server URL(s), for discovery (APOLLO_META)")
+    group.add_argument("--cluster", help="cluster (APOLLO_CLUSTER, else IDC, else default)")
+    group.add_argument("--data-center", help="the IDC (env IDC)")
+    group.add_argument("--label", help="gray-release label (APOLLO_LABEL)")
+    group.add_argument("--ip", help="client IP reported for gray releases")
+    group.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=10.0,
+        help="seconds to wait for the first load (10)",
     )
-    parser.add_argument("--version", action="version", version=f"aioapollo {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (help_text, add_arguments, handler) in _COMMANDS.items():
-        sub = commands.add_parser(name, help=help_text, description=help_text)
-        add_arguments(sub)
-        sub.set_defaults(handler=handler)
+    group.add_argument(
+        "--use-cache",
+        action="store_true",
+        help="fall back to the local file cache when Apollo is unreachable (off: a CLI should "
+        "not print stale values silently)",
+    )
+    common.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv)")
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Read and watch Apollo configuration. The access-key secret is read from "
+        "APOLLO_ACCESS_KEY_SECRET only (never a flag: flags show in `ps`).",
+        epilog="exit codes: 0 ok, 1 key not found, 2 usage/configuration error, "
+        "3 Apollo unreachable or namespace not loadable, 4 access denied",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    get = sub.add_parser("get", parents=[common], help="print one value")
+    get.add_argument("key")
+    get.add_argument("-n", "--namespace", default="application", help="(application)")
+    get.add_argument("--default", help="print this instead of failing when the key is missing")
+
+    dump = sub.add_parser("dump", parents=[common], help="print a whole namespace")
+    dump.add_argument("namespace", nargs="?", default=None, help="(--namespace, application)")
+    dump.add_argument("-n", "--namespace", dest="namespace_flag", default=None)
+    dump.add_argument(
+        "--format",
+        choices=("properties", "json", "raw"),
+        default=None,
+        help="properties (default for properties namespaces), json ({key: value}), "
+        "raw (file text; default for json/yaml/xml/txt namespaces)",
+    )
+
+    watch = sub.add_parser("watch", parents=[common], help="print every change until Ctrl-C")
+    watch.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        dest="namespaces",
+        help="namespace to watch; repeat for more (APOLLO_NAMESPACES, else application)",
+    )
+    watch.add_argument("--json", action="store_true", help="one JSON object per changed key")
+    watch.add_argument(
+        "--count", type=_positive, default=None, help="exit 0 after this many changed namespaces"
+    )
+
+    serve = sub.add_parser("serve", help="run a local Apollo test server (config + meta service)")
+    _serve.add_arguments(serve)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    handler: Handler = args.handler
-    return handler(args)
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error (already printed)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if args.command == "serve":  # a long-running server: it configures logging itself
+        return _serve.serve(args)
+    level = (logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 3)]
+    with _logging_to_stderr(level):
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
+    try:
+        client = _client(args)
+        command: Callable[[ApolloClient, argparse.Namespace], Any] = {
+            "get": _get,
+            "dump": _dump,
+            "watch": _watch,
+        }[args.command]
+        return _run(command(client, args))
+    except _Fail as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed
+        return EXIT_OK if args.command in ("watch", "serve") else 130
+    except BrokenPipeError:  # e.g. `aioapollo dump | head -1`: the reader has gone
+        _silence_stdout()
+        return EXIT_OK
+
+
+@contextlib.contextmanager
+def _logging_to_stderr(level: int) -> Iterator[None]:
+    """Show aioapollo's log records at ``level`` on stderr for the command's duration only."""
+    logger = logging.getLogger("aioapollo")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(level)
+    previous = logger.level
+    logger.addHandler(handler)
+    if level < logging.WARNING:
+        logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+
+def _run(coro: Any) -> int:
+    result: int = asyncio.run(coro)
+    return result
+
+
+def _client(args: argparse.Namespace) -> ApolloClient:
+    flags = {
+        "app_id": args.app_id,
+        "config_server": args.config_server,
+        "meta_server": args.meta_server,
+        "cluster": args.cluster,
+        "data_center": args.data_center,
+        "label": args.label,
+        "ip": args.ip,
+    }
+    overrides: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
+    if args.command == "get":
+        overrides["namespaces"] = [args.namespace]
+    elif args.command == "dump":
+        overrides["namespaces"] = [args.namespace_flag or args.namespace or "application"]
+    elif args.namespaces:
+        overrides["namespaces"] = args.namespaces
+    try:
+        kwargs = options_from_env(**overrides)
+    except ValueError:
+        raise _Fail(EXIT_USAGE, "no appId: set APP_ID or pass --app-id") from None
+    if not kwargs.get("config_server") and not kwargs.get("meta_server"):
+        raise _Fail(
+            EXIT_USAGE,
+            "no Apollo address: set APOLLO_CONFIG_SERVICE (or APOLLO_META) "
+            "or pass --config-server (or --meta-server)",
+        )
+    try:
+        if not args.use_cache:
+            kwargs["cache_dir"] = None
+        kwargs.setdefault("fetch_retry_delay", 0.2)
+        return ApolloClient(kwargs.pop("app_id"), start_timeout=args.timeout, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise _Fail(EXIT_USAGE, str(exc)) from None
+
+
+async def _start(client: ApolloClient) -> None:
+    try:
+        async with asyncio.timeout((client.options.start_timeout or 10.0) + 5.0):
+            await client.start()
+    except NamespaceUnavailableError as exc:
+        if any(isinstance(c, ApolloAuthError) for c in exc.causes.values()):
+            raise _Fail(EXIT_AUTH, str(exc) + _secret_hint(client)) from None
+        raise _Fail(EXIT_UNAVAILABLE, str(exc)) from None
+    except ApolloAuthError as exc:
+        raise _Fail(EXIT_AUTH, str(exc) + _secret_hint(client)) from None
+    except (ApolloError, TimeoutError) as exc:
+        raise _Fail(EXIT_UNAVAILABLE, str(exc) or "timed out loading from Apollo") from None
+
+
+def _secret_hint(client: ApolloClient) -> str:
+    # Apollo answers an unsigned request with "RequestTimeTooSkewed", which reads like a clock
+    # problem; say what is more likely wrong.
+    if client.options.secret is None:
+        return "; this app requires an access key: set APOLLO_ACCESS_KEY_SECRET"
+    return ""
+
+
+async def _get(client: ApolloClient, args: argparse.Namespace) -> int:
+    await _start(client)
+    try:
+        value = client.get_nowait(args.key, namespace=args.namespace)
+    finally:
+        await client.aclose()
+    if value is None:
+        if args.default is not None:
+            value = args.default
+        else:
+            raise _Fail(EXIT_MISSING, f"key {args.key!r} not found in namespace {args.namespace!r}")
+    _write(sys.stdout, value + "\n")
+    return EXIT_OK
+
+
+async def _dump(client: ApolloClient, args: argparse.Namespace) -> int:
+    await _start(client)
+    try:
+        snap = client.snapshot(client.namespaces[0])
+    finally:
+        await client.aclose()
+    fmt = args.format or ("properties" if snap.format == "properties" else "raw")
+    if fmt == "json":
+        text = json.dumps(dict(snap.items), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    elif fmt == "raw" and snap.format != "properties":
+        content = snap.content or ""
+        text = content if content.endswith("\n") or not content else content + "\n"
+    else:
+        text = "".join(
+            f"{_escape(key, True)}={_escape(value, False)}\n"
+            for key, value in sorted(snap.items.items())
+        )
+    _write(sys.stdout, text)
+    return EXIT_OK
+
+
+def _escape(text: str, is_key: bool) -> str:
+    """Escape for a Java ``.properties`` file (UTF-8, so only the syntax characters)."""
+    out = []
+    for i, ch in enumerate(text):
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch in "\n\r\t\f":
+            out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t", "\f": "\\f"}[ch])
+        elif ch in "=:#!" and (is_key or i == 0):
+            out.append("\\" + ch)
+        elif ch == " " and (is_key or i == 0):
+            out.append("\\ ")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+async def _watch(client: ApolloClient, args: argparse.Namespace) -> int:
+    stop = asyncio.Event()
+    seen = 0
+    arrow = "→" if _encodable(sys.stdout, "→") else "->"
+
+    async def show(event: ConfigChangeEvent) -> None:
+        try:
+            _print_event(event)
+        except BrokenPipeError:  # `aioapollo watch | head -1`: the reader has gone
+            _silence_stdout()
+            stop.set()
+
+    def _print_event(event: ConfigChangeEvent) -> None:
+        nonlocal seen
+        for key in sorted(event.changes):
+            change = event.changes[key]
+            if args.json:
+                line = json.dumps(
+                    {
+                        "namespace": event.namespace,
+                        "key": key,
+                        "change": change.change_type.value,
+                        "old": change.old_value,
+                        "new": change.new_value,
+                        "release_key": event.snapshot.release_key,
+                    },
+                    ensure_ascii=False,
+                )
+            else:
+                old = _show(change.old_value, change.change_type is ChangeType.ADDED)
+                new = _show(change.new_value, change.change_type is ChangeType.DELETED)
+                line = f"[{event.namespace}] {key}: {old} {arrow} {new}"
+            _write(sys.stdout, line + "\n")
+        seen += 1
+        if args.count is not None and seen >= args.count:
+            stop.set()
+
+    client.on_change(show)
+    with _signals_set(stop):
+        await _start(client)
+        try:
+            _write(
+                sys.stderr,
+                f"watching {client.app_id}/{client.options.cluster}: "
+                f"{', '.join(client.namespaces)} (Ctrl-C to stop)\n",
+            )
+            await stop.wait()
+        finally:
+            await client.aclose()
+    return EXIT_OK
+
+
+def _show(value: str | None, absent: bool) -> str:
+    if absent or value is None:
+        return "(absent)"
+    return json.dumps(value, ensure_ascii=False)
+
+
+@contextlib.contextmanager
+def _signals_set(event: asyncio.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM set ``event`` (for a clean exit 0) while inside; main thread only."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, event.set)
+            installed.append(sig)
+        except (ValueError, RuntimeError, NotImplementedError):
+            pass  # not the main thread (tests call main() from a worker thread), or Windows
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+def _encodable(stream: TextIO, text: str) -> bool:
+    try:
+        text.encode(stream.encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def _write(stream: TextIO, text: str) -> None:
+    if not _encodable(stream, text):
+        text = text.encode("ascii", "backslashreplace").decode("ascii")
+    stream.write(text)
+    stream.flush()

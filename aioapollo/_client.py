@@ -30,12 +30,14 @@ from ._exceptions import (
     NamespaceNotFoundError,
     NamespaceUnavailableError,
 )
+from ._hooks import ChangeEvent, ErrorEvent, FetchEvent, Hooks, HookSet
 from ._listeners import ChangeListener, ListenerRegistry
 from ._models import ConfigChangeEvent, NamespaceSnapshot, Source, diff_items
 from ._parsing import parse_content
 from ._poller import NamespaceState, Poller
 from ._protocol import ConfigReply, config_target, parse_config
-from ._transport import Transport, status_error
+from ._stats import ClientStats, collect_stats
+from ._transport import Reply, Transport, status_error
 from ._wire import namespace_format
 
 __all__ = ["ApolloClient", "ClientState"]
@@ -80,6 +82,7 @@ class ApolloClient:
         cache_dir: Local fallback cache directory; ``None`` disables the cache.
         allow_empty: Let ``start()`` succeed when a namespace can be served by neither Apollo
             nor the cache (it stays empty until released).
+        hooks: :class:`Hooks` to report polls, fetches, changes and errors to (metrics).
         **options: Timeouts and intervals; see :class:`ClientOptions`.
     """
 
@@ -97,6 +100,7 @@ class ApolloClient:
         ip: str | None = None,
         cache_dir: Any = ...,
         allow_empty: bool = False,
+        hooks: Hooks | Iterable[Hooks] | None = None,
         **options: Any,
     ) -> None:
         self._options = ClientOptions.build(
@@ -134,6 +138,9 @@ class ApolloClient:
         self._ready: asyncio.Event | None = None
         self._closed: asyncio.Event | None = None
         self._fork_warned = False
+        self._hooks = HookSet(hooks)
+        #: Epoch seconds of the last 200/304 from ``/configs`` per namespace.
+        self._synced: dict[str, float] = {}
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Self:
@@ -182,6 +189,10 @@ class ApolloClient:
     def last_poll_success(self) -> float | None:
         """Epoch seconds of the last long poll answered with 200 or 304, if any."""
         return self._poller.last_success if self._poller else None
+
+    def stats(self) -> ClientStats:
+        """A point-in-time health summary (for a health endpoint); never holds values."""
+        return collect_stats(self, self._snapshots, self._synced)
 
     def __repr__(self) -> str:
         return (
@@ -409,7 +420,9 @@ class ApolloClient:
             await transport.close()
             raise
         self._listeners.open()
-        self._poller = Poller(self._options, transport, pool, self._states, self._refetch)
+        self._poller = Poller(
+            self._options, transport, pool, self._states, self._refetch, self._hooks
+        )
         self._tasks = [
             self._spawn(self._poller.run(), "poll"),
             self._spawn(self._refresh_loop(), "refresh"),
@@ -492,6 +505,8 @@ class ApolloClient:
             await pool.refresh()
         except ApolloError as exc:
             logger.warning("service discovery failed for %s: %s", self.app_id, exc)
+            if self._hooks:
+                self._hooks.error(ErrorEvent(self.app_id, "discovery", exc))
         results = await asyncio.gather(
             *(self._load_at_start(name) for name in self._states), return_exceptions=True
         )
@@ -559,6 +574,8 @@ class ApolloClient:
                 await self._pool.refresh()
             except ApolloError as exc:
                 logger.warning("service discovery failed for %s: %s", self.app_id, exc)
+                if self._hooks:
+                    self._hooks.error(ErrorEvent(self.app_id, "discovery", exc))
             for name in self._states:
                 try:
                     await self._fetch(name, forced=False)
@@ -599,12 +616,14 @@ class ApolloClient:
                     await asyncio.sleep(opts.fetch_retry_delay)
                 for base in self._pool.ordered(prefer):
                     try:
-                        reply = await self._transport.get(base, target)
+                        reply = await self._get_config(base, target, name)
                         if reply.status == 304:
+                            self._synced[name] = time.time()
                             return
                         if reply.status == 200:
                             if self._apply(name, parse_config(reply.body), release_key):
                                 await self._save(name)
+                            self._synced[name] = time.time()
                             return
                         error = status_error(reply, f"{base}/configs/.../{name}")
                     except ApolloError as exc:
@@ -614,6 +633,26 @@ class ApolloClient:
                         raise error
                     last = error
             raise last or ApolloError("no config service is known")
+
+    async def _get_config(self, base: str, target: str, name: str) -> Reply:
+        """``transport.get`` for ``/configs``, reported to the hooks when there are any."""
+        assert self._transport is not None
+        if not self._hooks:
+            return await self._transport.get(base, target)
+        started = time.perf_counter()
+        try:
+            reply = await self._transport.get(base, target)
+        except ApolloError as exc:
+            took = time.perf_counter() - started
+            self._hooks.fetch(FetchEvent(self.app_id, name, base, took, None, exc))
+            self._hooks.error(ErrorEvent(self.app_id, "fetch", exc, name))
+            raise
+        took = time.perf_counter() - started
+        error = None if reply.status in (200, 304) else status_error(reply, f"{base}/configs")
+        self._hooks.fetch(FetchEvent(self.app_id, name, base, took, reply.status, error))
+        if error is not None:
+            self._hooks.error(ErrorEvent(self.app_id, "fetch", error, name))
+        return reply
 
     def _apply(self, name: str, reply: ConfigReply, sent_key: str | None) -> bool:
         """Install a 200 reply; False when it holds exactly what is held already."""
@@ -676,6 +715,12 @@ class ApolloClient:
             )
             if emit:
                 self._listeners.emit(ConfigChangeEvent(name, changes, snap))
+            if self._hooks:
+                self._hooks.change(
+                    ChangeEvent(
+                        self.app_id, name, frozenset(changes), release_key, source, not emit
+                    )
+                )
 
     async def _save(self, name: str) -> None:
         snap = self._snapshots[name]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from ._config import ClientOptions
 from ._discovery import ServicePool
 from ._exceptions import ApolloAuthError, ApolloConnectionError, ApolloError
+from ._hooks import ErrorEvent, HookSet, PollEvent
 from ._protocol import Notification, notifications_target, parse_notifications
 from ._transport import Transport, status_error
 from ._wire import strip_properties
@@ -99,8 +100,10 @@ class Poller:
         pool: ServicePool,
         states: Mapping[str, NamespaceState],
         refetch: Refetch,
+        hooks: HookSet | None = None,
     ) -> None:
         self._options = options
+        self._hooks = hooks or HookSet(None)
         self._transport = transport
         self._pool = pool
         self._states = states
@@ -132,9 +135,12 @@ class Poller:
         limiter = _TokenBucket(options.poll_min_interval, burst=5)
         while True:
             await limiter.take()
+            started = time.perf_counter()
             try:
                 base, notes = await self._poll_once(avoid)
             except ApolloError as exc:
+                if self._hooks:
+                    self._report_failure(exc, started)
                 avoid = self._pool.poll_service()
                 self._pool.drop_poll_service()
                 delay = poll_backoff.next()
@@ -144,6 +150,8 @@ class Poller:
             avoid = None
             poll_backoff.reset()
             self.last_success = time.time()
+            if self._hooks:
+                self._report(base, notes, started)
             if notes is None:
                 if random.random() < 0.5:
                     self._pool.drop_poll_service()  # spreads clients over instances
@@ -194,6 +202,27 @@ class Poller:
             state.notification_id = max(state.notification_id, targets[name][0])
             state.messages = targets[name][1]
         return done >= targets.keys()
+
+    def _report(self, base: str, notes: list[Notification] | None, started: float) -> None:
+        self._hooks.poll(
+            PollEvent(
+                self._options.app_id,
+                base,
+                time.perf_counter() - started,
+                304 if notes is None else 200,
+                tuple(n.namespace for n in notes or ()),
+            )
+        )
+
+    def _report_failure(self, exc: ApolloError, started: float) -> None:
+        app_id = self._options.app_id
+        status = getattr(exc, "status", None)
+        self._hooks.poll(
+            PollEvent(
+                app_id, self._pool.poll_service(), time.perf_counter() - started, status, (), exc
+            )
+        )
+        self._hooks.error(ErrorEvent(app_id, "poll", exc))
 
     def _log_failure(self, exc: ApolloError, delay: float, failures: int) -> None:
         # An outage logs a warning on failures 1, 2, 4, 8, ...: visible, but never a flood.

@@ -1,0 +1,138 @@
+"""``ApolloClient.stats()``: a point-in-time health summary for health endpoints and the CLI.
+
+The summary names namespaces, release keys, notification ids, sources and times; it never
+holds config values or the access-key secret, so it is safe to serve from ``/health``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from ._models import NamespaceSnapshot, Source
+
+if TYPE_CHECKING:
+    from ._client import ApolloClient
+
+__all__ = ["ClientStats", "NamespaceStats", "collect_stats"]
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceStats:
+    """Health of one namespace.
+
+    Attributes:
+        name: The namespace as configured on the client.
+        source: Where its current values came from (``None`` before the first load).
+        release_key: The Apollo release held (``None`` for cache or empty starts).
+        notification_id: The long poll's id for it (-1 until first notified).
+        keys: How many keys it holds.
+        loaded_at: Epoch seconds when its current values were installed.
+        synced_at: Epoch seconds when Apollo last confirmed them (a 200/304 from
+            ``/configs``, or a successful long poll while they came from Apollo).
+        parse_error: Why its json/yaml content does not parse, if it does not.
+    """
+
+    name: str
+    source: Source | None
+    release_key: str | None
+    notification_id: int
+    keys: int
+    loaded_at: float | None
+    synced_at: float | None
+    parse_error: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "source": self.source.value if self.source else None,
+            "release_key": self.release_key,
+            "notification_id": self.notification_id,
+            "keys": self.keys,
+            "loaded_at": self.loaded_at,
+            "synced_at": self.synced_at,
+            "parse_error": self.parse_error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ClientStats:
+    """Health of a client.
+
+    Attributes:
+        app_id: The Apollo appId.
+        cluster: The cluster read.
+        state: The lifecycle state's value (``"running"``, ``"forked"``, ...).
+        pid: The process these stats were taken in.
+        last_poll_success: Epoch seconds of the last long poll answered 200/304.
+        last_sync: Epoch seconds of the last successful exchange with Apollo (poll or fetch).
+        namespaces: Per-namespace details.
+    """
+
+    app_id: str
+    cluster: str
+    state: str
+    pid: int
+    last_poll_success: float | None
+    last_sync: float | None
+    namespaces: Mapping[str, NamespaceStats]
+
+    @property
+    def healthy(self) -> bool:
+        """Running in this process with every namespace served by Apollo itself."""
+        return self.state == "running" and all(
+            ns.source is Source.REMOTE for ns in self.namespaces.values()
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form, e.g. for ``return JSONResponse(client.stats().as_dict())``."""
+        return {
+            "app_id": self.app_id,
+            "cluster": self.cluster,
+            "state": self.state,
+            "healthy": self.healthy,
+            "pid": self.pid,
+            "last_poll_success": self.last_poll_success,
+            "last_sync": self.last_sync,
+            "namespaces": {name: ns.as_dict() for name, ns in self.namespaces.items()},
+        }
+
+
+def collect_stats(
+    client: ApolloClient,
+    snapshots: Mapping[str, NamespaceSnapshot],
+    synced: Mapping[str, float],
+) -> ClientStats:
+    """Build a :class:`ClientStats` for ``client`` from its snapshots and sync times."""
+    polled = client.last_poll_success
+    ids = client.notification_ids
+    namespaces: dict[str, NamespaceStats] = {}
+    for name in client.namespaces:
+        snap = snapshots.get(name)
+        fetched = synced.get(name)
+        confirmed = [t for t in (fetched,) if t is not None]
+        if polled is not None and snap is not None and snap.source is Source.REMOTE:
+            confirmed.append(polled)
+        namespaces[name] = NamespaceStats(
+            name=name,
+            source=snap.source if snap else None,
+            release_key=snap.release_key if snap else None,
+            notification_id=ids.get(name, -1),
+            keys=len(snap) if snap else 0,
+            loaded_at=snap.fetched_at if snap else None,
+            synced_at=max(confirmed) if confirmed else None,
+            parse_error=snap.parse_error if snap else None,
+        )
+    times = [t for t in (polled, *synced.values()) if t is not None]
+    return ClientStats(
+        app_id=client.app_id,
+        cluster=client.options.cluster,
+        state=client.state.value,
+        pid=os.getpid(),
+        last_poll_success=polled,
+        last_sync=max(times) if times else None,
+        namespaces=MappingProxyType(namespaces),
+    )

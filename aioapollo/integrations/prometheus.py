@@ -1,0 +1,142 @@
+"""Prometheus metrics for aioapollo clients (``pip install 'aioapollo[prometheus]'``).
+
+``ApolloClient(..., hooks=[PrometheusHooks()])`` counts polls, fetches, changes and errors,
+times polls and fetches, and keeps the last successful sync time, in the default registry or
+the one you pass. Labels are app ids, namespaces, results and error kinds: never values.
+Under gunicorn each worker has its own registry; use prometheus-client's multiprocess mode
+(``PROMETHEUS_MULTIPROC_DIR``) to aggregate them.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from dataclasses import dataclass
+
+try:
+    from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+except ImportError as exc:  # pragma: no cover - exercised by a test that hides the package
+    raise ImportError(
+        "aioapollo.integrations.prometheus needs prometheus-client: "
+        "pip install 'aioapollo[prometheus]'"
+    ) from exc
+
+from .._hooks import ChangeEvent, ErrorEvent, FetchEvent, Hooks, PollEvent
+
+__all__ = ["PrometheusHooks"]
+
+#: Long polls are held up to 60 s by the server; fetches take milliseconds.
+_POLL_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 45.0, 60.0, 75.0, 90.0)
+_FETCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Metrics:
+    polls: Counter
+    poll_seconds: Histogram
+    fetches: Counter
+    fetch_seconds: Histogram
+    changes: Counter
+    errors: Counter
+    last_sync: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry, prefix: str) -> _Metrics:
+        return cls(
+            polls=Counter(
+                f"{prefix}_polls",
+                "Long polls on /notifications/v2 by result (changed, unchanged, error).",
+                ["app_id", "result"],
+                registry=registry,
+            ),
+            poll_seconds=Histogram(
+                f"{prefix}_poll_duration_seconds",
+                "Duration of long polls (held by the server until a change or its timeout).",
+                ["app_id"],
+                buckets=_POLL_BUCKETS,
+                registry=registry,
+            ),
+            fetches=Counter(
+                f"{prefix}_fetches",
+                "Requests to /configs by namespace and result (HTTP status, or error: no answer).",
+                ["app_id", "namespace", "result"],
+                registry=registry,
+            ),
+            fetch_seconds=Histogram(
+                f"{prefix}_fetch_duration_seconds",
+                "Duration of /configs requests.",
+                ["app_id", "namespace"],
+                buckets=_FETCH_BUCKETS,
+                registry=registry,
+            ),
+            changes=Counter(
+                f"{prefix}_changes",
+                "Releases applied after the first load, by namespace.",
+                ["app_id", "namespace"],
+                registry=registry,
+            ),
+            errors=Counter(
+                f"{prefix}_errors",
+                "Failed polls, fetches and service discoveries, by error kind.",
+                ["app_id", "operation", "kind"],
+                registry=registry,
+            ),
+            last_sync=Gauge(
+                f"{prefix}_last_sync_timestamp_seconds",
+                "Unix time of the last successful exchange with Apollo (poll or fetch).",
+                ["app_id"],
+                registry=registry,
+            ),
+        )
+
+
+#: One set of metrics per registry, shared by every hook using it (a registry refuses to
+#: register the same metric name twice).
+_BY_REGISTRY: weakref.WeakKeyDictionary[CollectorRegistry, dict[str, _Metrics]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class PrometheusHooks(Hooks):
+    """Hooks that record aioapollo metrics with prometheus-client.
+
+    Several clients (and several ``PrometheusHooks``) may share a registry.
+
+    Args:
+        registry: Where to register the metrics (``prometheus_client.REGISTRY`` by default).
+        prefix: The metric name prefix.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None, *, prefix: str = "aioapollo"):
+        registry = REGISTRY if registry is None else registry
+        per_prefix = _BY_REGISTRY.setdefault(registry, {})
+        if prefix not in per_prefix:
+            per_prefix[prefix] = _Metrics.create(registry, prefix)
+        self._m = per_prefix[prefix]
+
+    def on_poll(self, event: PollEvent) -> None:
+        """Count and time the poll; a success updates the last sync time."""
+        if event.error is not None:
+            result = "error"
+        else:
+            result = "changed" if event.status == 200 else "unchanged"
+            self._m.last_sync.labels(event.app_id).set(time.time())
+        self._m.polls.labels(event.app_id, result).inc()
+        self._m.poll_seconds.labels(event.app_id).observe(event.duration)
+
+    def on_fetch(self, event: FetchEvent) -> None:
+        """Count and time the fetch; a success updates the last sync time."""
+        result = "error" if event.status is None else str(event.status)
+        if event.error is None:
+            self._m.last_sync.labels(event.app_id).set(time.time())
+        self._m.fetches.labels(event.app_id, event.namespace, result).inc()
+        self._m.fetch_seconds.labels(event.app_id, event.namespace).observe(event.duration)
+
+    def on_change(self, event: ChangeEvent) -> None:
+        """Count releases applied after the first load."""
+        if not event.initial:
+            self._m.changes.labels(event.app_id, event.namespace).inc()
+
+    def on_error(self, event: ErrorEvent) -> None:
+        """Count the error by operation and kind."""
+        self._m.errors.labels(event.app_id, event.operation, event.kind).inc()

@@ -1,0 +1,178 @@
+"""Prometheus and OpenTelemetry adapters, fed by a real client against the test server."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from prometheus_client import CollectorRegistry, generate_latest
+
+from aioapollo import ChangeEvent, Hooks, PollEvent
+from aioapollo.integrations.otel import OpenTelemetryHooks
+from aioapollo.integrations.prometheus import PrometheusHooks
+from aioapollo.testing import ApolloTestServer
+
+from .conftest import APP, ClientFactory, Events, wait_until
+
+
+class Seen(Hooks):
+    """Counts what the client reported, so a test knows when the adapters saw it too."""
+
+    def __init__(self) -> None:
+        self.ok_polls = 0
+        self.changes = 0
+        self.poll_errors = 0
+
+    def on_poll(self, event: PollEvent) -> None:
+        if event.ok:
+            self.ok_polls += 1
+        else:
+            self.poll_errors += 1
+
+    def on_change(self, event: ChangeEvent) -> None:
+        self.changes += not event.initial
+
+
+async def exercise(server: ApolloTestServer, make_client: ClientFactory, hooks: Hooks) -> None:
+    """Start, see a poll, one publish, one failed fetch attempt and one failed poll."""
+    seen = Seen()
+    events = Events()
+    server.inject(f"/configs/{APP}/default/application", status=500, times=1)
+    client = make_client(hooks=[hooks, seen])
+    client.on_change(events)
+    await client.start()
+    await wait_until(lambda: seen.ok_polls >= 1)
+    server.publish(APP, "application", {"greeting": "s3cret-value", "timeout": "30"})
+    await events.next()
+    await wait_until(lambda: seen.changes == 1)
+    server.inject("/notifications/v2", status=503, times=1)
+    await wait_until(lambda: seen.poll_errors == 1)
+    await client.aclose()
+
+
+async def test_prometheus_hooks(server: ApolloTestServer, make_client: ClientFactory) -> None:
+    registry = CollectorRegistry()
+    await exercise(server, make_client, PrometheusHooks(registry))
+
+    def value(name: str, **labels: str) -> float:
+        found = registry.get_sample_value(name, {"app_id": APP, **labels})
+        return 0.0 if found is None else found
+
+    ok_polls = value("aioapollo_polls_total", result="unchanged") + value(
+        "aioapollo_polls_total", result="changed"
+    )
+    assert ok_polls >= 1
+    assert value("aioapollo_polls_total", result="error") == 1
+    assert value("aioapollo_fetches_total", namespace="application", result="500") == 1
+    assert value("aioapollo_fetches_total", namespace="application", result="200") >= 2
+    assert value("aioapollo_changes_total", namespace="application") == 1
+    assert value("aioapollo_errors_total", operation="fetch", kind="ApolloHTTPStatusError:500") == 1
+    assert value("aioapollo_errors_total", operation="poll", kind="ApolloHTTPStatusError:503") == 1
+    assert value("aioapollo_fetch_duration_seconds_count", namespace="application") >= 3
+    assert value("aioapollo_poll_duration_seconds_count") == ok_polls + 1
+    assert value("aioapollo_last_sync_timestamp_seconds") > 1.7e9
+    assert b"s3cret-value" not in generate_latest(registry)
+
+
+def test_prometheus_hooks_share_a_registry() -> None:
+    registry = CollectorRegistry()
+    first, second = PrometheusHooks(registry), PrometheusHooks(registry)  # no duplicate error
+    first.on_change(ChangeEvent("a", "ns", frozenset({"k"}), "r", _remote(), initial=False))
+    second.on_change(ChangeEvent("a", "ns", frozenset({"k"}), "r", _remote(), initial=False))
+    assert registry.get_sample_value("aioapollo_changes_total", {"app_id": "a", "namespace": "ns"})
+    assert (
+        registry.get_sample_value("aioapollo_changes_total", {"app_id": "a", "namespace": "ns"})
+        == 2
+    )
+    PrometheusHooks(registry, prefix="other")  # another prefix registers its own metrics
+    assert (
+        registry.get_sample_value("other_changes_total", {"app_id": "a", "namespace": "ns"}) is None
+    )
+
+
+def _remote() -> Any:
+    from aioapollo import Source
+
+    return Source.REMOTE
+
+
+async def test_opentelemetry_hooks(server: ApolloTestServer, make_client: ClientFactory) -> None:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    try:
+        await exercise(server, make_client, OpenTelemetryHooks(provider))
+        data = reader.get_metrics_data()
+    finally:
+        provider.shutdown()
+    assert data is not None
+    points: dict[str, list[tuple[dict[str, Any], Any]]] = {}
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            assert scope.scope.name == "aioapollo"
+            for metric in scope.metrics:
+                for point in metric.data.data_points:
+                    value = getattr(point, "value", None)
+                    if value is None:
+                        value = point.count  # histograms
+                    points.setdefault(metric.name, []).append((dict(point.attributes), value))
+
+    def total(name: str, **attrs: str) -> float:
+        return sum(v for a, v in points.get(name, []) if attrs.items() <= a.items())
+
+    app = {"aioapollo.app_id": APP}
+    assert total("aioapollo.polls", **app, **{"aioapollo.result": "error"}) == 1
+    assert total("aioapollo.polls", **app) >= 2  # at least one ok, one failed
+    assert total("aioapollo.fetches", **{"aioapollo.result": "500"}) == 1
+    assert total("aioapollo.changes", **{"aioapollo.namespace": "application"}) == 1
+    assert total("aioapollo.errors", **{"aioapollo.operation": "poll"}) == 1
+    assert total("aioapollo.errors", **{"error.type": "ApolloHTTPStatusError:500"}) == 1
+    assert total("aioapollo.fetch.duration") >= 3  # 500, 200 at start, 200 after publish
+    assert total("aioapollo.poll.duration") == total("aioapollo.polls")
+    assert total("aioapollo.last_sync", **app) > 1.7e9
+    assert "s3cret-value" not in repr(points)
+
+
+def test_opentelemetry_without_sdk_is_a_noop() -> None:
+    hooks = OpenTelemetryHooks()  # the API's default provider: no SDK, nothing recorded
+    hooks.on_poll(PollEvent(APP, "http://x", 0.1, 304))
+
+
+@pytest.mark.parametrize(
+    ("module", "hidden", "extra"),
+    [
+        ("aioapollo.integrations.prometheus", "prometheus_client", "prometheus"),
+        ("aioapollo.integrations.otel", "opentelemetry", "otel"),
+    ],
+)
+def test_missing_extra_names_it(
+    module: str, hidden: str, extra: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, hidden, None)
+    monkeypatch.delitem(sys.modules, module)
+    with pytest.raises(ImportError, match=rf"pip install 'aioapollo\[{extra}\]'"):
+        importlib.import_module(module)
+
+
+def test_opentelemetry_hooks_share_a_provider() -> None:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    try:
+        OpenTelemetryHooks(provider).on_poll(PollEvent("app-a", "http://x", 0.1, 304))
+        OpenTelemetryHooks(provider).on_poll(PollEvent("app-b", "http://x", 0.1, 200))
+        data = reader.get_metrics_data()
+    finally:
+        provider.shutdown()
+    assert data is not None
+    synced = {
+        point.attributes["aioapollo.app_id"]
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "aioapollo.last_sync"
+        for point in metric.data.data_points
+    }
+    assert synced == {"app-a", "app-b"}  # both hooks' gauges are observed
