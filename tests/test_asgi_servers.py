@@ -91,13 +91,15 @@ async def apollo() -> AsyncIterator[ApolloTestServer]:
 class Run:
     """One server process (its own session, so its whole tree can be checked and reaped)."""
 
-    def __init__(self, case: Case, apollo: ApolloTestServer, tmp_path: Path) -> None:
+    def __init__(
+        self, case: Case, apollo: ApolloTestServer, tmp_path: Path, app_id: str = APP_ID
+    ) -> None:
         self.case = case
         self.report = tmp_path / "report.jsonl"
         self.log = tmp_path / "server.log"
         env = {
             **os.environ,
-            "APP_ID": APP_ID,
+            "APP_ID": app_id,
             "APOLLO_CONFIG_SERVICE": apollo.url,
             "APOLLO_CACHE_FILE_ENABLE": "false",
             "AIOAPOLLO_REPORT": str(self.report),
@@ -223,5 +225,26 @@ async def test_every_worker_follows_a_publish_and_shuts_down_clean(
             and "Enable tracemalloc" not in line
         ]
         assert not bad, run.log_text()
+    finally:
+        run.kill()
+
+
+@pytest.mark.parametrize("name", list(CASES))
+async def test_startup_failure_stops_the_server_with_the_reason(
+    name: str, apollo: ApolloTestServer, tmp_path: Path
+) -> None:
+    """Nothing published for the app and no cache: no worker may serve without config."""
+    run = Run(CASES[name], apollo, tmp_path, app_id="never-published")
+    try:
+        returncode = await asyncio.to_thread(run.proc.wait, DEADLINE)
+        log = run.log_text()
+        assert "NamespaceUnavailableError: could not load namespace(s) 'application'" in log
+        assert run.lines("started") == []
+        if name.startswith("gunicorn"):  # uvicorn and hypercorn exit 0 here: their choice
+            # 3, or 1 when a second worker's failure lands while the arbiter is halting.
+            assert returncode != 0 and "Worker failed to boot" in log
+        await run.wait_for(
+            "the process group to be gone", lambda: not run.group_alive(), running=False
+        )
     finally:
         run.kill()
