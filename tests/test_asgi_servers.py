@@ -29,7 +29,6 @@ from aioapollo.testing import ApolloTestServer
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(150)]
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-BIN = Path(sys.executable).parent
 APP_ID = "asgi-app"
 APP = "asgi_workers_app:app"
 #: Generous: two cores are shared with other test runs, and every worker imports FastAPI.
@@ -46,34 +45,30 @@ class Case:
     known: tuple[str, ...] = ()
 
 
-UVICORN_WORKER = "uvicorn_worker.UvicornWorker"
-GUNICORN = [
-    str(BIN / "gunicorn"),
-    "--bind",
-    LOCAL,
-    "--no-control-socket",
-    "--graceful-timeout",
-    "20",
-]
+def py(module: str, *args: str) -> list[str]:
+    """``python -m module args...`` with this interpreter (its venv has every server)."""
+    return [sys.executable, "-m", module, *args]
+
+
+UVICORN = "uvicorn_worker.UvicornWorker"
+GUNICORN = ("--bind", LOCAL, "--no-control-socket", "--graceful-timeout", "20")
 CASES = {
     "gunicorn-uvicorn-preload": Case(
-        [*GUNICORN, "--preload", "--workers", "4", "--worker-class", UVICORN_WORKER, APP], 4, True
+        py("gunicorn", *GUNICORN, "--preload", "-w", "4", "-k", UVICORN, APP), 4, preload=True
     ),
-    "gunicorn-uvicorn": Case(
-        [*GUNICORN, "--workers", "3", "--worker-class", UVICORN_WORKER, APP], 3
-    ),
+    "gunicorn-uvicorn": Case(py("gunicorn", *GUNICORN, "-w", "3", "-k", UVICORN, APP), 3),
     "uvicorn-workers": Case(
-        [str(BIN / "uvicorn"), "--host", "127.0.0.1", "--port", "0", "--workers", "4", APP],
+        py("uvicorn", "--host", "127.0.0.1", "--port", "0", "--workers", "4", APP),
         4,
         # uvicorn's supervisor binds the listening socket and never closes it (uvicorn/main.py):
         # its own leak, at its own exit, not a worker's.
         known=(r"ResourceWarning: unclosed <socket\.socket .*laddr=\('127\.0\.0\.1', PORT\)>",),
     ),
-    "gunicorn-asgi": Case([*GUNICORN, "--workers", "3", "--worker-class", "asgi", APP], 3),
+    "gunicorn-asgi": Case(py("gunicorn", *GUNICORN, "-w", "3", "-k", "asgi", APP), 3),
     "gunicorn-asgi-preload": Case(
-        [*GUNICORN, "--preload", "--workers", "2", "--worker-class", "asgi", APP], 2, True
+        py("gunicorn", *GUNICORN, "--preload", "-w", "2", "-k", "asgi", APP), 2, preload=True
     ),
-    "hypercorn": Case([str(BIN / "hypercorn"), "--bind", LOCAL, "--workers", "2", APP], 2),
+    "hypercorn": Case(py("hypercorn", "--bind", LOCAL, "--workers", "2", APP), 2),
 }
 
 #: Lines no clean run may log (a worker or the arbiter).
