@@ -70,7 +70,7 @@ class _ApolloThread:
 def _read_report(path: Path, event: str) -> dict[int, dict[str, Any]]:
     if not path.exists():
         return {}
-    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows = [json.loads(line) for line in path.read_text().split("\n")[:-1]]  # whole lines only
     return {row["pid"]: row for row in rows if row["event"] == event}
 
 

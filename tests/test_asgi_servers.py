@@ -118,7 +118,8 @@ class Run:
     def lines(self, event: str | None = None) -> list[dict[str, Any]]:
         if not self.report.exists():
             return []
-        rows = [json.loads(line) for line in self.report.read_text().splitlines()]
+        # Only whole lines: a worker may be mid-write.
+        rows = [json.loads(line) for line in self.report.read_text().split("\n")[:-1]]
         return [row for row in rows if event is None or row["event"] == event]
 
     def log_text(self) -> str:
