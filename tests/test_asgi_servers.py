@@ -244,3 +244,32 @@ async def test_startup_failure_stops_the_server_with_the_reason(
         )
     finally:
         run.kill()
+
+
+async def test_replacement_worker_forked_later_polls_too(tmp_path: Path) -> None:
+    """A worker killed under --preload is re-forked from the arbiter and starts its own poller."""
+    case = CASES["gunicorn-uvicorn-preload"]
+    # A short hold: the server notices the killed worker's held poll only when its hold ends.
+    async with ApolloTestServer(hold_seconds=2) as apollo:
+        apollo.publish(APP_ID, "application", {"greeting": "hello"})
+        run = Run(case, apollo, tmp_path)
+        try:
+            await run.wait_for("the workers", lambda: len(run.lines("started")) >= case.workers)
+            await run.wait_for("their polls", lambda: apollo.held_polls == case.workers)
+            victim = run.lines("started")[0]["pid"]
+            os.kill(victim, signal.SIGKILL)
+            await run.wait_for("a replacement", lambda: len(run.lines("started")) > case.workers)
+            live = {row["pid"] for row in run.lines("started")} - {victim}
+            assert len(live) == case.workers
+            await run.wait_for("N polls again", lambda: apollo.held_polls == case.workers)
+
+            apollo.publish(APP_ID, "application", {"greeting": "updated"})
+            await run.wait_for(
+                "every live worker's listener",
+                lambda: {row["pid"] for row in run.lines("changed")} >= live,
+            )
+            assert {row["pid"] for row in run.lines("changed")} == live
+            assert await run.stop() == 0
+            assert {row["pid"] for row in run.lines("stopped")} == live
+        finally:
+            run.kill()
