@@ -123,6 +123,22 @@ async def test_user_lifespan_runs_inside_the_client_lifespan(make_client: Client
     assert client.state is ClientState.CLOSED
 
 
+async def test_user_lifespan_failing_at_startup_closes_the_client(
+    make_client: ClientFactory,
+) -> None:
+    client = make_client()
+
+    @asynccontextmanager
+    async def user_lifespan(app: Any) -> AsyncIterator[None]:
+        raise OSError("the database is down")
+        yield  # pragma: no cover
+
+    with pytest.raises(OSError, match="the database is down"):
+        async with apollo_lifespan(client, lifespan=user_lifespan)(None):
+            pytest.fail("the lifespan must not start")
+    assert client.state is ClientState.CLOSED
+
+
 async def test_composes_with_async_exit_stack(make_client: ClientFactory) -> None:
     client = make_client()
 
