@@ -1,23 +1,23 @@
 """A FastAPI app whose settings come from Apollo and follow every publish.
 
-Run it against any Apollo (or `python -m aioapollo serve`):
+Run it against any Apollo (or the test server, ``aioapollo.testing.ApolloTestServer``):
 
     APP_ID=demo-app APOLLO_CONFIG_SERVICE=http://127.0.0.1:8080 uvicorn examples.fastapi_app:app
 
-The client is built at import time (inert: no I/O, no loop, no thread) and started inside the
-ASGI lifespan, i.e. inside each worker's own event loop.
+or with several workers, e.g. ``gunicorn -c examples/gunicorn.conf.py examples.fastapi_app:app``.
+The client is built at import time (inert: no I/O, no loop, no thread, so ``--preload`` is
+fine) and started by ``apollo_lifespan`` inside each worker's own event loop.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from aioapollo import ApolloClient, ConfigChangeEvent
+from aioapollo.integrations.starlette import ApolloDep, apollo_lifespan
 
 log = logging.getLogger("demo")
 
@@ -29,15 +29,10 @@ async def greeting_changed(event: ConfigChangeEvent) -> None:
     log.info("pid %s: greeting changed in %s", os.getpid(), event.namespace)
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, ApolloClient]]:
-    async with apollo:  # loads every namespace before the first request, polls until shutdown
-        yield {"apollo": apollo}
-
-
-app = FastAPI(lifespan=lifespan)
+# Loads every namespace before the first request, polls until shutdown, then closes.
+app = FastAPI(lifespan=apollo_lifespan(apollo))
 
 
 @app.get("/greeting")
-async def greeting() -> dict[str, object]:
-    return {"greeting": await apollo.get("greeting", "hello"), "pid": os.getpid()}
+async def greeting(cfg: ApolloDep) -> dict[str, object]:
+    return {"greeting": await cfg.get("greeting", "hello"), "pid": os.getpid()}
