@@ -223,20 +223,12 @@ async def _start(client: ApolloClient) -> None:
             await client.start()
     except NamespaceUnavailableError as exc:
         if any(isinstance(c, ApolloAuthError) for c in exc.causes.values()):
-            raise _Fail(EXIT_AUTH, str(exc) + _secret_hint(client)) from None
+            raise _Fail(EXIT_AUTH, str(exc)) from None
         raise _Fail(EXIT_UNAVAILABLE, str(exc)) from None
     except ApolloAuthError as exc:
-        raise _Fail(EXIT_AUTH, str(exc) + _secret_hint(client)) from None
+        raise _Fail(EXIT_AUTH, str(exc)) from None
     except (ApolloError, TimeoutError) as exc:
         raise _Fail(EXIT_UNAVAILABLE, str(exc) or "timed out loading from Apollo") from None
-
-
-def _secret_hint(client: ApolloClient) -> str:
-    # Apollo answers an unsigned request with "RequestTimeTooSkewed", which reads like a clock
-    # problem; say what is more likely wrong.
-    if client.options.secret is None:
-        return "; this app requires an access key: set APOLLO_ACCESS_KEY_SECRET"
-    return ""
 
 
 async def _get(client: ApolloClient, args: argparse.Namespace) -> int:

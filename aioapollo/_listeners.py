@@ -65,7 +65,7 @@ class ListenerRegistry:
             listener, frozenset(keys or ()), tuple(prefixes or ()), frozenset(namespaces or ())
         )
         for i, existing in enumerate(self._entries):
-            if existing.listener is listener:
+            if existing.listener == listener:  # == so bound methods match
                 self._entries[i] = entry
                 return
         self._entries.append(entry)
@@ -73,7 +73,7 @@ class ListenerRegistry:
     def remove(self, listener: ChangeListener) -> None:
         """Unregister ``listener``; :class:`ValueError` if it was not registered."""
         for i, existing in enumerate(self._entries):
-            if existing.listener is listener:
+            if existing.listener == listener:  # == so bound methods match
                 del self._entries[i]
                 return
         raise ValueError("that listener is not registered")

@@ -40,6 +40,8 @@ class Reply:
     status: int
     body: bytes
     server_time: float | None
+    #: Whether the request carried access-key headers (tells a 401's cause apart).
+    signed: bool = False
 
 
 class Transport:
@@ -104,7 +106,9 @@ class Transport:
                 url, headers=headers, timeout=timeout, allow_redirects=False
             ) as resp:
                 body = await self._read_body(resp, where)
-                return Reply(resp.status, body, _server_time(resp.headers.get("Date")))
+                return Reply(
+                    resp.status, body, _server_time(resp.headers.get("Date")), bool(headers)
+                )
         except TimeoutError as exc:
             raise ApolloTimeoutError(f"timed out waiting for {where}") from exc
         except (aiohttp.ClientError, OSError) as exc:
@@ -138,6 +142,14 @@ def status_error(reply: Reply, where: str) -> ApolloHTTPStatusError:
     status = reply.status
     if status == 404:
         return ApolloNotFoundError(f"{where}: not found (never released?)", status=404, url=where)
+    if status == 401 and not reply.signed:
+        return ApolloAuthError(
+            f"{where}: 401, the app requires an access-key secret and none is configured "
+            "(secret= or APOLLO_ACCESS_KEY_SECRET)",
+            status=401,
+            url=where,
+            reason="signature",
+        )
     if status == 401:
         skewed = b"RequestTimeTooSkewed" in reply.body or (
             reply.server_time is not None and abs(time.time() - reply.server_time) >= _SKEW_LIMIT_S

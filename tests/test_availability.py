@@ -310,3 +310,15 @@ async def test_discovery_is_refreshed(tmp_path: Path) -> None:
                 two.publish(APP, "application", {"k": "moved"})
                 await events.next()
                 assert await client.get("k") == "moved"
+
+
+async def test_missing_secret_is_named_as_such(
+    server: ApolloTestServer, make_client: ClientFactory
+) -> None:
+    server.set_secret(APP, "required")
+    client = make_client(cache_dir=None)  # no secret configured
+    with pytest.raises(NamespaceUnavailableError) as info:
+        await client.start()
+    cause = info.value.causes["application"]
+    assert isinstance(cause, ApolloAuthError) and cause.reason == "signature"
+    assert "none is configured" in str(cause)

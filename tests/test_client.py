@@ -370,3 +370,16 @@ async def test_aclose_while_starting_wins(
     with pytest.raises(Exception):  # noqa: B017 - the aborted load's error, whichever it is
         await starting
     assert client.state is ClientState.CLOSED
+
+
+async def test_bound_methods_can_be_removed(make_client: ClientFactory) -> None:
+    class Watcher:
+        async def changed(self, event) -> None:
+            pass
+
+    client = make_client()
+    watcher = Watcher()
+    client.on_change(watcher.changed)
+    client.remove_listener(watcher.changed)  # a new bound-method object each time
+    with pytest.raises(ValueError, match="not registered"):
+        client.remove_listener(watcher.changed)
