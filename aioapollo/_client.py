@@ -396,10 +396,17 @@ class ApolloClient:
         self._locks = {name: asyncio.Lock() for name in self._states}
         transport = self._transport = Transport(self._options)
         pool = self._pool = ServicePool(self._options, transport)
+        # The dispatcher runs before the load: when warm values (inherited across fork, or
+        # kept by _suspend) differ from what Apollo serves now, that is a real change that
+        # this process's listeners must hear about. It is scheduled before any fetch can
+        # complete, so it is waiting on its queue by the time an event is emitted.
+        dispatcher = self._spawn(self._listeners.run(), "listeners")
         try:
             await transport.open()
             await self._initial_load(pool)
         except BaseException:
+            dispatcher.cancel()
+            await asyncio.wait([dispatcher])
             self._transport = self._pool = None
             self._state = previous
             self._ready.set()
@@ -409,7 +416,7 @@ class ApolloClient:
         self._tasks = [
             self._spawn(self._poller.run(), "poll"),
             self._spawn(self._refresh_loop(), "refresh"),
-            self._spawn(self._listeners.run(), "listeners"),
+            dispatcher,
         ]
         self._state = ClientState.RUNNING
         self._live = True
@@ -443,6 +450,13 @@ class ApolloClient:
             return
         self._state = ClientState.CLOSING
         self._closed = asyncio.Event()
+        try:
+            await self._stop_tasks()
+        finally:
+            self._state = ClientState.CLOSED
+            self._closed.set()
+
+    async def _stop_tasks(self) -> None:
         self._live = False
         tasks, self._tasks = self._tasks, []
         try:
@@ -456,8 +470,20 @@ class ApolloClient:
             transport, self._transport = self._transport, None
             if transport is not None:
                 await transport.close()
-            self._state = ClientState.CLOSED
-            self._closed.set()
+
+    async def _suspend(self) -> None:
+        """Stop every task and close the session but keep the values, back in CREATED.
+
+        For SyncApolloClient in a preforking master: it loads there and must leave nothing
+        running; each worker calls ``start()`` later, with these values as warm data.
+        """
+        if self._state is not ClientState.RUNNING or self._pid != os.getpid():
+            raise ClientStateError(f"cannot suspend a client in state {self._state.value}")
+        self._state = ClientState.CLOSING
+        try:
+            await self._stop_tasks()
+        finally:
+            self._state = ClientState.CREATED
 
     def __del__(self) -> None:
         if getattr(self, "_state", None) is ClientState.RUNNING and self._pid == os.getpid():
