@@ -74,7 +74,11 @@ async def test_children_restart_a_client_started_in_the_parent(
         assert client.sources["application"] is Source.INHERITED
         assert client.get_nowait("greeting") == "hello"  # warm data before start()
         changed = asyncio.Event()
-        client.on_change(lambda event: changed.set())
+
+        async def on_change(event: ConfigChangeEvent) -> None:
+            changed.set()
+
+        client.on_change(on_change)
         await client.start()
         assert client.state is ClientState.RUNNING
         assert client.sources["application"] is Source.REMOTE
@@ -145,7 +149,11 @@ async def test_a_child_that_never_starts_warns_once_how_to_fix_it(
 def _mp_child(client: ApolloClient, results: Any) -> None:  # pragma: no cover - child
     async def main() -> None:
         changed = asyncio.Event()
-        client.on_change(lambda event: changed.set())
+
+        async def on_change(event: ConfigChangeEvent) -> None:
+            changed.set()
+
+        client.on_change(on_change)
         await client.start()
         results.put(("ready", os.getpid()))
         await asyncio.wait_for(changed.wait(), 20)
