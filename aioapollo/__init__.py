@@ -17,6 +17,7 @@ from ._exceptions import (
 )
 from ._listeners import ChangeListener
 from ._models import ChangeType, ConfigChange, ConfigChangeEvent, NamespaceSnapshot, Source
+from ._sync import SyncApolloClient
 from ._version import __version__
 
 __all__ = [
@@ -40,5 +41,6 @@ __all__ = [
     "NamespaceSnapshot",
     "NamespaceUnavailableError",
     "Source",
+    "SyncApolloClient",
     "__version__",
 ]

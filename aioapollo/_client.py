@@ -492,6 +492,8 @@ class ApolloClient:
     def _after_fork_in_child(self) -> None:
         if self._state not in (ClientState.STARTING, ClientState.RUNNING, ClientState.CLOSING):
             return
+        if self._pid == os.getpid():  # (re)started in this process already: a second hook
+            return
         # Every task, lock and socket belongs to the parent's loop: drop them untouched.
         self._live = False
         self._state = ClientState.FORKED
