@@ -17,6 +17,7 @@ from ._exceptions import (
 )
 from ._listeners import ChangeListener
 from ._models import ChangeType, ConfigChange, ConfigChangeEvent, NamespaceSnapshot, Source
+from ._reload import reload_server_on_change
 from ._sync import SyncApolloClient
 from ._version import __version__
 
@@ -43,4 +44,5 @@ __all__ = [
     "Source",
     "SyncApolloClient",
     "__version__",
+    "reload_server_on_change",
 ]
