@@ -205,3 +205,25 @@ async def test_multiprocessing_fork_children_of_a_polling_process_keep_updating(
     async with asyncio.timeout(10):
         while cfg.get("greeting") != "hej":  # noqa: ASYNC110 - the parent polls too
             await asyncio.sleep(0.01)
+
+
+async def test_the_hot_read_path_makes_no_system_call(
+    make_sync: Callable[..., SyncApolloClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """get() on a polling client is one flag check and a dict lookup: no os.getpid() per read
+    (a system call that costs several times the lookup; see bench/sync_get.py)."""
+    cfg = make_sync()
+    await asyncio.to_thread(cfg.start)
+    me, real_getpid = threading.get_ident(), os.getpid
+    calls: list[int] = []
+
+    def counting_getpid() -> int:
+        if threading.get_ident() == me:
+            calls.append(1)
+        return real_getpid()
+
+    monkeypatch.setattr(os, "getpid", counting_getpid)
+    values = [cfg.get("greeting"), cfg.get("nope", "d"), cfg.get_int("timeout")]
+    monkeypatch.undo()
+    assert values == ["hello", "d", 30]
+    assert calls == []
