@@ -19,6 +19,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
+UWSGI_HINT = "pip install uwsgi builds it from source: it needs a C compiler and Python headers"
+
 #: Lines that must never show up in a server log.
 BAD_LOG_LINES = re.compile(
     r"Traceback|Unclosed|ResourceWarning|Exception ignored|Task was destroyed|"

@@ -12,7 +12,7 @@ import pytest
 from aioapollo import SyncApolloClient
 from aioapollo.testing import ApolloTestServer
 
-from ._procs import EXAMPLES, tool
+from ._procs import EXAMPLES, UWSGI_HINT, tool
 
 
 def test_rebuild_pool_example_swaps_the_pool(capsys: pytest.CaptureFixture[str]) -> None:
@@ -53,7 +53,7 @@ async def test_django_settings_example_reads_apollo(
 @pytest.mark.servers
 @pytest.mark.timeout(120)
 async def test_wsgi_demo_every_worker_updates(capsys: pytest.CaptureFixture[str]) -> None:
-    tool("uwsgi", "pip install uwsgi builds it from source: it needs gcc and Python headers")
+    tool("uwsgi", UWSGI_HINT)
     sys.path.insert(0, str(EXAMPLES))
     try:
         import demo_wsgi

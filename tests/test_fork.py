@@ -11,12 +11,19 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
+
 from aioapollo import ApolloClient, ClientState, ConfigChangeEvent, Source
 from aioapollo.testing import ApolloTestServer
 
 from .conftest import ClientFactory
 
 CHILDREN = 3
+
+#: Python 3.12+ warns when a process with threads forks; forking such a process is the point.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:This process .* is multi-threaded:DeprecationWarning"
+)
 
 
 class Child:

@@ -19,6 +19,11 @@ from .conftest import APP
 
 WORKERS = 4
 
+#: Python 3.12+ warns when a process with threads forks; forking such a process is the point.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:This process .* is multi-threaded:DeprecationWarning"
+)
+
 
 @pytest.fixture
 async def make_sync(

@@ -17,14 +17,13 @@ import pytest
 
 from aioapollo.testing import ApolloTestServer
 
-from ._procs import BAD_LOG_LINES, ServerProcess, free_port, server_env, tool
+from ._procs import BAD_LOG_LINES, UWSGI_HINT, ServerProcess, free_port, server_env, tool
 
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(180)]
 pytest.importorskip("flask", reason="flask is not installed (pip install -e '.[test]')")
 
 APP_ID = "demo-app"
 WORKERS = 4
-BUILD_HINT = "pip install uwsgi builds it from source: it needs a C compiler and Python headers"
 SEES = r"worker (\d+) sees greeting='{}'"
 STARTED = r"(\d+) aioapollo ApolloClient\('demo-app'\) started"
 
@@ -38,7 +37,7 @@ async def apollo() -> AsyncIterator[ApolloTestServer]:
 
 def uwsgi_args(port: int, *extra: str) -> list[str]:
     return [
-        tool("uwsgi", BUILD_HINT),
+        tool("uwsgi", UWSGI_HINT),
         "--ini",
         "examples/uwsgi.ini",
         "--http-socket",
@@ -161,7 +160,7 @@ async def test_uwsgi_db_url_change_reloads_exactly_once(
 async def test_uwsgi_without_enable_threads_warns(apollo: ApolloTestServer, tmp_path: Path) -> None:
     port = free_port()
     args = [  # the example's settings without enable-threads
-        tool("uwsgi", BUILD_HINT),
+        tool("uwsgi", UWSGI_HINT),
         "--master",
         "--processes=1",
         f"--http-socket=127.0.0.1:{port}",

@@ -27,6 +27,11 @@ from .conftest import APP
 
 CHILDREN = 3
 
+#: Python 3.12+ warns when a process with threads forks; forking such a process is the point.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:This process .* is multi-threaded:DeprecationWarning"
+)
+
 
 @pytest.fixture
 async def make_sync(
