@@ -18,7 +18,9 @@ from ._exceptions import (
 from ._hooks import ChangeEvent, ErrorEvent, FetchEvent, Hooks, PollEvent
 from ._listeners import ChangeListener
 from ._models import ChangeType, ConfigChange, ConfigChangeEvent, NamespaceSnapshot, Source
+from ._reload import reload_server_on_change
 from ._stats import ClientStats, NamespaceStats
+from ._sync import SyncApolloClient
 from ._version import __version__
 
 __all__ = [
@@ -49,5 +51,7 @@ __all__ = [
     "NamespaceUnavailableError",
     "PollEvent",
     "Source",
+    "SyncApolloClient",
     "__version__",
+    "reload_server_on_change",
 ]

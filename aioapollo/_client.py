@@ -407,26 +407,33 @@ class ApolloClient:
         self._locks = {name: asyncio.Lock() for name in self._states}
         transport = self._transport = Transport(self._options)
         pool = self._pool = ServicePool(self._options, transport)
+        # The dispatcher runs before the load: when warm values (inherited across fork, or
+        # kept by _suspend) differ from what Apollo serves now, that is a real change that
+        # this process's listeners must hear about. It is scheduled before any fetch can
+        # complete, so it is waiting on its queue by the time an event is emitted.
+        self._listeners.open()
+        dispatcher = self._spawn(self._listeners.run(), "listeners")
         try:
             await transport.open()
             await self._initial_load(pool)
             if self._state is not ClientState.STARTING:
                 raise ClientStateError("the client was closed while starting")
         except BaseException:
+            dispatcher.cancel()
+            await asyncio.wait([dispatcher])
             self._transport = self._pool = None
             if self._state is ClientState.STARTING:
                 self._state = previous
             self._ready.set()
             await transport.close()
             raise
-        self._listeners.open()
         self._poller = Poller(
             self._options, transport, pool, self._states, self._refetch, self._hooks
         )
         self._tasks = [
             self._spawn(self._poller.run(), "poll"),
             self._spawn(self._refresh_loop(), "refresh"),
-            self._spawn(self._listeners.run(), "listeners"),
+            dispatcher,
         ]
         self._state = ClientState.RUNNING
         self._live = True
@@ -460,6 +467,13 @@ class ApolloClient:
             return
         self._state = ClientState.CLOSING
         self._closed = asyncio.Event()
+        try:
+            await self._stop_tasks()
+        finally:
+            self._state = ClientState.CLOSED
+            self._closed.set()
+
+    async def _stop_tasks(self) -> None:
         self._live = False
         tasks, self._tasks = self._tasks, []
         try:
@@ -473,8 +487,20 @@ class ApolloClient:
             transport, self._transport = self._transport, None
             if transport is not None:
                 await transport.close()
-            self._state = ClientState.CLOSED
-            self._closed.set()
+
+    async def _suspend(self) -> None:
+        """Stop every task and close the session but keep the values, back in CREATED.
+
+        For SyncApolloClient in a preforking master: it loads there and must leave nothing
+        running; each worker calls ``start()`` later, with these values as warm data.
+        """
+        if self._state is not ClientState.RUNNING or self._pid != os.getpid():
+            raise ClientStateError(f"cannot suspend a client in state {self._state.value}")
+        self._state = ClientState.CLOSING
+        try:
+            await self._stop_tasks()
+        finally:
+            self._state = ClientState.CREATED
 
     def __del__(self) -> None:
         if getattr(self, "_state", None) is ClientState.RUNNING and self._pid == os.getpid():
@@ -483,7 +509,12 @@ class ApolloClient:
     def _after_fork_in_child(self) -> None:
         if self._state not in (ClientState.STARTING, ClientState.RUNNING, ClientState.CLOSING):
             return
-        # Every task, lock and socket belongs to the parent's loop: drop them untouched.
+        if self._pid == os.getpid():  # (re)started in this process already: a second hook
+            return
+        # Every task, lock and socket belongs to the parent's loop: drop them untouched, but
+        # keep them referenced. A collected task's coroutine would run its `finally` blocks
+        # here (resetting state the child has rebuilt since, or closing the parent's sockets).
+        _fork.keep_forever(self._tasks, self._locks, self._ready, self._closed, self._poller)
         self._live = False
         self._state = ClientState.FORKED
         self._tasks = []

@@ -8,6 +8,7 @@ client installs, and by never leaving a poller running in a uWSGI master.
 
 from __future__ import annotations
 
+import importlib
 import os
 import weakref
 from typing import Protocol
@@ -29,10 +30,49 @@ def track(obj: ForkAware) -> None:
     _tracked.add(obj)
 
 
+_inherited: list[object] = []
+
+
+def keep_forever(*objects: object) -> None:
+    """Keep objects inherited from the parent alive, untouched, for this process's lifetime."""
+    _inherited.extend(objects)
+
+
 def after_fork_in_child() -> None:
     """Reset every tracked object; also the entry point for non-Python fork hooks."""
     for obj in list(_tracked):
         obj._after_fork_in_child()
 
 
+def _chain_uwsgi_post_fork_hook() -> None:
+    """Under uWSGI, also run :func:`after_fork_in_child` from uWSGI's own post-fork hook.
+
+    uWSGI forks its workers in C and runs Python's at-fork hooks only with
+    ``py-call-uwsgi-fork-hooks``; its ``uwsgi.post_fork_hook`` always runs. The hook is
+    chained through ``uwsgidecorators.postfork`` (keeping a hook that was set before), so
+    neither the application's ``@postfork`` functions nor ours replace the other. Running
+    both hooks is harmless: every reset is idempotent.
+    """
+    try:
+        uwsgi = importlib.import_module("uwsgi")  # exists only inside a uWSGI process
+    except ImportError:
+        return
+    previous = getattr(uwsgi, "post_fork_hook", None)
+    try:
+        decorators = importlib.import_module("uwsgidecorators")
+    except ImportError:
+
+        def hook() -> None:
+            after_fork_in_child()
+            if previous is not None:
+                previous()
+
+        setattr(uwsgi, "post_fork_hook", hook)  # noqa: B010 - a module without stubs
+        return
+    if previous is not None and previous is not decorators.postfork_chain_hook:
+        decorators.postfork_chain.append(previous)  # importing it replaced that hook
+    decorators.postfork(after_fork_in_child)
+
+
 os.register_at_fork(after_in_child=after_fork_in_child)
+_chain_uwsgi_post_fork_hook()

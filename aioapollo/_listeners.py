@@ -102,7 +102,8 @@ class ListenerRegistry:
                     if entry.wants(event):
                         await self._call(entry.listener, event)
         finally:
-            self._queue = None
+            if self._queue is queue:  # not a newer queue (a restart after fork made one)
+                self._queue = None
 
     async def _call(self, listener: ChangeListener, event: ConfigChangeEvent) -> None:
         try:

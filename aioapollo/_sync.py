@@ -1,0 +1,480 @@
+"""SyncApolloClient: an ApolloClient for WSGI apps, polling in a daemon thread in every worker.
+
+The client loads in the process that calls :meth:`SyncApolloClient.start`. In a preforking
+master (uWSGI without ``lazy-apps``, ``gunicorn --preload``) it loads on a temporary thread that
+is joined before ``start()`` returns, so no thread is alive when the master forks: a thread
+running at fork time makes uWSGI workers deadlock at birth. Each worker then starts its own
+poller thread right after fork (Python's at-fork hook, uWSGI's post-fork hook) or, where no
+hook ran, on its first read: reads outside a live poller take a slow path that checks the pid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from types import TracebackType
+from typing import Any, Self, TypeVar, overload
+
+from anyio.from_thread import BlockingPortal
+
+from . import _fork
+from ._client import ApolloClient
+from ._config import ClientOptions, options_from_env
+from ._exceptions import ClientStateError, NamespaceNotFoundError
+from ._listeners import ChangeListener
+from ._models import NamespaceSnapshot, Source
+
+__all__ = ["SyncApolloClient"]
+
+logger = logging.getLogger("aioapollo")
+
+T = TypeVar("T")
+L = TypeVar("L", bound=ChangeListener)
+
+#: After a poller failed to start in a worker, reads retry starting it at most this often.
+_RETRY_SECONDS = 5.0
+
+
+class SyncApolloClient:
+    """A blocking Apollo client for WSGI apps (Flask, Django) under any server.
+
+    It runs an :class:`ApolloClient` on its own event loop in a daemon thread. Reads never
+    cross threads: :meth:`get` is a dict lookup on the current snapshot. It is fork-safe by
+    itself: create and start it at import time, with or without ``lazy-apps`` or
+    ``--preload``, and every worker keeps updating.
+
+    Takes exactly the arguments of :class:`ApolloClient`.
+    """
+
+    def __init__(self, app_id: str, **kwargs: Any) -> None:
+        self._client = ApolloClient(app_id, **kwargs)
+        # The inner client swaps items of these dicts, never the dicts: read them directly.
+        self._values = self._client._values
+        self._snapshots = self._client._snapshots
+        #: The one flag the read path checks: a poller thread is running in this process.
+        self._live = False
+        self._lock = threading.Lock()
+        self._started = False
+        self._start_pid: int | None = None
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._portal: BlockingPortal | None = None
+        self._poll_pid: int | None = None
+        self._reset_pid = os.getpid()
+        self._failed_at: float | None = None
+        #: Set in a preforking master: true while this process is still that master.
+        self._in_master: Callable[[], bool] | None = None
+        _fork.track(self)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Self:
+        """Build a client from the Java client's environment variables (overrides win).
+
+        See :meth:`ApolloClient.from_env`.
+        """
+        kwargs = options_from_env(**overrides)
+        return cls(kwargs.pop("app_id"), **kwargs)
+
+    # ------------------------------------------------------------------ introspection
+
+    @property
+    def options(self) -> ClientOptions:
+        """The settings this client runs with (the secret is hidden from its repr)."""
+        return self._client.options
+
+    @property
+    def app_id(self) -> str:
+        """The Apollo appId."""
+        return self._client.app_id
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        """The watched namespaces, as configured."""
+        return self._client.namespaces
+
+    @property
+    def sources(self) -> Mapping[str, Source]:
+        """Where each loaded namespace's current values came from (read-only)."""
+        return self._client.sources
+
+    @property
+    def polling(self) -> bool:
+        """Whether a poller thread is running in this process (False in a preforking master)."""
+        return self._live
+
+    def __repr__(self) -> str:
+        return (
+            f"<SyncApolloClient app_id={self.app_id!r} namespaces={list(self.namespaces)!r} "
+            f"polling={self._live}>"
+        )
+
+    # ------------------------------------------------------------------ reads
+
+    @overload
+    def get(self, key: str, default: None = None, namespace: str = ...) -> str | None: ...
+    @overload
+    def get(self, key: str, default: T, namespace: str = ...) -> str | T: ...
+    def get(self, key: str, default: Any = None, namespace: str = "application") -> Any:
+        """The value of ``key`` in ``namespace``, or ``default``: a dict lookup, never I/O."""
+        if self._live:
+            try:
+                return self._values[namespace].get(key, default)
+            except KeyError:
+                pass
+        return self._read_slow(key, default, namespace)
+
+    def _read_slow(self, key: str, default: Any, namespace: str) -> Any:
+        self._ensure_polling()
+        values = self._values.get(namespace)
+        if values is None:
+            if namespace not in self._client._states:
+                raise NamespaceNotFoundError(namespace)
+            raise ClientStateError(
+                f"namespace {namespace!r} is not loaded: "
+                + ("the client is closed" if self._closed else "call start() first")
+            )
+        return values.get(key, default)
+
+    def snapshot(self, namespace: str = "application") -> NamespaceSnapshot:
+        """The current snapshot of a namespace (typed getters live on it)."""
+        snap = self._snapshots.get(namespace)
+        if snap is None or not self._live:
+            self._read_slow("", None, namespace)  # raises the right error, or starts polling
+            snap = self._snapshots[namespace]
+        return snap
+
+    def get_int(
+        self, key: str, default: int | None = None, namespace: str = "application"
+    ) -> int | None:
+        """``key`` as an int (:class:`ConfigValueError` if malformed)."""
+        return self.snapshot(namespace).get_int(key, default)
+
+    def get_float(
+        self, key: str, default: float | None = None, namespace: str = "application"
+    ) -> float | None:
+        """``key`` as a finite float."""
+        return self.snapshot(namespace).get_float(key, default)
+
+    def get_bool(
+        self, key: str, default: bool | None = None, namespace: str = "application"
+    ) -> bool | None:
+        """``key`` as a bool (true/false, 1/0, yes/no, on/off)."""
+        return self.snapshot(namespace).get_bool(key, default)
+
+    def get_list(
+        self,
+        key: str,
+        default: list[str] | None = None,
+        namespace: str = "application",
+        *,
+        delimiter: str = ",",
+    ) -> list[str] | None:
+        """``key`` split on ``delimiter``."""
+        return self.snapshot(namespace).get_list(key, default, delimiter=delimiter)
+
+    def get_json(self, key: str, default: Any = None, namespace: str = "application") -> Any:
+        """``key`` parsed as JSON."""
+        return self.snapshot(namespace).get_json(key, default)
+
+    # ------------------------------------------------------------------ listeners
+
+    @overload
+    def on_change(self, listener: L, /) -> L: ...
+    @overload
+    def on_change(
+        self,
+        listener: None = None,
+        /,
+        *,
+        keys: Iterable[str] | None = None,
+        prefixes: Iterable[str] | None = None,
+        namespaces: Iterable[str] | None = None,
+    ) -> Callable[[L], L]: ...
+    def on_change(
+        self,
+        listener: Any = None,
+        /,
+        *,
+        keys: Iterable[str] | None = None,
+        prefixes: Iterable[str] | None = None,
+        namespaces: Iterable[str] | None = None,
+    ) -> Any:
+        """Register a change listener; use bare (``@cfg.on_change``) or with filters.
+
+        Called once per change in every process that polls (each worker), never for the
+        first load. Plain functions run in a helper thread, coroutine functions on the
+        client's own event loop; either way, not in a request thread.
+        """
+        return self._client.on_change(listener, keys=keys, prefixes=prefixes, namespaces=namespaces)
+
+    def add_listener(
+        self,
+        listener: ChangeListener,
+        *,
+        keys: Iterable[str] | None = None,
+        prefixes: Iterable[str] | None = None,
+        namespaces: Iterable[str] | None = None,
+    ) -> None:
+        """Register ``listener`` (see :meth:`on_change`)."""
+        self._client.add_listener(listener, keys=keys, prefixes=prefixes, namespaces=namespaces)
+
+    def remove_listener(self, listener: ChangeListener) -> None:
+        """Unregister ``listener``; :class:`ValueError` if it is not registered."""
+        self._client.remove_listener(listener)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def start(self, *, prefork: bool | None = None) -> None:
+        """Load every namespace, then keep them updated in every process that reads them.
+
+        Returns once loaded, like :meth:`ApolloClient.start` (and raises what it raises).
+
+        Args:
+            prefork: Whether this process is a preforking master whose workers do the
+                polling. ``None`` (the default) detects uWSGI's master and gunicorn's arbiter;
+                pass ``True`` for other preforking servers. A master loads on a temporary
+                thread and keeps no thread running; elsewhere a poller thread starts now.
+        """
+        with self._lock:
+            pid = os.getpid()
+            if self._closed:
+                raise ClientStateError("cannot reopen a closed client; create a new one")
+            if self._started:
+                if pid == self._start_pid:
+                    raise ClientStateError("already started")
+                # A forked child: its poller starts by itself; make sure it runs.
+                if self._poll_pid != pid:
+                    self._spawn_poller(wait=True)
+                return
+            _warn_if_uwsgi_threads_disabled()
+            if prefork is None:
+                server = _preforking_master()
+            else:
+                server = "a preforking server" if prefork else None
+            if not server:
+                self._spawn_poller(wait=True)
+            else:
+                _run_on_temporary_thread(self._load_and_suspend)
+                self._in_master = _master_check(server, pid)
+                logger.info(
+                    "SyncApolloClient(%r) loaded in the %s master (pid %s); each worker polls",
+                    self.app_id,
+                    server,
+                    pid,
+                )
+            self._started, self._start_pid = True, pid
+
+    async def _load_and_suspend(self) -> None:
+        await self._client.start()
+        await self._client._suspend()
+
+    def close(self) -> None:
+        """Stop this process's poller thread. Idempotent; reads keep the last values."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._live = False
+            portal, thread = self._portal, self._thread
+            if portal is not None and thread is not None and self._poll_pid == os.getpid():
+                try:
+                    portal.call(portal.stop)
+                except RuntimeError:  # the loop ended already
+                    pass
+                thread.join(self._client.options.close_timeout + 1.0)
+            else:  # a master, or a child whose poller (if any) belonged to the parent
+                _run_on_temporary_thread(self._client.aclose)
+
+    # ------------------------------------------------------------------ the poller thread
+
+    def _is_master(self) -> bool:
+        return self._in_master is not None and self._in_master()
+
+    def _ensure_polling(self) -> None:
+        """Start this process's poller if it should run here and does not (slow path only)."""
+        pid = os.getpid()
+        if not self._started or self._closed or pid == self._poll_pid or self._is_master():
+            return
+        if self._failed_at is not None and time.monotonic() - self._failed_at < _RETRY_SECONDS:
+            return
+        with self._lock:
+            if self._poll_pid != pid and not self._closed:
+                self._spawn_poller(wait=False)
+
+    def _spawn_poller(self, *, wait: bool) -> None:
+        """Start the poller thread (lock held). ``wait``: until loaded, raising its error."""
+        ready = threading.Event()
+        errors: list[BaseException] = []
+        thread = threading.Thread(
+            target=self._thread_main,
+            args=(ready, errors),
+            name=f"aioapollo-{self.app_id}",
+            daemon=True,
+        )
+        self._thread, self._portal, self._poll_pid = thread, None, os.getpid()
+        thread.start()
+        if wait:
+            ready.wait()
+            if errors:
+                raise errors[0]
+
+    def _thread_main(self, ready: threading.Event, errors: list[BaseException]) -> None:
+        try:
+            asyncio.run(self._serve(ready, errors))
+        except BaseException as exc:  # pragma: no cover - the loop itself failed
+            errors.append(exc)
+        finally:
+            if self._thread is threading.current_thread():
+                self._live = False
+                if errors:
+                    self._poll_pid = None
+                    self._failed_at = time.monotonic()
+            if errors and not ready.is_set():
+                logger.error(
+                    "SyncApolloClient(%r): the poller could not start in process %s: %s",
+                    self.app_id,
+                    os.getpid(),
+                    errors[0],
+                )
+            ready.set()
+
+    async def _serve(self, ready: threading.Event, errors: list[BaseException]) -> None:
+        async with BlockingPortal() as portal:
+            try:
+                await self._client.start()
+            except Exception as exc:
+                errors.append(exc)
+                return
+            try:
+                self._portal = portal
+                self._failed_at = None
+                self._live = not self._closed
+                ready.set()
+                await portal.sleep_until_stopped()
+            finally:
+                self._live = False
+                await self._client.aclose()
+
+    def _after_fork_in_child(self) -> None:
+        """Called in every forked child: drop the parent's thread and start our own."""
+        pid = os.getpid()
+        if self._reset_pid == pid:  # both Python's and uWSGI's hook ran
+            return
+        self._reset_pid = pid
+        self._lock = threading.Lock()  # the parent's may have been held by a thread
+        self._live = False
+        self._thread = self._portal = None
+        self._failed_at = None
+        if self._started and not self._closed and not self._is_master():
+            with self._lock:
+                self._spawn_poller(wait=False)
+
+
+def _run_on_temporary_thread(fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``fn()`` in a fresh event loop on a thread that is joined before returning."""
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            asyncio.run(fn())
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=work, name="aioapollo-load", daemon=True)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
+def _uwsgi() -> Any:
+    """The ``uwsgi`` module inside a uWSGI process, else None."""
+    try:
+        return importlib.import_module("uwsgi")
+    except ImportError:
+        return None
+
+
+def _preforking_master() -> str | None:
+    """The name of the preforking server whose master this process is, if any."""
+    uwsgi = _uwsgi()
+    if uwsgi is not None:
+        return "uWSGI" if uwsgi.worker_id() == 0 else None
+    if "gunicorn.arbiter" in sys.modules:
+        # With --preload the app is imported from Arbiter.setup(); workers run below
+        # Arbiter.spawn_worker() (the fork keeps the arbiter's frames on their stack).
+        frame = sys._getframe(1)
+        in_arbiter = False
+        while frame is not None:
+            if frame.f_globals.get("__name__") == "gunicorn.arbiter":
+                if frame.f_code.co_name == "spawn_worker":
+                    return None
+                in_arbiter = True
+            frame = frame.f_back  # type: ignore[assignment]
+        return "gunicorn" if in_arbiter else None
+    return None
+
+
+def _master_check(server: str, pid: int) -> Callable[[], bool]:
+    uwsgi = _uwsgi() if server == "uWSGI" else None
+    if uwsgi is not None:  # without a master, uWSGI's first worker is this very process
+        return lambda: bool(uwsgi.worker_id() == 0)
+    return lambda: os.getpid() == pid
+
+
+_threads_warned = False
+
+
+def _warn_if_uwsgi_threads_disabled() -> None:
+    global _threads_warned
+    uwsgi = _uwsgi()
+    if uwsgi is None or _threads_warned:
+        return
+    opt = getattr(uwsgi, "opt", {})
+    if _truthy(opt.get("enable-threads")) or _int(opt.get("threads")) > 1:
+        return
+    _threads_warned = True
+    logger.warning(
+        "uWSGI runs without enable-threads: Python threads do not run between requests "
+        "there, so SyncApolloClient cannot keep its values updated. Set `enable-threads = "
+        "true` (or `threads = N`) in the uWSGI configuration."
+    )
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, list):
+        return any(_truthy(v) for v in value)
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    if isinstance(value, str):
+        return value.strip().lower() in ("", "1", "true", "yes", "on", "y", "t")
+    return bool(value)
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, list):
+        value = value[-1] if value else 0
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0

@@ -1,0 +1,93 @@
+"""Helpers for tests that fork workers: a SyncApolloClient factory, a waitable sync listener,
+and a forked child that reports JSON lines over a pipe."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from aioapollo import ConfigChangeEvent, SyncApolloClient
+from aioapollo.testing import ApolloTestServer
+
+from .conftest import APP, FAST
+
+
+def aioapollo_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("aioapollo")]
+
+
+@contextlib.asynccontextmanager
+async def sync_clients(
+    server: ApolloTestServer, tmp_path: Path
+) -> AsyncIterator[Callable[..., SyncApolloClient]]:
+    """Build SyncApolloClients against ``server`` (override anything); all closed afterwards."""
+    clients: list[SyncApolloClient] = []
+
+    def factory(**kwargs: Any) -> SyncApolloClient:
+        kwargs.setdefault("config_server", server.url)
+        kwargs.setdefault("cache_dir", tmp_path / "cache")
+        client = SyncApolloClient(kwargs.pop("app_id", APP), **{**FAST, **kwargs})
+        clients.append(client)
+        return client
+
+    try:
+        yield factory
+    finally:
+        for client in clients:
+            await asyncio.to_thread(client.close)
+
+
+class Changes:
+    """A sync listener (it runs in a helper thread) that a test can wait on."""
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue[ConfigChangeEvent] = queue.Queue()
+
+    def __call__(self, event: ConfigChangeEvent) -> None:
+        self.queue.put(event)
+
+    async def next(self, timeout: float = 10.0) -> ConfigChangeEvent:
+        return await asyncio.to_thread(self.queue.get, True, timeout)
+
+
+class Child:
+    """A forked child running a blocking ``body(report)``; reports are JSON lines on a pipe."""
+
+    def __init__(self, body: Callable[[Callable[[dict[str, Any]], None]], None]) -> None:
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            os.close(read_fd)
+            code = 0
+
+            def report(message: dict[str, Any]) -> None:
+                os.write(write_fd, (json.dumps(message) + "\n").encode())
+
+            try:
+                body(report)
+            except BaseException as exc:
+                report({"error": repr(exc)})
+                code = 1
+            os._exit(code)
+        os.close(write_fd)
+        self.pid = pid
+        self._reader = os.fdopen(read_fd, "rb")
+
+    async def next(self, timeout: float = 20.0) -> dict[str, Any]:
+        line = await asyncio.wait_for(asyncio.to_thread(self._reader.readline), timeout)
+        assert line, f"child {self.pid} exited without reporting"
+        message: dict[str, Any] = json.loads(line)
+        assert "error" not in message, message
+        return message
+
+    async def exit_code(self, timeout: float = 20.0) -> int:
+        _, status = await asyncio.wait_for(asyncio.to_thread(os.waitpid, self.pid, 0), timeout)
+        self._reader.close()
+        return os.waitstatus_to_exitcode(status)
