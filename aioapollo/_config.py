@@ -49,6 +49,10 @@ class ClientOptions:
     connect_timeout: float = 2.0
     read_timeout: float = 5.0
     poll_timeout: float = 90.0
+    #: How long the config service holds an idle long poll (60 s for Apollo). Only lower it
+    #: for a server known to hold polls for less (a test server); ``poll_timeout`` must
+    #: exceed it, so a long poll never times out while it is legitimately held.
+    server_hold: float = 60.0
     start_timeout: float | None = None
     refresh_interval: float = 300.0
     backoff_initial: float = 1.0
@@ -73,8 +77,13 @@ class ClientOptions:
             raise ValueError("give config_server= (direct) or meta_server= (discovery)")
         if not self.cluster:
             raise ValueError("cluster must not be empty")
-        if self.poll_timeout <= 60:
-            raise ValueError("poll_timeout must exceed the server's 60 s long-poll hold")
+        if not self.server_hold > 0:
+            raise ValueError("server_hold must be a positive number of seconds")
+        if not self.poll_timeout > self.server_hold:
+            raise ValueError(
+                f"poll_timeout must exceed the server's {self.server_hold:g} s long-poll hold "
+                "(server_hold)"
+            )
 
     @classmethod
     def build(

@@ -113,13 +113,15 @@ class Transport:
     async def _read_body(self, resp: aiohttp.ClientResponse, where: str) -> bytes:
         cap = self._options.max_body_bytes
         if resp.content_length is not None and resp.content_length > cap:
-            raise ApolloResponseError(f"{where}: reply of {resp.content_length} bytes > {cap}")
+            raise ApolloResponseError(
+                f"{where}: reply of {resp.content_length} bytes exceeds max_body_bytes={cap}"
+            )
         chunks: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_chunked(65536):
             size += len(chunk)
             if size > cap:
-                raise ApolloResponseError(f"{where}: reply larger than the {cap}-byte cap")
+                raise ApolloResponseError(f"{where}: reply exceeds max_body_bytes={cap}; cut off")
             chunks.append(chunk)
         return b"".join(chunks)
 

@@ -68,9 +68,7 @@ def test_config_target_encodes_merged_release_key_and_messages() -> None:
     assert "+" not in query.replace("%2B", "")  # every literal + is escaped
     parsed = parse_qs(query)
     assert parsed["releaseKey"] == ["k1+k2"]
-    assert json.loads(parsed["messages"][0]) == {
-        "details": {"SampleApp+default+application": 101}
-    }
+    assert json.loads(parsed["messages"][0]) == {"details": {"SampleApp+default+application": 101}}
     assert parsed["label"] == ["gray"]
 
 
