@@ -23,6 +23,7 @@ from ._cache import DiskCache
 from ._config import ClientOptions, options_from_env
 from ._discovery import ServicePool
 from ._exceptions import (
+    ApolloConnectionError,
     ApolloError,
     ApolloNotFoundError,
     ApolloResponseError,
@@ -604,6 +605,8 @@ class ApolloClient:
                             return
                         error = status_error(reply, f"{base}/configs/.../{name}")
                     except ApolloError as exc:
+                        if isinstance(exc, ApolloConnectionError):
+                            self._pool.mark_unreachable(base)
                         last = exc
                         continue
                     if error.status in (401, 404):

@@ -136,6 +136,8 @@ class Poller:
                 base, notes = await self._poll_once(avoid)
             except ApolloError as exc:
                 avoid = self._pool.poll_service()
+                if avoid is not None and isinstance(exc, ApolloConnectionError):
+                    self._pool.mark_unreachable(avoid)
                 self._pool.drop_poll_service()
                 delay = poll_backoff.next()
                 self._log_failure(exc, delay, poll_backoff.failures)
