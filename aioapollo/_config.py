@@ -60,7 +60,12 @@ class ClientOptions:
     fetch_retry_delay: float = 1.0
     poll_min_interval: float = 0.5
     close_timeout: float = 5.0
+    #: Replies larger than this are refused (ApolloResponseError), so a broken proxy cannot
+    #: exhaust memory.
     max_body_bytes: int = 64 * 1024 * 1024
+    #: TLS for https:// servers: ``None``/``True`` verifies certificates and host names
+    #: against the system's CAs; an :class:`ssl.SSLContext` is used as given (e.g. one that
+    #: trusts a private CA); ``False`` turns verification off.
     ssl: ssl.SSLContext | bool | None = None
 
     def __post_init__(self) -> None:
@@ -77,6 +82,10 @@ class ClientOptions:
             raise ValueError("give config_server= (direct) or meta_server= (discovery)")
         if not self.cluster:
             raise ValueError("cluster must not be empty")
+        if self.ssl is not None and not isinstance(self.ssl, bool | ssl.SSLContext):
+            raise TypeError("ssl must be an ssl.SSLContext, True/None (verify) or False")
+        if self.max_body_bytes < 1:
+            raise ValueError("max_body_bytes must be positive")
         if not self.server_hold > 0:
             raise ValueError("server_hold must be a positive number of seconds")
         if not self.poll_timeout > self.server_hold:

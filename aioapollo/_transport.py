@@ -107,6 +107,11 @@ class Transport:
                 return Reply(resp.status, body, _server_time(resp.headers.get("Date")))
         except TimeoutError as exc:
             raise ApolloTimeoutError(f"timed out waiting for {where}") from exc
+        except aiohttp.ClientSSLError as exc:
+            raise ApolloConnectionError(
+                f"{where}: TLS failed ({type(exc).__name__}): is the server's certificate "
+                "trusted? Pass ssl=ssl.SSLContext(...) that trusts its CA"
+            ) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise ApolloConnectionError(f"{where}: {type(exc).__name__}") from exc
 
