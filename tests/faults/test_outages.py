@@ -10,6 +10,8 @@ import asyncio
 import itertools
 import time
 
+import pytest
+
 from aioapollo import ApolloClient, ApolloTimeoutError
 from aioapollo.testing import ApolloTestServer
 
@@ -190,3 +192,21 @@ async def test_timeouts_surface_as_apollo_timeout_errors(
         assert isinstance(cause, ApolloTimeoutError) and "timed out" in str(cause)
     else:
         raise AssertionError("start() should have failed")
+
+
+async def test_clock_skew_on_the_long_poll_is_named_and_backed_off(
+    server: ApolloTestServer, make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.set_secret(APP, "s3cret")
+    client = make_client(secret="s3cret", backoff_initial=0.2, backoff_max=0.4)
+    await client.start()
+    server.clock = lambda: int(time.time() * 1000) + 120_000  # the server's clock jumps
+    server.clear_requests()
+    async with asyncio.timeout(5):
+        await server.wait_for_request(lambda r: r.status == 401)
+    await asyncio.sleep(1.0)  # a fixed window in which to count requests
+    polls = [r for r in server.requests if r.path == "/notifications/v2"]
+    assert 1 <= len(polls) <= 8, len(polls)
+    errors = [r for r in caplog.records if r.levelname == "ERROR" and "long poll" in r.message]
+    assert errors and all("clock" in r.getMessage() for r in errors)
+    assert await client.get("greeting") == "hello"  # values kept meanwhile
