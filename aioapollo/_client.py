@@ -135,6 +135,7 @@ class ApolloClient:
         self._ready: asyncio.Event | None = None
         self._closed: asyncio.Event | None = None
         self._fork_warned = False
+        self._refetch_failures: dict[str, int] = {}
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Self:
@@ -540,11 +541,23 @@ class ApolloClient:
                 logger.warning("namespace %r has no release (404); keeping its values", name)
                 done.add(name)
             elif isinstance(result, Exception):
-                logger.warning("refetching namespace %r failed: %s", name, result)
+                failures = self._refetch_failures[name] = self._refetch_failures.get(name, 0) + 1
+                # Warn on failures 1, 2, 4, 8, ...: visible, but never a flood in an outage.
+                level = logging.WARNING if failures & (failures - 1) == 0 else logging.DEBUG
+                logger.log(
+                    level,
+                    "refetching namespace %r failed (%d in a row): %s",
+                    name,
+                    failures,
+                    result,
+                )
             elif isinstance(result, BaseException):
                 raise result
             else:
                 done.add(name)
+        for name in done:
+            if self._refetch_failures.pop(name, 0):
+                logger.info("namespace %r fetched again", name)
         return done
 
     async def _refresh_loop(self) -> None:

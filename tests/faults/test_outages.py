@@ -130,7 +130,10 @@ async def test_5xx_storm_backoff_grows_then_resets(
 
 
 async def test_configs_5xx_storm_is_not_a_hot_loop_and_nothing_is_lost(
-    server: ApolloTestServer, make_client: ClientFactory, events: Events
+    server: ApolloTestServer,
+    make_client: ClientFactory,
+    events: Events,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # The long poll works and keeps saying "changed", every /configs fails: the client must
     # back off between refetch rounds instead of re-polling and re-fetching at once.
@@ -146,7 +149,10 @@ async def test_configs_5xx_storm_is_not_a_hot_loop_and_nothing_is_lost(
     # Rounds of 2 attempts, 0.1, 0.2, 0.4, 0.8 s apart (jitter: at least half): few rounds.
     assert 2 <= fetches <= 12, fetches
     assert polls <= 8, polls
+    warned = [r for r in caplog.records if r.levelname == "WARNING" and "refetching" in r.message]
+    rounds = fetches // 2
     assert await client.get("greeting") == "hello"
+    assert len(warned) <= rounds.bit_length(), (len(warned), rounds)  # on 1, 2, 4, 8, ...
     server.clear_faults()
     event = await events.next(timeout=8)  # the notification was kept: applied once possible
     assert event.changes["greeting"].new_value == "eventually"
