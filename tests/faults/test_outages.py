@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import socket
 import time
 
 import pytest
@@ -216,3 +217,37 @@ async def test_clock_skew_on_the_long_poll_is_named_and_backed_off(
     errors = [r for r in caplog.records if r.levelname == "ERROR" and "long poll" in r.message]
     assert errors and all("clock" in r.getMessage() for r in errors)
     assert await client.get("greeting") == "hello"  # values kept meanwhile
+
+
+async def test_blackholed_instance_costs_one_connect_timeout_not_one_per_release(
+    server: ApolloTestServer, events: Events
+) -> None:
+    """Discovery lists an instance whose host swallows connections (no RST: connects hang).
+    After one connect timeout the client puts it last, so later releases arrive promptly."""
+    with socket.socket() as hole:
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(0)
+        filler = socket.create_connection(hole.getsockname())  # fills the accept queue
+        try:
+            server.config_services = [f"http://127.0.0.1:{hole.getsockname()[1]}", server.url]
+            options = {**FAST, "connect_timeout": 0.5, "backoff_max": 30.0}
+            client = ApolloClient(APP, meta_server=server.url, cache_dir=None, **options)
+            client.on_change(events)
+            latencies = []
+            async with client:
+                for n in range(8):
+                    # An idle poll ends (304): the client may re-pick an instance, at random.
+                    since = time.time()
+                    async with asyncio.timeout(5):
+                        await server.wait_for_request(
+                            lambda r, since=since: r.time > since and r.status == 304
+                        )
+                    started = time.monotonic()
+                    server.publish(APP, "application", {"greeting": f"v{n}"})
+                    await events.next(timeout=8)
+                    latencies.append(time.monotonic() - started)
+            # Without the cooldown each re-pick has a 1 in 4 chance of hitting the hole (and
+            # so does the first fetch at start, which is not measured).
+            assert sum(latency >= 0.4 for latency in latencies) <= 1, latencies
+        finally:
+            filler.close()
