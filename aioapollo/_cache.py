@@ -140,4 +140,5 @@ def _private_dir(path: Path) -> None:
         with contextlib.suppress(FileExistsError):  # another process made it meanwhile
             folder.mkdir(mode=0o700)
     if path.stat().st_mode & 0o077:
-        path.chmod(0o700)
+        with contextlib.suppress(OSError):  # not ours to change: the files are 0600 anyway
+            path.chmod(0o700)
