@@ -102,7 +102,7 @@ async def test_listener_that_swallows_cancellation_cannot_hold_up_aclose(
         started = time.monotonic()
         await client.aclose()
         took = time.monotonic() - started
-        assert 0.4 <= took < 1.5, took  # waited close_timeout, then gave up on the listener
+        assert 0.4 <= took < 3, took  # waited close_timeout, then gave up on the listener
         assert any("did not stop within close_timeout" in r.message for r in caplog.records)
         await wait_until(lambda: client_sockets(server.port) == 0)
     finally:

@@ -73,7 +73,7 @@ async def test_slow_configs_times_out_retries_and_never_blocks_reads(
     await server.wait_for_request(lambda r: r.fault is fault)
     started = time.monotonic()
     assert await client.get("greeting") == "hello"  # reads are not held up by the fetch
-    assert time.monotonic() - started < 0.1
+    assert time.monotonic() - started < 1.0
     event = await events.next(timeout=8)
     assert event.changes["greeting"].new_value == "slow"
     fetches = [r for r in server.requests if r.path == CONFIGS]
