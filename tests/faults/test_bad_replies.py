@@ -7,6 +7,7 @@ comes.
 
 from __future__ import annotations
 
+import gzip
 import itertools
 import json
 import logging
@@ -215,3 +216,37 @@ async def test_response_size_cap_on_a_chunked_body(tmp_path: Path) -> None:
     finally:
         await runner.cleanup()
     assert sent < 64 << 20  # the client stopped reading long before the server gave up
+
+
+async def test_response_size_cap_applies_to_the_decompressed_body() -> None:
+    """A gzip bomb: some 16 kB on the wire (under the cap), 16 MB inflated (over it)."""
+    inflated = b'{"releaseKey":"r","configurations":{"k":"' + b"0" * (16 << 20) + b'"}}'
+    bomb = gzip.compress(inflated, compresslevel=9)
+
+    async def configs(request: web.Request) -> web.Response:
+        return web.Response(
+            body=bomb, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}
+        )
+
+    app = web.Application()
+    app.router.add_get("/configs/{tail:.*}", configs)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        client = ApolloClient(
+            APP,
+            config_server=f"http://127.0.0.1:{port}",
+            cache_dir=None,
+            max_body_bytes=len(bomb) * 4,
+            **FAST,
+        )
+        with pytest.raises(NamespaceUnavailableError) as info:
+            await client.start()
+        cause = info.value.causes["application"]
+        assert isinstance(cause, ApolloResponseError) and "max_body_bytes" in str(cause)
+        await client.aclose()
+    finally:
+        await runner.cleanup()
