@@ -8,16 +8,25 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from ._wire import APP_ID_PATTERN
 
-__all__ = ["ClientOptions", "default_cache_dir", "options_from_env"]
+__all__ = ["ClientOptions", "default_cache_dir", "options_from_env", "redact_url"]
 
 
 def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/aioapollo``, else ``~/.cache/aioapollo``."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "aioapollo"
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its ``user:password@`` part, for messages, logs and reprs."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _servers(value: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -67,6 +76,18 @@ class ClientOptions:
     #: against the system's CAs; an :class:`ssl.SSLContext` is used as given (e.g. one that
     #: trusts a private CA); ``False`` turns verification off.
     ssl: ssl.SSLContext | bool | None = None
+
+    def __repr__(self) -> str:
+        # The secret is left out and server URLs lose any user:password (basic auth).
+        shown = []
+        for item in fields(self):
+            if not item.repr:
+                continue
+            value = getattr(self, item.name)
+            if item.name in ("config_servers", "meta_servers"):
+                value = tuple(redact_url(url) for url in value)
+            shown.append(f"{item.name}={value!r}")
+        return f"ClientOptions({', '.join(shown)})"
 
     def __post_init__(self) -> None:
         if not self.app_id or not APP_ID_PATTERN.fullmatch(self.app_id):

@@ -7,7 +7,7 @@ import logging
 import random
 import time
 
-from ._config import ClientOptions
+from ._config import ClientOptions, redact_url
 from ._exceptions import ApolloConnectionError, ApolloError
 from ._protocol import parse_services, services_target
 from ._transport import Transport, status_error
@@ -70,12 +70,18 @@ class ServicePool:
                     continue
                 if urls:
                     if set(urls) != set(self._services):
-                        logger.info("config services for %s: %s", self._options.app_id, urls)
+                        logger.info(
+                            "config services for %s: %s",
+                            self._options.app_id,
+                            [redact_url(url) for url in urls],
+                        )
                     self._services = urls
                     if self._poll_service not in urls:
                         self._poll_service = None
                     return
-                last = ApolloConnectionError(f"{meta}/services/config listed no config service")
+                last = ApolloConnectionError(
+                    f"{redact_url(meta)}/services/config listed no config service"
+                )
         raise last or ApolloConnectionError("no meta server answered")
 
     def ordered(self, prefer: str | None = None) -> list[str]:

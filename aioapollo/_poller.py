@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
-from ._config import ClientOptions
+from ._config import ClientOptions, redact_url
 from ._discovery import ServicePool
 from ._exceptions import ApolloAuthError, ApolloConnectionError, ApolloError
 from ._protocol import Notification, notifications_target, parse_notifications
@@ -189,7 +189,7 @@ class Poller:
         if not targets:
             return True
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("notified of %s by %s", sorted(targets), base)
+            logger.debug("notified of %s by %s", sorted(targets), redact_url(base))
         done = await self._refetch({name: t[1] for name, t in targets.items()}, base)
         for name in done:
             state = self._states[name]

@@ -15,7 +15,7 @@ import aiohttp
 from yarl import URL
 
 from ._auth import auth_headers
-from ._config import ClientOptions
+from ._config import ClientOptions, redact_url
 from ._exceptions import (
     ApolloAuthError,
     ApolloConnectionError,
@@ -97,7 +97,7 @@ class Transport:
             prefix = URL(base).raw_path.rstrip("/")
             headers = auth_headers(self._options.app_id, prefix + target, secret)
         url = URL(base + target, encoded=True)
-        where = base + target.partition("?")[0]
+        where = redact_url(base) + target.partition("?")[0]
         timeout = self._poll_timeout if long_poll else self._fetch_timeout
         try:
             async with session.get(
@@ -143,6 +143,7 @@ def _server_time(header: str | None) -> float | None:
 def status_error(reply: Reply, where: str) -> ApolloHTTPStatusError:
     """Turn an unexpected status into the matching error, diagnosing 401s."""
     status = reply.status
+    where = redact_url(where)
     if status == 404:
         return ApolloNotFoundError(f"{where}: not found (never released?)", status=404, url=where)
     if status == 401:

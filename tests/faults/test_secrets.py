@@ -112,3 +112,31 @@ async def test_canaries_never_leak_in_a_full_run(
     for text in all_logs.texts + texts:
         assert SECRET not in text, text
         assert VALUE not in text, text
+
+
+async def test_basic_auth_password_in_a_server_url_is_never_shown(
+    server: ApolloTestServer, all_logs: _Everything
+) -> None:
+    """A proxy in front of Apollo may want basic auth, given as ``http://user:pw@host``."""
+    password = "CANARY-PASSWORD-0b7e"
+    url = server.url.replace("http://", f"http://ops:{password}@")
+    texts: list[str] = []
+    client = ApolloClient(APP, config_server=url, cache_dir=None, **FAST)
+    texts.append(repr(client.options))
+    async with client:
+        assert server.requests[-1].headers["Authorization"].startswith("Basic ")
+        server.inject(CONFIGS, status=502, times=2)
+        server.inject("/notifications/v2", status=503)
+        server.publish(APP, "application", {"greeting": "later"})
+        async with asyncio.timeout(5):
+            await server.wait_for_request(lambda r: r.status == 502)
+    server.inject(CONFIGS, status=502, times=None)
+    failing = ApolloClient(APP, config_server=url, cache_dir=None, **FAST)
+    with pytest.raises(NamespaceUnavailableError) as info:
+        await failing.start()
+    texts.append("".join(traceback.format_exception(info.value)))
+    texts.append(repr(info.value.causes["application"].url))  # type: ignore[attr-defined]
+    assert "ops@" not in texts[0] and "127.0.0.1" in texts[0]
+    assert any("502" in t for t in all_logs.texts + texts)
+    for text in all_logs.texts + texts:
+        assert password not in text, text
