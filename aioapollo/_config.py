@@ -103,6 +103,13 @@ class ClientOptions:
             raise ValueError("give config_server= (direct) or meta_server= (discovery)")
         if not self.cluster:
             raise ValueError("cluster must not be empty")
+        if self.secret is not None and any(
+            redact_url(url) != url for url in self.config_servers + self.meta_servers
+        ):
+            raise ValueError(
+                "a secret cannot be combined with user:password@ in a server URL: "
+                "both need the Authorization header"
+            )
         if self.ssl is not None and not isinstance(self.ssl, bool | ssl.SSLContext):
             raise TypeError("ssl must be an ssl.SSLContext, True/None (verify) or False")
         if self.max_body_bytes < 1:

@@ -21,11 +21,18 @@ URL = "http://127.0.0.1:8080"
         ({"server_hold": 0}, ValueError, "server_hold"),
         ({"max_body_bytes": 0}, ValueError, "max_body_bytes"),
         ({"ssl": "yes"}, TypeError, "SSLContext"),
+        (
+            {"config_server": "http://u:p@127.0.0.1:8080", "secret": "s"},
+            ValueError,
+            "Authorization",
+        ),
     ],
 )
 def test_fault_options_are_validated(options: dict, error: type, message: str) -> None:
-    with pytest.raises(error, match=message):
-        ApolloClient("app", config_server=URL, **options)
+    options.setdefault("config_server", URL)
+    with pytest.raises(error, match=message) as info:
+        ApolloClient("app", **options)
+    assert ":p@" not in str(info.value)
 
 
 def test_short_poll_timeout_needs_an_explicitly_short_server_hold() -> None:
