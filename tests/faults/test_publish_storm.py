@@ -122,6 +122,11 @@ async def test_ten_thousand_publishes(make_client: ClientFactory, tmp_path: Path
         assert growth < 100_000, sizes
         await client.aclose()
     finally:
-        proc.stdin.close()
-        async with asyncio.timeout(10):
+        proc.stdin.close()  # end of input: the server process stops
+        try:
+            async with asyncio.timeout(10):
+                await proc.wait()
+        except TimeoutError:
+            proc.kill()
             await proc.wait()
+            raise
