@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from aioapollo import ApolloClient, ApolloTimeoutError
+from aioapollo import ApolloClient, ApolloTimeoutError, NamespaceUnavailableError
 from aioapollo.testing import ApolloTestServer
 
 from ..conftest import APP, FAST, ClientFactory, Events
@@ -192,13 +192,10 @@ async def test_timeouts_surface_as_apollo_timeout_errors(
 ) -> None:
     server.inject(CONFIGS, delay=5, times=None)
     client = make_client(read_timeout=0.3, cache_dir=None)
-    try:
+    with pytest.raises(NamespaceUnavailableError) as info:
         await client.start()
-    except Exception as exc:
-        cause = exc.causes["application"]  # type: ignore[attr-defined]
-        assert isinstance(cause, ApolloTimeoutError) and "timed out" in str(cause)
-    else:
-        raise AssertionError("start() should have failed")
+    cause = info.value.causes["application"]
+    assert isinstance(cause, ApolloTimeoutError) and "timed out" in str(cause)
 
 
 async def test_clock_skew_on_the_long_poll_is_named_and_backed_off(
