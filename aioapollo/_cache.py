@@ -105,7 +105,7 @@ class DiskCache:
         data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
         target = self.path(namespace)
         try:
-            self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _private_dir(self._dir)
             fd, tmp = tempfile.mkstemp(dir=self._dir, prefix=".tmp-", suffix=".json")
             try:
                 with os.fdopen(fd, "wb") as fh:  # mkstemp creates the file with mode 0600
@@ -126,3 +126,19 @@ class DiskCache:
             )
             return False
         return True
+
+
+def _private_dir(path: Path) -> None:
+    """Create ``path`` and any missing parent with mode 0700 (``mkdir(parents=True)`` would
+    give the parents the umask's mode); tighten ``path`` itself if it is open to others."""
+    missing = []
+    probe = path
+    while not probe.exists():
+        missing.append(probe)
+        probe = probe.parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+            folder.mkdir(mode=0o700)
+    if path.stat().st_mode & 0o077:
+        with contextlib.suppress(OSError):  # not ours to change: the files are 0600 anyway
+            path.chmod(0o700)

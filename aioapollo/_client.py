@@ -23,6 +23,7 @@ from ._cache import DiskCache
 from ._config import ClientOptions, options_from_env
 from ._discovery import ServicePool
 from ._exceptions import (
+    ApolloConnectionError,
     ApolloError,
     ApolloNotFoundError,
     ApolloResponseError,
@@ -141,6 +142,7 @@ class ApolloClient:
         self._hooks = HookSet(hooks)
         #: Epoch seconds of the last 200/304 from ``/configs`` per namespace.
         self._synced: dict[str, float] = {}
+        self._refetch_failures: dict[str, int] = {}
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Self:
@@ -589,11 +591,23 @@ class ApolloClient:
                 logger.warning("namespace %r has no release (404); keeping its values", name)
                 done.add(name)
             elif isinstance(result, Exception):
-                logger.warning("refetching namespace %r failed: %s", name, result)
+                failures = self._refetch_failures[name] = self._refetch_failures.get(name, 0) + 1
+                # Warn on failures 1, 2, 4, 8, ...: visible, but never a flood in an outage.
+                level = logging.WARNING if failures & (failures - 1) == 0 else logging.DEBUG
+                logger.log(
+                    level,
+                    "refetching namespace %r failed (%d in a row): %s",
+                    name,
+                    failures,
+                    result,
+                )
             elif isinstance(result, BaseException):
                 raise result
             else:
                 done.add(name)
+        for name in done:
+            if self._refetch_failures.pop(name, 0):
+                logger.info("namespace %r fetched again", name)
         return done
 
     async def _refresh_loop(self) -> None:
@@ -658,6 +672,8 @@ class ApolloClient:
                             return
                         error = status_error(reply, f"{base}/configs/.../{name}")
                     except ApolloError as exc:
+                        if isinstance(exc, ApolloConnectionError):
+                            self._pool.mark_unreachable(base)
                         last = exc
                         continue
                     if error.status in (401, 404):

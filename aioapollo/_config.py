@@ -8,16 +8,25 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from ._wire import APP_ID_PATTERN
 
-__all__ = ["ClientOptions", "default_cache_dir", "options_from_env"]
+__all__ = ["ClientOptions", "default_cache_dir", "options_from_env", "redact_url"]
 
 
 def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/aioapollo``, else ``~/.cache/aioapollo``."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "aioapollo"
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its ``user:password@`` part, for messages, logs and reprs."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _servers(value: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -49,6 +58,10 @@ class ClientOptions:
     connect_timeout: float = 2.0
     read_timeout: float = 5.0
     poll_timeout: float = 90.0
+    #: How long the config service holds an idle long poll (60 s for Apollo). Only lower it
+    #: for a server known to hold polls for less (a test server); ``poll_timeout`` must
+    #: exceed it, so a long poll never times out while it is legitimately held.
+    server_hold: float = 60.0
     start_timeout: float | None = None
     refresh_interval: float = 300.0
     backoff_initial: float = 1.0
@@ -56,8 +69,25 @@ class ClientOptions:
     fetch_retry_delay: float = 1.0
     poll_min_interval: float = 0.5
     close_timeout: float = 5.0
+    #: Replies larger than this are refused (ApolloResponseError), so a broken proxy cannot
+    #: exhaust memory.
     max_body_bytes: int = 64 * 1024 * 1024
+    #: TLS for https:// servers: ``None``/``True`` verifies certificates and host names
+    #: against the system's CAs; an :class:`ssl.SSLContext` is used as given (e.g. one that
+    #: trusts a private CA); ``False`` turns verification off.
     ssl: ssl.SSLContext | bool | None = None
+
+    def __repr__(self) -> str:
+        # The secret is left out and server URLs lose any user:password (basic auth).
+        shown = []
+        for item in fields(self):
+            if not item.repr:
+                continue
+            value = getattr(self, item.name)
+            if item.name in ("config_servers", "meta_servers"):
+                value = tuple(redact_url(url) for url in value)
+            shown.append(f"{item.name}={value!r}")
+        return f"ClientOptions({', '.join(shown)})"
 
     def __post_init__(self) -> None:
         if not self.app_id or not APP_ID_PATTERN.fullmatch(self.app_id):
@@ -73,8 +103,24 @@ class ClientOptions:
             raise ValueError("give config_server= (direct) or meta_server= (discovery)")
         if not self.cluster:
             raise ValueError("cluster must not be empty")
-        if self.poll_timeout <= 60:
-            raise ValueError("poll_timeout must exceed the server's 60 s long-poll hold")
+        if self.secret is not None and any(
+            redact_url(url) != url for url in self.config_servers + self.meta_servers
+        ):
+            raise ValueError(
+                "a secret cannot be combined with user:password@ in a server URL: "
+                "both need the Authorization header"
+            )
+        if self.ssl is not None and not isinstance(self.ssl, bool | ssl.SSLContext):
+            raise TypeError("ssl must be an ssl.SSLContext, True/None (verify) or False")
+        if self.max_body_bytes < 1:
+            raise ValueError("max_body_bytes must be positive")
+        if not self.server_hold > 0:
+            raise ValueError("server_hold must be a positive number of seconds")
+        if not self.poll_timeout > self.server_hold:
+            raise ValueError(
+                f"poll_timeout must exceed the server's {self.server_hold:g} s long-poll hold "
+                "(server_hold)"
+            )
 
     @classmethod
     def build(

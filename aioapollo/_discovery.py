@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 
-from ._config import ClientOptions
+from ._config import ClientOptions, redact_url
 from ._exceptions import ApolloConnectionError, ApolloError
 from ._protocol import parse_services, services_target
 from ._transport import Transport, status_error
@@ -22,6 +23,10 @@ class ServicePool:
     With ``config_server=`` the list is fixed. With ``meta_server=`` it comes from
     ``/services/config`` (meta servers tried in random order, two rounds a second apart)
     and is refreshed by the client's refresh loop.
+
+    A service that could not be reached is put last for a while (``min(backoff_max, 30)``
+    seconds): discovery may list a dead instance for minutes, and picking it again would cost
+    every request that tries it first a failed connection, or a whole connect timeout.
     """
 
     def __init__(self, options: ClientOptions, transport: Transport) -> None:
@@ -29,6 +34,8 @@ class ServicePool:
         self._transport = transport
         self._services: list[str] = list(options.config_servers)
         self._poll_service: str | None = None
+        self._cooldown = min(options.backoff_max, 30.0)
+        self._unreachable: dict[str, float] = {}
 
     @property
     def discovers(self) -> bool:
@@ -63,29 +70,56 @@ class ServicePool:
                     continue
                 if urls:
                     if set(urls) != set(self._services):
-                        logger.info("config services for %s: %s", self._options.app_id, urls)
+                        logger.info(
+                            "config services for %s: %s",
+                            self._options.app_id,
+                            [redact_url(url) for url in urls],
+                        )
                     self._services = urls
                     if self._poll_service not in urls:
                         self._poll_service = None
                     return
-                last = ApolloConnectionError(f"{meta}/services/config listed no config service")
+                last = ApolloConnectionError(
+                    f"{redact_url(meta)}/services/config listed no config service"
+                )
         raise last or ApolloConnectionError("no meta server answered")
 
     def ordered(self, prefer: str | None = None) -> list[str]:
-        """All services in random order, ``prefer`` first when it is one of them."""
-        services = list(self._services)
-        random.shuffle(services)
+        """All services in random order, unreachable ones last, ``prefer`` first."""
+        healthy = self._healthy()
+        random.shuffle(healthy)
+        cooling = [s for s in self._services if s not in healthy]
+        random.shuffle(cooling)
+        services = healthy + cooling
         if prefer in services:
             services.remove(prefer)
             services.insert(0, prefer)
         return services
 
     def poll_service(self, avoid: str | None = None) -> str | None:
-        """The service to long-poll: kept until dropped, then a random other one."""
+        """The service to long-poll: kept until dropped, then a random other, reachable one."""
         if self._poll_service is None and self._services:
-            choices = [s for s in self._services if s != avoid] or self._services
+            choices = (
+                [s for s in self._healthy() if s != avoid]
+                or [s for s in self._services if s != avoid]
+                or self._services
+            )
             self._poll_service = random.choice(choices)
         return self._poll_service
+
+    def mark_unreachable(self, url: str) -> None:
+        """Put ``url`` last for a while: a connection to it failed or timed out."""
+        if url in self._services:
+            self._unreachable[url] = time.monotonic() + self._cooldown
+
+    def _healthy(self) -> list[str]:
+        if not self._unreachable:
+            return list(self._services)
+        now = time.monotonic()
+        for url, until in list(self._unreachable.items()):
+            if until <= now:
+                del self._unreachable[url]
+        return [s for s in self._services if s not in self._unreachable]
 
     def drop_poll_service(self) -> None:
         """Forget the long-poll pick (after an error, or at random to spread load)."""

@@ -39,9 +39,19 @@ def keep_forever(*objects: object) -> None:
 
 
 def after_fork_in_child() -> None:
-    """Reset every tracked object; also the entry point for non-Python fork hooks."""
-    for obj in list(_tracked):
+    """Reset every tracked object; also the entry point for non-Python fork hooks.
+
+    Two phases: every object resets first, then those with ``_resume_after_fork`` start
+    anew. A sync client's new poller thread starts its inner ApolloClient, which must already
+    be reset when that thread runs (the set's order is arbitrary).
+    """
+    objects = list(_tracked)
+    for obj in objects:
         obj._after_fork_in_child()
+    for obj in objects:
+        resume = getattr(obj, "_resume_after_fork", None)
+        if resume is not None:
+            resume()
 
 
 def _chain_uwsgi_post_fork_hook() -> None:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
-from ._config import ClientOptions
+from ._config import ClientOptions, redact_url
 from ._discovery import ServicePool
 from ._exceptions import ApolloAuthError, ApolloConnectionError, ApolloError
 from ._hooks import ErrorEvent, HookSet, PollEvent
@@ -142,6 +142,8 @@ class Poller:
                 if self._hooks:
                     self._report_failure(exc, started)
                 avoid = self._pool.poll_service()
+                if avoid is not None and isinstance(exc, ApolloConnectionError):
+                    self._pool.mark_unreachable(avoid)
                 self._pool.drop_poll_service()
                 delay = poll_backoff.next()
                 self._log_failure(exc, delay, poll_backoff.failures)
@@ -195,7 +197,7 @@ class Poller:
         if not targets:
             return True
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("notified of %s by %s", sorted(targets), base)
+            logger.debug("notified of %s by %s", sorted(targets), redact_url(base))
         done = await self._refetch({name: t[1] for name, t in targets.items()}, base)
         for name in done:
             state = self._states[name]

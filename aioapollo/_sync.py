@@ -374,7 +374,7 @@ class SyncApolloClient:
                 await self._client.aclose()
 
     def _after_fork_in_child(self) -> None:
-        """Called in every forked child: drop the parent's thread and start our own."""
+        """Called in every forked child: drop the parent's thread (see _resume_after_fork)."""
         pid = os.getpid()
         if self._reset_pid == pid:  # both Python's and uWSGI's hook ran
             return
@@ -383,9 +383,13 @@ class SyncApolloClient:
         self._live = False
         self._thread = self._portal = None
         self._failed_at = None
+
+    def _resume_after_fork(self) -> None:
+        """After every fork reset ran: start this process's poller (not in a master)."""
         if self._started and not self._closed and not self._is_master():
             with self._lock:
-                self._spawn_poller(wait=False)
+                if self._poll_pid != os.getpid():
+                    self._spawn_poller(wait=False)
 
 
 def _run_on_temporary_thread(fn: Callable[[], Coroutine[Any, Any, None]]) -> None:

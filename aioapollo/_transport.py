@@ -15,7 +15,7 @@ import aiohttp
 from yarl import URL
 
 from ._auth import auth_headers
-from ._config import ClientOptions
+from ._config import ClientOptions, redact_url
 from ._exceptions import (
     ApolloAuthError,
     ApolloConnectionError,
@@ -99,7 +99,7 @@ class Transport:
             prefix = URL(base).raw_path.rstrip("/")
             headers = auth_headers(self._options.app_id, prefix + target, secret)
         url = URL(base + target, encoded=True)
-        where = base + target.partition("?")[0]
+        where = redact_url(base) + target.partition("?")[0]
         timeout = self._poll_timeout if long_poll else self._fetch_timeout
         try:
             async with session.get(
@@ -111,19 +111,26 @@ class Transport:
                 )
         except TimeoutError as exc:
             raise ApolloTimeoutError(f"timed out waiting for {where}") from exc
+        except aiohttp.ClientSSLError as exc:
+            raise ApolloConnectionError(
+                f"{where}: TLS failed ({type(exc).__name__}): is the server's certificate "
+                "trusted? Pass ssl=ssl.SSLContext(...) that trusts its CA"
+            ) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise ApolloConnectionError(f"{where}: {type(exc).__name__}") from exc
 
     async def _read_body(self, resp: aiohttp.ClientResponse, where: str) -> bytes:
         cap = self._options.max_body_bytes
         if resp.content_length is not None and resp.content_length > cap:
-            raise ApolloResponseError(f"{where}: reply of {resp.content_length} bytes > {cap}")
+            raise ApolloResponseError(
+                f"{where}: reply of {resp.content_length} bytes exceeds max_body_bytes={cap}"
+            )
         chunks: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_chunked(65536):
             size += len(chunk)
             if size > cap:
-                raise ApolloResponseError(f"{where}: reply larger than the {cap}-byte cap")
+                raise ApolloResponseError(f"{where}: reply exceeds max_body_bytes={cap}; cut off")
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -140,6 +147,7 @@ def _server_time(header: str | None) -> float | None:
 def status_error(reply: Reply, where: str) -> ApolloHTTPStatusError:
     """Turn an unexpected status into the matching error, diagnosing 401s."""
     status = reply.status
+    where = redact_url(where)
     if status == 404:
         return ApolloNotFoundError(f"{where}: not found (never released?)", status=404, url=where)
     if status == 401 and not reply.signed:

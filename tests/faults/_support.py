@@ -1,0 +1,53 @@
+"""Helpers shared by the fault-injection suite: socket accounting and dead addresses."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+from aioapollo import ApolloClient
+
+#: TCP states of a client socket that is still open: SYN_SENT, ESTABLISHED, CLOSE_WAIT.
+_OPEN_STATES = {"01", "02", "08"}
+
+
+def client_sockets(port: int) -> int:
+    """How many sockets on this machine are open *to* ``port`` on loopback (client side).
+
+    Read from ``/proc/net/tcp``: the kernel's view, so a socket leaked by any layer counts.
+    """
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            remote, state = fields[2], fields[3]
+            if int(remote.rsplit(":", 1)[1], 16) == port and state in _OPEN_STATES:
+                count += 1
+    return count
+
+
+def dead_url() -> str:
+    """A loopback URL nothing listens on (the port was just free)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def aioapollo_tasks() -> list[asyncio.Task[object]]:
+    """The client's background tasks still alive in this loop."""
+    return [
+        t for t in asyncio.all_tasks() if t.get_name().startswith("aioapollo-") and not t.done()
+    ]
+
+
+def assert_fully_closed(client: ApolloClient) -> None:
+    """No task and no HTTP session left behind by ``client``."""
+    assert client._transport is None
+    assert client._tasks == []
+    assert aioapollo_tasks() == []

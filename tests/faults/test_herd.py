@@ -1,0 +1,224 @@
+"""A herd: 500 clients in one process, 3 config services found by discovery, one stopped.
+
+The displaced clients must move to the surviving instances, spread over both of them and over
+time (jittered backoff), and every client must still get the next release. The peak request
+rate each instance saw before and after the stop is logged (``-o log_cli=true``) and bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+import pytest
+
+from aioapollo import ApolloClient, ConfigChangeEvent
+from aioapollo.testing import ApolloTestServer, RecordedRequest
+
+from ..conftest import APP
+
+logger = logging.getLogger("tests.faults.herd")
+
+CLIENTS = 500
+HOLD = 2.0  # seconds a long poll is held: 500 clients poll 250 times a second in all
+
+HERD_OPTIONS = {
+    "backoff_initial": 0.6,
+    "backoff_max": 2.0,
+    "fetch_retry_delay": 0.2,
+    "poll_min_interval": 0.0,
+    "connect_timeout": 5.0,
+    "read_timeout": 10.0,
+    "server_hold": HOLD,
+    "poll_timeout": HOLD + 10,
+    "close_timeout": 5.0,
+}
+
+
+def peak_per_second(requests: Iterable[RecordedRequest], start: float, end: float) -> int:
+    """The most requests seen in any sliding one-second window within [start, end)."""
+    times = sorted(r.time for r in requests if start <= r.time < end)
+    peak, lo = 0, 0
+    for hi, t in enumerate(times):
+        while times[lo] <= t - 1.0:
+            lo += 1
+        peak = max(peak, hi - lo + 1)
+    return peak
+
+
+async def _wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Wait (bounded) for a state of the whole herd, which has no single event to wait on."""
+    async with asyncio.timeout(timeout):
+        while not predicate():  # noqa: ASYNC110 - no event exists for this state
+            await asyncio.sleep(0.05)
+
+
+def client_ip(n: int) -> str:
+    return f"10.1.{n // 250}.{n % 250 + 1}"
+
+
+async def test_herd_fails_over_spread_over_instances_and_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with (
+        ApolloTestServer(hold_seconds=HOLD) as one,
+        ApolloTestServer(hold_seconds=HOLD, store=one.store) as two,
+        ApolloTestServer(hold_seconds=HOLD, store=one.store) as three,
+    ):
+        servers = {"one": one, "two": two, "three": three}
+        urls = [s.url for s in servers.values()]
+        for srv in servers.values():
+            srv.config_services = urls
+        one.publish(APP, "application", {"k": "v0"})
+        got: collections.Counter[str] = collections.Counter()
+        all_got = asyncio.Event()
+
+        def on_change(event: ConfigChangeEvent) -> None:
+            got[event.snapshot.get("k") or ""] += 1
+            if got["v1"] == CLIENTS:
+                all_got.set()
+
+        async def listener(event: ConfigChangeEvent) -> None:
+            on_change(event)
+
+        clients = [
+            ApolloClient(
+                APP,
+                meta_server=[one.url, two.url],
+                cache_dir=None,
+                ip=client_ip(n),
+                **HERD_OPTIONS,
+            )
+            for n in range(CLIENTS)
+        ]
+        for client in clients:
+            client.on_change(listener)
+        try:
+            t_start = time.time()
+            for batch in range(0, CLIENTS, 100):
+                await asyncio.gather(*(c.start() for c in clients[batch : batch + 100]))
+            await _wait_for(lambda: sum(s.held_polls for s in servers.values()) == CLIENTS)
+            t_steady = time.time()
+            await asyncio.sleep(2 * HOLD)  # a steady-state window to measure
+            t_stop = time.time()
+            before = {
+                name: peak_per_second(s.requests, t_steady, t_stop) for name, s in servers.items()
+            }
+            # The clients whose long poll is held by the instance about to die.
+            last_poll: dict[str, tuple[float, str]] = {}
+            for name, srv in servers.items():
+                for r in srv.requests:
+                    ip = r.query.get("ip")
+                    if (
+                        r.path == "/notifications/v2"
+                        and ip
+                        and r.time > last_poll.get(ip, (0, ""))[0]
+                    ):
+                        last_poll[ip] = (r.time, name)
+            displaced = {ip for ip, (_, name) in last_poll.items() if name == "three"}
+            # Where each client polls (its latest long poll) just before the stop.
+            spread_before = collections.Counter(name for _, name in last_poll.values())
+            # One instance dies: from now on it answers nothing (connections are dropped,
+            # then refused); its held polls end with the 304 of its shutdown.
+            caplog.clear()
+            three.inject("/", drop=True, times=None)
+            await three.close()
+            survivors = {"one": one, "two": two}
+
+            def moved() -> dict[str, float]:
+                """When each displaced client first long-polled a surviving instance."""
+                first: dict[str, float] = {}
+                for srv in survivors.values():
+                    for r in srv.requests:
+                        ip = r.query.get("ip")
+                        if r.path == "/notifications/v2" and r.time >= t_stop and ip in displaced:
+                            first[ip] = min(first.get(ip, r.time), r.time)
+                return first
+
+            await _wait_for(lambda: len(moved()) == len(displaced))
+            t_moved = time.time()
+            await asyncio.sleep(HOLD)  # a steady window on two instances
+            t_publish = time.time()
+            one.publish(APP, "application", {"k": "v1"})
+            async with asyncio.timeout(30):
+                await all_got.wait()
+            t_end = time.time() + 0.5
+            await asyncio.sleep(0.5)
+            after = {
+                name: peak_per_second(survivors[name].requests, t_stop, t_publish)
+                for name in survivors
+            }
+            publish_peak = {
+                name: peak_per_second(survivors[name].requests, t_publish, t_end)
+                for name in survivors
+            }
+            first = moved()
+            delays = sorted(t - t_stop for t in first.values())
+            buckets = collections.Counter(int(d / 0.05) for d in delays)
+            # Client side: the backoff each failing client chose after its first failure is
+            # jittered over [backoff_initial / 2, backoff_initial] (server-side arrival times
+            # also show the event loop of this one process catching up with 500 clients).
+            chosen = [
+                r.args[2]
+                for r in caplog.records
+                if r.getMessage().startswith("long poll for") and isinstance(r.args, tuple)
+            ]
+            first_round = [d for d in chosen if d <= HERD_OPTIONS["backoff_initial"]]
+            logger.info(
+                "herd of %d: started in %.1f s; clients per instance before %s; "
+                "peak req/s before %s, "
+                "after the stop %s, during the publish that followed %s; %d displaced clients "
+                "reconnected over %.2f s "
+                "(median %.2f s, at most %d in any 50 ms); all moved in %.1f s; by 50 ms: %s; "
+                "first backoffs chosen: %d between %.2f and %.2f s",
+                CLIENTS,
+                t_steady - t_start,
+                dict(spread_before),
+                before,
+                after,
+                publish_peak,
+                len(delays),
+                delays[-1] - delays[0] if delays else 0.0,
+                delays[len(delays) // 2] if delays else 0.0,
+                max(buckets.values(), default=0),
+                t_moved - t_stop,
+                sorted(buckets.items()),
+                len(first_round),
+                min(first_round, default=0.0),
+                max(first_round, default=0.0),
+            )
+            # Discovery spread the herd over all three instances.
+            assert len(last_poll) == CLIENTS
+            assert all(spread_before[name] >= CLIENTS / 6 for name in servers), spread_before
+            assert len(displaced) >= CLIENTS / 6
+            # Every client got the release published after the failover, exactly once.
+            assert got["v1"] == CLIENTS
+            # The displaced clients went to both survivors ...
+            per_survivor = collections.Counter(
+                name
+                for name, srv in survivors.items()
+                for r in srv.requests
+                if r.path == "/notifications/v2"
+                and r.time >= t_stop
+                and r.query.get("ip") in displaced
+            )
+            assert min(per_survivor.values()) >= len(displaced) / 5, per_survivor
+            # ... and over time. Up to half of them may move at once (a 304 drops the pick at
+            # random), the rest wait a jittered backoff: no 50 ms slot holds 75 % of them.
+            assert len(first) == len(displaced)
+            assert max(buckets.values()) <= 0.75 * len(displaced), sorted(buckets.items())
+            assert delays[-1] - delays[0] >= 0.2, delays
+            assert len(first_round) >= len(displaced) / 4, chosen
+            assert max(first_round) - min(first_round) >= 0.15, sorted(first_round)
+            # No reconnect storm: while moving, a survivor sees at most the steady rate of the
+            # whole herd (CLIENTS / HOLD polls a second) plus one poll per displaced client.
+            for name, peak in after.items():
+                assert peak <= CLIENTS / HOLD + len(displaced), (name, peak)
+            # The publish costs each client one /configs fetch and one new poll, no more.
+            for name, peak in publish_peak.items():
+                assert peak <= 2 * CLIENTS + CLIENTS / HOLD, (name, peak)
+        finally:
+            await asyncio.gather(*(c.aclose() for c in clients))
