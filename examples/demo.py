@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import demo_asgi  # noqa: E402 - the examples directory is not a package
-import demo_wsgi  # noqa: E402
+import demo_asgi  # the examples directory is on sys.path, not a package
+import demo_wsgi
 
 
 def main() -> int:
