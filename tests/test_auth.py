@@ -4,6 +4,8 @@ import pytest
 
 from aioapollo._auth import auth_headers, sign
 
+#: The three vectors of the protocol doc, section 9: (timestamp, path with query, secret, sig).
+#: The test server's own tests check its filter against the same ones.
 VECTORS = [
     (
         "1576478257344",

@@ -7,33 +7,8 @@ import pytest
 from aioapollo._auth import sign
 from aioapollo.testing import ApolloTestServer
 
+from ..test_auth import VECTORS
 from .conftest import Http
-
-# The three vectors of the protocol doc, section 9: (timestamp, path with query, secret, sig).
-VECTORS = [
-    (
-        "1576478257344",
-        "/configs/100004458/default/application?ip=10.0.0.1",
-        "df23df3f59884980844ff3dada30fa97",
-        "EoKyziXvKqzHgwx+ijDJwgVTDgE=",
-    ),
-    (
-        "1700000000000",
-        "/notifications/v2?appId=SampleApp&cluster=default&notifications=%5B%7B%22namespaceName"
-        "%22%3A%22application%22%2C%22notificationId%22%3A-1%7D%2C%7B%22namespaceName%22%3A%22"
-        "FX.apollo%22%2C%22notificationId%22%3A100%7D%5D&ip=192.168.1.10",
-        "0123456789abcdef0123456789abcdef",
-        "KxCbA8ZMDGxeFIj3Jb5OzNrXGZk=",
-    ),
-    (
-        "1712345678901",
-        "/configs/SampleApp/default/application?releaseKey=20240101120000-1a2b3c4d5e6f7a8b%2B"
-        "20240101120001-8b7a6f5e4d3c2b1a&ip=10.1.2.3&messages=%7B%22details%22%3A%7B%22SampleApp"
-        "%2Bdefault%2Bapplication%22%3A101%7D%7D&label=gray",
-        "s3cr3t-Ünicode",
-        "dZIxvW5QP197Rs9IrkLiu1GiQGA=",
-    ),
-]
 
 
 def app_of(path: str) -> str:
