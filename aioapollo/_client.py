@@ -45,6 +45,9 @@ logger = logging.getLogger("aioapollo")
 T = TypeVar("T")
 L = TypeVar("L", bound=ChangeListener)
 
+#: Tasks inherited across fork from a parent's running client, kept from the collector.
+_INHERITED: list[list[asyncio.Task[None]]] = []
+
 
 class ClientState(enum.Enum):
     """Lifecycle of an :class:`ApolloClient`."""
@@ -494,7 +497,11 @@ class ApolloClient:
             return
         if self._pid == os.getpid():  # (re)started in this process already: a second hook
             return
-        # Every task, lock and socket belongs to the parent's loop: drop them untouched.
+        # Every task, lock and socket belongs to the parent's loop: set them aside untouched.
+        # They stay referenced: collected here, the tasks' coroutines would be closed and run
+        # their cleanup against this process's copy of the client (and log "Task was
+        # destroyed but it is pending").
+        _INHERITED.append(self._tasks)
         self._live = False
         self._state = ClientState.FORKED
         self._tasks = []

@@ -88,15 +88,18 @@ class ListenerRegistry:
 
     async def run(self) -> None:
         """The dispatcher task: deliver queued events until cancelled."""
-        self._queue = asyncio.Queue()
+        queue = self._queue = asyncio.Queue()
         try:
             while True:
-                event = await self._queue.get()
+                event = await queue.get()
                 for entry in list(self._entries):
                     if entry.wants(event):
                         await self._call(entry.listener, event)
         finally:
-            self._queue = None
+            # Only our own queue: a dispatcher inherited across fork and closed there late
+            # (garbage-collected) must not unplug the one that runs now.
+            if self._queue is queue:
+                self._queue = None
 
     async def _call(self, listener: ChangeListener, event: ConfigChangeEvent) -> None:
         try:
