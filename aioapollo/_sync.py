@@ -11,10 +11,8 @@ hook ran, on its first read: reads outside a live poller take a slow path that c
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
@@ -29,6 +27,7 @@ from ._config import ClientOptions, options_from_env
 from ._exceptions import ClientStateError, NamespaceNotFoundError
 from ._listeners import ChangeListener
 from ._models import NamespaceSnapshot, Source
+from ._servers import master_check, preforking_master, warn_if_uwsgi_threads_disabled
 
 __all__ = ["SyncApolloClient"]
 
@@ -65,6 +64,7 @@ class SyncApolloClient:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._portal: BlockingPortal | None = None
+        self._stopping: asyncio.Task[None] | None = None
         self._poll_pid: int | None = None
         self._reset_pid = os.getpid()
         self._failed_at: float | None = None
@@ -264,16 +264,16 @@ class SyncApolloClient:
                 if self._poll_pid != pid:
                     self._spawn_poller(wait=True)
                 return
-            _warn_if_uwsgi_threads_disabled()
+            warn_if_uwsgi_threads_disabled()
             if prefork is None:
-                server = _preforking_master()
+                server = preforking_master()
             else:
                 server = "a preforking server" if prefork else None
             if not server:
                 self._spawn_poller(wait=True)
             else:
                 _run_on_temporary_thread(self._load_and_suspend)
-                self._in_master = _master_check(server, pid)
+                self._in_master = master_check(server, pid)
                 logger.info(
                     "SyncApolloClient(%r) loaded in the %s master (pid %s); each worker polls",
                     self.app_id,
@@ -295,6 +295,9 @@ class SyncApolloClient:
             self._live = False
             portal, thread = self._portal, self._thread
             if portal is not None and thread is not None and self._poll_pid == os.getpid():
+                if thread is threading.current_thread():  # from a coroutine listener
+                    self._stopping = asyncio.get_running_loop().create_task(portal.stop())
+                    return
                 try:
                     portal.call(portal.stop)
                 except RuntimeError:  # the loop ended already
@@ -403,78 +406,3 @@ def _run_on_temporary_thread(fn: Callable[[], Coroutine[Any, Any, None]]) -> Non
     thread.join()
     if errors:
         raise errors[0]
-
-
-def _uwsgi() -> Any:
-    """The ``uwsgi`` module inside a uWSGI process, else None."""
-    try:
-        return importlib.import_module("uwsgi")
-    except ImportError:
-        return None
-
-
-def _preforking_master() -> str | None:
-    """The name of the preforking server whose master this process is, if any."""
-    uwsgi = _uwsgi()
-    if uwsgi is not None:
-        return "uWSGI" if uwsgi.worker_id() == 0 else None
-    if "gunicorn.arbiter" in sys.modules:
-        # With --preload the app is imported from Arbiter.setup(); workers run below
-        # Arbiter.spawn_worker() (the fork keeps the arbiter's frames on their stack).
-        frame = sys._getframe(1)
-        in_arbiter = False
-        while frame is not None:
-            if frame.f_globals.get("__name__") == "gunicorn.arbiter":
-                if frame.f_code.co_name == "spawn_worker":
-                    return None
-                in_arbiter = True
-            frame = frame.f_back  # type: ignore[assignment]
-        return "gunicorn" if in_arbiter else None
-    return None
-
-
-def _master_check(server: str, pid: int) -> Callable[[], bool]:
-    uwsgi = _uwsgi() if server == "uWSGI" else None
-    if uwsgi is not None:  # without a master, uWSGI's first worker is this very process
-        return lambda: bool(uwsgi.worker_id() == 0)
-    return lambda: os.getpid() == pid
-
-
-_threads_warned = False
-
-
-def _warn_if_uwsgi_threads_disabled() -> None:
-    global _threads_warned
-    uwsgi = _uwsgi()
-    if uwsgi is None or _threads_warned:
-        return
-    opt = getattr(uwsgi, "opt", {})
-    if _truthy(opt.get("enable-threads")) or _int(opt.get("threads")) > 1:
-        return
-    _threads_warned = True
-    logger.warning(
-        "uWSGI runs without enable-threads: Python threads do not run between requests "
-        "there, so SyncApolloClient cannot keep its values updated. Set `enable-threads = "
-        "true` (or `threads = N`) in the uWSGI configuration."
-    )
-
-
-def _truthy(value: Any) -> bool:
-    if isinstance(value, list):
-        return any(_truthy(v) for v in value)
-    if isinstance(value, bytes):
-        value = value.decode(errors="replace")
-    if isinstance(value, str):
-        return value.strip().lower() in ("", "1", "true", "yes", "on", "y", "t")
-    return bool(value)
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, list):
-        value = value[-1] if value else 0
-    if isinstance(value, bytes):
-        value = value.decode(errors="replace")
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0

@@ -98,12 +98,16 @@ def assert_clean(log: str) -> None:
     assert not bad, bad
 
 
-@pytest.mark.parametrize("lazy_apps", [False, True], ids=["prefork", "lazy-apps"])
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["--lazy-apps"], ["--py-call-uwsgi-fork-hooks"]],
+    ids=["prefork", "lazy-apps", "with-python-fork-hooks"],
+)
 async def test_uwsgi_every_worker_updates(
-    apollo: ApolloTestServer, tmp_path: Path, lazy_apps: bool
+    apollo: ApolloTestServer, tmp_path: Path, extra: list[str]
 ) -> None:
     port = free_port()
-    extra = ["--lazy-apps"] if lazy_apps else []
+    lazy_apps = "--lazy-apps" in extra
     server = ServerProcess(
         uwsgi_args(port, *extra), server_env(apollo.url, tmp_path), tmp_path / "uwsgi.log"
     )
@@ -123,6 +127,7 @@ async def test_uwsgi_every_worker_updates(
         assert await server.stop() in (0, 30)  # uWSGI exits 30 after SIGTERM
         await server.wait_gone(pids | {server.proc.pid})
         assert "goodbye to uWSGI" in server.log()
+        assert "without enable-threads" not in server.log()
         assert_clean(server.log())
     finally:
         server.kill()

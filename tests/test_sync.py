@@ -14,6 +14,7 @@ import pytest
 
 from aioapollo import (
     ClientStateError,
+    ConfigChangeEvent,
     NamespaceNotFoundError,
     NamespaceUnavailableError,
     Source,
@@ -238,3 +239,27 @@ async def test_the_hot_read_path_makes_no_system_call(
     monkeypatch.undo()
     assert values == ["hello", "d", 30]
     assert calls == []
+
+
+@pytest.mark.parametrize("kind", ["sync", "coroutine"])
+async def test_a_listener_may_close_the_client(
+    server: ApolloTestServer, make_sync: Callable[..., SyncApolloClient], kind: str
+) -> None:
+    cfg = make_sync()
+    closed = Changes()
+
+    def close_it(event: ConfigChangeEvent) -> None:
+        cfg.close()
+        closed(event)
+
+    async def close_it_async(event: ConfigChangeEvent) -> None:
+        close_it(event)
+
+    cfg.on_change(close_it if kind == "sync" else close_it_async)
+    await asyncio.to_thread(cfg.start)
+    (thread,) = [t for t in threading.enumerate() if t.name == f"aioapollo-{APP}"]
+    server.publish(APP, "application", {"greeting": "bye"})
+    await closed.next()
+    await asyncio.to_thread(thread.join, 10)
+    assert not thread.is_alive() and not cfg.polling
+    assert cfg.get("greeting") == "bye"
