@@ -379,16 +379,18 @@ class SyncApolloClient:
     def _after_fork_in_child(self) -> None:
         """Called in every forked child: drop the parent's thread and start our own."""
         pid = os.getpid()
-        if self._reset_pid == pid:  # both Python's and uWSGI's hook ran
-            return
-        self._reset_pid = pid
-        self._lock = threading.Lock()  # the parent's may have been held by a thread
-        self._live = False
-        self._thread = self._portal = None
-        self._failed_at = None
+        if self._reset_pid != pid:  # not when both Python's and uWSGI's hooks run
+            self._reset_pid = pid
+            self._lock = threading.Lock()  # the parent's may have been held by a thread
+            self._live = False
+            self._thread = self._portal = None
+            self._failed_at = None
+        if _fork.under_uwsgi and not _fork.in_uwsgi_post_fork:
+            return  # a thread started from Python's at-fork hook can hang a uWSGI worker
         if self._started and not self._closed and not self._is_master():
             with self._lock:
-                self._spawn_poller(wait=False)
+                if self._poll_pid != pid:
+                    self._spawn_poller(wait=False)
 
 
 def _run_on_temporary_thread(fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
