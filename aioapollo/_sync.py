@@ -11,8 +11,10 @@ hook ran, on its first read: reads outside a live poller take a slow path that c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
@@ -340,6 +342,7 @@ class SyncApolloClient:
                 raise errors[0]
 
     def _thread_main(self, ready: threading.Event, errors: list[BaseException]) -> None:
+        _block_signals()
         try:
             asyncio.run(self._serve(ready, errors))
         except BaseException as exc:  # pragma: no cover - the loop itself failed
@@ -398,6 +401,7 @@ def _run_on_temporary_thread(fn: Callable[[], Coroutine[Any, Any, None]]) -> Non
     errors: list[BaseException] = []
 
     def work() -> None:
+        _block_signals()
         try:
             asyncio.run(fn())
         except BaseException as exc:
@@ -408,3 +412,13 @@ def _run_on_temporary_thread(fn: Callable[[], Coroutine[Any, Any, None]]) -> Non
     thread.join()
     if errors:
         raise errors[0]
+
+
+def _block_signals() -> None:
+    """Keep process signals away from this thread (and the threads it starts).
+
+    Servers handle SIGHUP, SIGTERM and friends in C (uWSGI's graceful kill calls ``exit()``
+    from its handler); run on one of our threads, that can hang a worker's shutdown.
+    """
+    with contextlib.suppress(AttributeError, OSError, ValueError):  # no pthreads: nothing to do
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import signal
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -263,3 +264,24 @@ async def test_a_listener_may_close_the_client(
     await asyncio.to_thread(thread.join, 10)
     assert not thread.is_alive() and not cfg.polling
     assert cfg.get("greeting") == "bye"
+
+
+async def test_process_signals_never_land_on_the_clients_threads(
+    server: ApolloTestServer, make_sync: Callable[..., SyncApolloClient]
+) -> None:
+    """Servers handle SIGHUP/SIGTERM in C (uWSGI exits from its handler): on one of our
+    threads that could hang a worker, so the poller and its listener threads block them."""
+    cfg = make_sync()
+    masks: list[set[signal.Signals]] = []
+
+    def record_mask(event: ConfigChangeEvent) -> None:
+        masks.append(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+
+    changes = Changes()
+    cfg.on_change(record_mask)
+    cfg.on_change(changes)
+    await asyncio.to_thread(cfg.start)
+    server.publish(APP, "application", {"greeting": "psst"})
+    await changes.next()
+    assert {signal.SIGHUP, signal.SIGTERM, signal.SIGINT} <= masks[0]
+    assert signal.SIGHUP not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # not ours
