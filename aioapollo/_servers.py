@@ -12,6 +12,7 @@ from typing import Any
 __all__ = [
     "master_check",
     "preforking_master",
+    "threads_usable",
     "uwsgi_module",
     "warn_if_uwsgi_threads_disabled",
 ]
@@ -57,19 +58,26 @@ def master_check(server: str, pid: int) -> Callable[[], bool]:
 _threads_warned = False
 
 
-def warn_if_uwsgi_threads_disabled() -> None:
-    global _threads_warned
+def threads_usable() -> bool:
+    """False inside uWSGI without ``enable-threads``: there a started thread never runs, and
+    ``Thread.start()`` in a worker waits for it forever."""
     uwsgi = uwsgi_module()
-    if uwsgi is None or _threads_warned:
-        return
+    if uwsgi is None:
+        return True
     opt = getattr(uwsgi, "opt", {})
-    if _truthy(opt.get("enable-threads")) or _int(opt.get("threads")) > 1:
+    return _truthy(opt.get("enable-threads")) or _int(opt.get("threads")) > 1
+
+
+def warn_if_uwsgi_threads_disabled() -> None:
+    """Log once per process when uWSGI runs without threads."""
+    global _threads_warned
+    if _threads_warned or threads_usable():
         return
     _threads_warned = True
     logger.warning(
-        "uWSGI runs without enable-threads: Python threads do not run between requests "
-        "there, so SyncApolloClient cannot keep its values updated. Set `enable-threads = "
-        "true` (or `threads = N`) in the uWSGI configuration."
+        "uWSGI runs without enable-threads: Python threads cannot run there, so "
+        "SyncApolloClient loads once and never updates. Set `enable-threads = true` (or "
+        "`threads = N`) in the uWSGI configuration."
     )
 
 

@@ -29,7 +29,12 @@ from ._config import ClientOptions, options_from_env
 from ._exceptions import ClientStateError, NamespaceNotFoundError
 from ._listeners import ChangeListener
 from ._models import NamespaceSnapshot, Source
-from ._servers import master_check, preforking_master, warn_if_uwsgi_threads_disabled
+from ._servers import (
+    master_check,
+    preforking_master,
+    threads_usable,
+    warn_if_uwsgi_threads_disabled,
+)
 
 __all__ = ["SyncApolloClient"]
 
@@ -271,7 +276,10 @@ class SyncApolloClient:
                 server = preforking_master()
             else:
                 server = "a preforking server" if prefork else None
-            if not server:
+            if not server and not threads_usable():
+                _run_on_temporary_thread(self._load_and_suspend)  # loads, never polls
+                self._in_master = lambda: True
+            elif not server:
                 self._spawn_poller(wait=True)
             else:
                 _run_on_temporary_thread(self._load_and_suspend)
@@ -319,6 +327,9 @@ class SyncApolloClient:
         if not self._started or self._closed or pid == self._poll_pid or self._is_master():
             return
         if self._failed_at is not None and time.monotonic() - self._failed_at < _RETRY_SECONDS:
+            return
+        if not threads_usable():
+            warn_if_uwsgi_threads_disabled()
             return
         with self._lock:
             if self._poll_pid != pid and not self._closed:
@@ -388,7 +399,7 @@ class SyncApolloClient:
             self._live = False
             self._thread = self._portal = None
             self._failed_at = None
-        if _fork.under_uwsgi and not _fork.in_uwsgi_post_fork:
+        if _fork.under_uwsgi and not (_fork.in_uwsgi_post_fork and threads_usable()):
             return  # a thread started from Python's at-fork hook can hang a uWSGI worker
         if self._started and not self._closed and not self._is_master():
             with self._lock:
@@ -399,6 +410,9 @@ class SyncApolloClient:
 def _run_on_temporary_thread(fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Run ``fn()`` in a fresh event loop on a thread that is joined before returning."""
     errors: list[BaseException] = []
+    if not threads_usable():  # uWSGI without threads: a thread would never start
+        asyncio.run(fn())
+        return
 
     def work() -> None:
         _block_signals()

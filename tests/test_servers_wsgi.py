@@ -178,7 +178,10 @@ async def test_uwsgi_without_enable_threads_warns(apollo: ApolloTestServer, tmp_
     try:
         await server.wait_log(r"spawned uWSGI worker 1 ")
         await server.wait_log(r"uWSGI runs without enable-threads.*Set `enable-threads = true`")
+        # The worker serves the master's values; it never hangs trying to start a thread.
+        assert {g["greeting"] for g in await greetings(port, 2)} == {"hello"}
         await server.stop()
+        assert_clean(server.log())
     finally:
         server.kill()
 
