@@ -303,18 +303,22 @@ class SyncApolloClient:
                 return
             self._closed = True
             self._live = False
-            portal, thread = self._portal, self._thread
-            if portal is not None and thread is not None and self._poll_pid == os.getpid():
-                if thread is threading.current_thread():  # from a coroutine listener
+            thread = self._thread
+            if thread is not None and thread.is_alive() and self._poll_pid == os.getpid():
+                portal = self._portal  # None while the poller still loads: it then stops
+                if portal is not None and thread is threading.current_thread():
+                    # From a coroutine listener, on the poller's own loop.
                     self._stopping = asyncio.get_running_loop().create_task(portal.stop())
                     return
-                try:
-                    portal.call(portal.stop)
-                except RuntimeError:  # the loop ended already
-                    pass
+                if portal is not None:
+                    with contextlib.suppress(RuntimeError):  # the loop ended already
+                        portal.call(portal.stop)
                 thread.join(self._client.options.close_timeout + 1.0)
-            else:  # a master, or a child whose poller (if any) belonged to the parent
-                _run_on_temporary_thread(self._client.aclose)
+                return
+            # A master, or a child whose poller (if any) belonged to its parent.
+            if self._client._pid not in (None, os.getpid()):
+                self._client._after_fork_in_child()
+            _run_on_temporary_thread(self._client.aclose)
 
     # ------------------------------------------------------------------ the poller thread
 
@@ -383,9 +387,10 @@ class SyncApolloClient:
             try:
                 self._portal = portal
                 self._failed_at = None
-                self._live = not self._closed
                 ready.set()
-                await portal.sleep_until_stopped()
+                if not self._closed:  # close() while loading: it found no portal to stop
+                    self._live = True
+                    await portal.sleep_until_stopped()
             finally:
                 self._live = False
                 await self._client.aclose()
