@@ -67,6 +67,7 @@ def _chain_uwsgi_post_fork_hook() -> None:
         return
     under_uwsgi = True
     previous = getattr(uwsgi, "post_fork_hook", None)
+    spooler = getattr(uwsgi, "spooler", None)
     try:
         decorators = importlib.import_module("uwsgidecorators")
     except ImportError:
@@ -80,6 +81,8 @@ def _chain_uwsgi_post_fork_hook() -> None:
         return
     if previous is not None and previous is not decorators.postfork_chain_hook:
         decorators.postfork_chain.append(previous)  # importing it replaced that hook
+    if spooler is not None:  # ... and the spooler function: put back the app's own
+        setattr(uwsgi, "spooler", spooler)  # noqa: B010 - a module without stubs
     decorators.postfork(_uwsgi_post_fork)
 
 
