@@ -57,8 +57,6 @@ def gunicorn_args(port: int, *extra: str) -> list[str]:
         f"127.0.0.1:{port}",
         "-w",
         str(WORKERS),
-        "-k",
-        "sync",
         "--graceful-timeout",
         "10",
         *extra,
@@ -186,12 +184,17 @@ async def test_uwsgi_without_enable_threads_warns(apollo: ApolloTestServer, tmp_
         server.kill()
 
 
-@pytest.mark.parametrize("preload", [True, False], ids=["preload", "no-preload"])
+@pytest.mark.parametrize(
+    ("worker_class", "preload"),
+    [("sync", True), ("sync", False), ("gthread", True)],
+    ids=["sync-preload", "sync-no-preload", "gthread-preload"],
+)
 async def test_gunicorn_sync_workers_update_and_reload_once(
-    apollo: ApolloTestServer, tmp_path: Path, preload: bool
+    apollo: ApolloTestServer, tmp_path: Path, worker_class: str, preload: bool
 ) -> None:
     port = free_port()
-    args = gunicorn_args(port, *(["--preload"] if preload else []))
+    extra = ["-k", worker_class, "--threads", "2" if worker_class == "gthread" else "1"]
+    args = gunicorn_args(port, *extra, *(["--preload"] if preload else []))
     server = ServerProcess(args, server_env(apollo.url, tmp_path), tmp_path / "gunicorn.log")
     booting = r"Booting worker with pid: (\d+)"
     try:
@@ -211,6 +214,34 @@ async def test_gunicorn_sync_workers_update_and_reload_once(
         assert server.log().count("Handling signal: hup") == 1
         await server.stop()
         await server.wait_gone(first | second | {server.proc.pid})
+        assert_clean(server.log())
+    finally:
+        server.kill()
+
+
+async def test_uwsgi_keeps_the_apps_own_post_fork_hooks(
+    apollo: ApolloTestServer, tmp_path: Path
+) -> None:
+    port = free_port()
+    args = [
+        tool("uwsgi", UWSGI_HINT),
+        "--master",
+        "--processes=2",
+        "--enable-threads",
+        f"--http-socket=127.0.0.1:{port}",
+        f"--chdir={Path(__file__).parent / 'apps'}",
+        "--module=postfork_app:application",
+        "--need-app",
+        "--die-on-term",
+    ]
+    server = ServerProcess(args, server_env(apollo.url, tmp_path), tmp_path / "uwsgi.log")
+    try:
+        found = await server.wait_log(r"spawned uWSGI worker \d+ \(pid: (\d+)", 2)
+        pids = {int(pid) for pid in found}
+        await server.wait_pids(r"hand-set hook ran in (\d+)", pids)
+        await server.wait_pids(r"decorated hook ran in (\d+)", pids)
+        await server.wait_pids(STARTED, pids)  # and each worker's own poller
+        await server.stop()
         assert_clean(server.log())
     finally:
         server.kill()
