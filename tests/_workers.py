@@ -11,6 +11,7 @@ import os
 import queue
 import signal
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -61,6 +62,18 @@ class Changes:
 
 Report = Callable[[dict[str, Any]], None]
 
+#: How long a forked child or the test waits for one step (generous: CI machines are busy).
+STEP_S = 30.0
+
+
+def wait_polling(cfg: SyncApolloClient, timeout: float = STEP_S) -> None:
+    """In a child: wait (bounded) until its own poller has loaded and runs."""
+    deadline = time.monotonic() + timeout
+    while not cfg.polling:  # no event exists for this flag
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no poller started in process {os.getpid()}")
+        time.sleep(0.01)
+
 
 class Child:
     """A forked child running a blocking ``body(report)``; reports are JSON lines on a pipe.
@@ -99,18 +112,18 @@ class Child:
         Child._open.append(self)
 
     @classmethod
-    def running(cls, body: Callable[[Report], Awaitable[None]], timeout: float = 20.0) -> Child:
+    def running(cls, body: Callable[[Report], Awaitable[None]], timeout: float = STEP_S) -> Child:
         """A child that runs the coroutine function ``body(report)`` in a fresh event loop."""
         return cls(lambda report: asyncio.run(asyncio.wait_for(body(report), timeout)))
 
-    async def next(self, timeout: float = 20.0) -> dict[str, Any]:
+    async def next(self, timeout: float = STEP_S) -> dict[str, Any]:
         line = await asyncio.wait_for(asyncio.to_thread(self._reader.readline), timeout)
         assert line, f"child {self.pid} exited without reporting"
         message: dict[str, Any] = json.loads(line)
         assert "error" not in message, message
         return message
 
-    async def exit_code(self, timeout: float = 20.0) -> int:
+    async def exit_code(self, timeout: float = STEP_S) -> int:
         _, status = await asyncio.wait_for(asyncio.to_thread(os.waitpid, self.pid, 0), timeout)
         self._reaped = True
         self.close()

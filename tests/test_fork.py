@@ -15,7 +15,7 @@ import pytest
 from aioapollo import ApolloClient, ClientState, ConfigChangeEvent, Source
 from aioapollo.testing import ApolloTestServer
 
-from ._workers import Child
+from ._workers import STEP_S, Child
 from .conftest import ClientFactory
 
 CHILDREN = 3
@@ -67,8 +67,7 @@ async def test_children_restart_a_client_started_in_the_parent(
     children = [Child.running(child) for _ in range(CHILDREN)]
     for c in children:
         assert (await c.next())["ready"] == c.pid
-    # Every child polls with its own connection; wait until they all hold a poll.
-    await server.wait_for_polls(CHILDREN + 1)
+    # Every child has loaded before the publish, so each one sees it as a change.
     server.publish("test-app", "application", {"greeting": "bonjour", "timeout": "30"})
     reports = [await c.next() for c in children]
     assert [await c.exit_code() for c in children] == [0] * CHILDREN
@@ -133,7 +132,7 @@ def _mp_child(client: ApolloClient, results: Any) -> None:  # pragma: no cover -
         client.on_change(on_change)
         await client.start()
         results.put(("ready", os.getpid()))
-        await asyncio.wait_for(changed.wait(), 20)
+        await asyncio.wait_for(changed.wait(), STEP_S)
         results.put(("changed", os.getpid(), client.get_nowait("greeting")))
         await client.aclose()
 
@@ -151,14 +150,13 @@ async def test_multiprocessing_fork_children_keep_updating(
     for proc in procs:
         proc.start()
     try:
-        got = [await asyncio.wait_for(asyncio.to_thread(results.get), 20) for _ in procs]
-        assert sorted(g[1] for g in got) == sorted(p.pid for p in procs)
-        await server.wait_for_polls(CHILDREN + 1)
+        got = [await asyncio.wait_for(asyncio.to_thread(results.get), STEP_S) for _ in procs]
+        assert sorted(g[1] for g in got) == sorted(p.pid for p in procs)  # each one loaded
         server.publish("test-app", "application", {"greeting": "hola"})
-        got = [await asyncio.wait_for(asyncio.to_thread(results.get), 20) for _ in procs]
+        got = [await asyncio.wait_for(asyncio.to_thread(results.get), STEP_S) for _ in procs]
         assert sorted(got) == sorted(("changed", p.pid, "hola") for p in procs)
         for proc in procs:
-            await asyncio.to_thread(proc.join, 20)
+            await asyncio.to_thread(proc.join, STEP_S)
             assert proc.exitcode == 0
     finally:
         for proc in procs:

@@ -24,7 +24,7 @@ from aioapollo import (
 )
 from aioapollo.testing import ApolloTestServer
 
-from ._workers import Changes, Child, aioapollo_threads, sync_clients
+from ._workers import STEP_S, Changes, Child, aioapollo_threads, sync_clients, wait_polling
 from .conftest import APP
 
 CHILDREN = 3
@@ -120,8 +120,10 @@ def child_body(cfg: SyncApolloClient, changes: Changes, *, read_first: bool = Fa
         if read_first:  # no fork hook ran: the first read must start the poller
             assert not cfg.polling
             assert cfg.get("greeting") == "hello"
-        report({"ready": os.getpid(), "threads": aioapollo_threads()})
-        event = changes.queue.get(timeout=20)
+        threads = aioapollo_threads()
+        wait_polling(cfg)  # loaded before the publish: it sees it as a change
+        report({"ready": os.getpid(), "threads": threads})
+        event = changes.queue.get(timeout=STEP_S)
         report(
             {
                 "pid": os.getpid(),
@@ -147,8 +149,6 @@ async def test_children_of_a_preforking_master_each_start_their_own_poller(
     for child in children:
         ready = await child.next()
         assert ready["ready"] == child.pid and ready["threads"] == [f"aioapollo-{APP}"]
-    async with asyncio.timeout(20):
-        await server.wait_for_polls(CHILDREN)
     server.publish(APP, "application", {"greeting": "hola"})
     reports = [await child.next() for child in children]
     assert [await child.exit_code() for child in children] == [0] * CHILDREN
@@ -171,8 +171,6 @@ async def test_a_child_forked_without_hooks_starts_polling_on_its_first_read(
     monkeypatch.setattr(_fork, "_tracked", type(_fork._tracked)())  # no hook resets it
     child = Child(child_body(cfg, changes, read_first=True))
     assert (await child.next())["threads"] == [f"aioapollo-{APP}"]
-    async with asyncio.timeout(20):
-        await server.wait_for_polls(1)
     server.publish(APP, "application", {"greeting": "ciao"})
     report = await child.next()
     assert await child.exit_code() == 0
@@ -182,8 +180,10 @@ async def test_a_child_forked_without_hooks_starts_polling_on_its_first_read(
 def _mp_child(cfg: SyncApolloClient, results: Any) -> None:  # pragma: no cover - child
     changes = Changes()
     cfg.on_change(changes)
-    results.put(("ready", os.getpid(), aioapollo_threads()))
-    changes.queue.get(timeout=20)
+    threads = aioapollo_threads()
+    wait_polling(cfg)
+    results.put(("ready", os.getpid(), threads))
+    changes.queue.get(timeout=STEP_S)
     results.put(("changed", os.getpid(), cfg.get("greeting")))
     cfg.close()
 
@@ -199,15 +199,13 @@ async def test_multiprocessing_fork_children_of_a_polling_process_keep_updating(
     try:
         for proc in procs:
             proc.start()
-        got = [await asyncio.wait_for(asyncio.to_thread(results.get), 20) for _ in procs]
+        got = [await asyncio.wait_for(asyncio.to_thread(results.get), STEP_S) for _ in procs]
         assert sorted(got) == sorted(("ready", p.pid, [f"aioapollo-{APP}"]) for p in procs)
-        async with asyncio.timeout(20):
-            await server.wait_for_polls(CHILDREN + 1)
         server.publish(APP, "application", {"greeting": "hej"})
-        got = [await asyncio.wait_for(asyncio.to_thread(results.get), 20) for _ in procs]
+        got = [await asyncio.wait_for(asyncio.to_thread(results.get), STEP_S) for _ in procs]
         assert sorted(got) == sorted(("changed", p.pid, "hej") for p in procs)
         for proc in procs:
-            await asyncio.to_thread(proc.join, 20)
+            await asyncio.to_thread(proc.join, STEP_S)
             assert proc.exitcode == 0
     finally:
         for proc in procs:
