@@ -24,6 +24,12 @@ class ForkAware(Protocol):
 
 _tracked: weakref.WeakSet[ForkAware] = weakref.WeakSet()
 
+#: Whether this process runs inside uWSGI (set at import, when the hook is chained).
+under_uwsgi = False
+#: True while uWSGI's post-fork hook runs: under uWSGI, the one place to start threads in a
+#: new worker (Python's at-fork hooks, with ``py-call-uwsgi-fork-hooks``, run too early).
+in_uwsgi_post_fork = False
+
 
 def track(obj: ForkAware) -> None:
     """Call ``obj._after_fork_in_child()`` in every child forked after this call."""
@@ -54,6 +60,15 @@ def after_fork_in_child() -> None:
             resume()
 
 
+def _uwsgi_post_fork() -> None:
+    global in_uwsgi_post_fork
+    in_uwsgi_post_fork = True
+    try:
+        after_fork_in_child()
+    finally:
+        in_uwsgi_post_fork = False
+
+
 def _chain_uwsgi_post_fork_hook() -> None:
     """Under uWSGI, also run :func:`after_fork_in_child` from uWSGI's own post-fork hook.
 
@@ -63,17 +78,20 @@ def _chain_uwsgi_post_fork_hook() -> None:
     neither the application's ``@postfork`` functions nor ours replace the other. Running
     both hooks is harmless: every reset is idempotent.
     """
+    global under_uwsgi
     try:
         uwsgi = importlib.import_module("uwsgi")  # exists only inside a uWSGI process
     except ImportError:
         return
+    under_uwsgi = True
     previous = getattr(uwsgi, "post_fork_hook", None)
+    spooler = getattr(uwsgi, "spooler", None)
     try:
         decorators = importlib.import_module("uwsgidecorators")
     except ImportError:
 
         def hook() -> None:
-            after_fork_in_child()
+            _uwsgi_post_fork()
             if previous is not None:
                 previous()
 
@@ -81,7 +99,9 @@ def _chain_uwsgi_post_fork_hook() -> None:
         return
     if previous is not None and previous is not decorators.postfork_chain_hook:
         decorators.postfork_chain.append(previous)  # importing it replaced that hook
-    decorators.postfork(after_fork_in_child)
+    if spooler is not None:  # ... and the spooler function: put back the app's own
+        setattr(uwsgi, "spooler", spooler)  # noqa: B010 - a module without stubs
+    decorators.postfork(_uwsgi_post_fork)
 
 
 os.register_at_fork(after_in_child=after_fork_in_child)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
 import logging
 import os
 import signal
@@ -18,10 +17,10 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
 from ._client import ApolloClient
 from ._models import ConfigChangeEvent
+from ._servers import uwsgi_module
 from ._sync import SyncApolloClient
 
 __all__ = ["reload_server_on_change"]
@@ -107,10 +106,7 @@ def reload_server_on_change(
 
 def _detect_server() -> tuple[str, Reloader, int] | None:
     """The server this worker runs under: its name, how to reload it, and its master's pid."""
-    try:
-        uwsgi: Any = importlib.import_module("uwsgi")
-    except ImportError:
-        uwsgi = None
+    uwsgi = uwsgi_module()
     if uwsgi is not None:
         return "uWSGI", uwsgi.reload, int(uwsgi.masterpid())
     if os.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn/"):

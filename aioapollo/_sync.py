@@ -11,10 +11,10 @@ hook ran, on its first read: reads outside a live poller take a slow path that c
 from __future__ import annotations
 
 import asyncio
-import importlib
+import contextlib
 import logging
 import os
-import sys
+import signal
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
@@ -29,6 +29,12 @@ from ._config import ClientOptions, options_from_env
 from ._exceptions import ClientStateError, NamespaceNotFoundError
 from ._listeners import ChangeListener
 from ._models import NamespaceSnapshot, Source
+from ._servers import (
+    master_check,
+    preforking_master,
+    threads_usable,
+    warn_if_uwsgi_threads_disabled,
+)
 
 __all__ = ["SyncApolloClient"]
 
@@ -65,6 +71,7 @@ class SyncApolloClient:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._portal: BlockingPortal | None = None
+        self._stopping: asyncio.Task[None] | None = None
         self._poll_pid: int | None = None
         self._reset_pid = os.getpid()
         self._failed_at: float | None = None
@@ -264,16 +271,19 @@ class SyncApolloClient:
                 if self._poll_pid != pid:
                     self._spawn_poller(wait=True)
                 return
-            _warn_if_uwsgi_threads_disabled()
+            warn_if_uwsgi_threads_disabled()
             if prefork is None:
-                server = _preforking_master()
+                server = preforking_master()
             else:
                 server = "a preforking server" if prefork else None
-            if not server:
+            if not server and not threads_usable():
+                _run_on_temporary_thread(self._load_and_suspend)  # loads, never polls
+                self._in_master = lambda: True
+            elif not server:
                 self._spawn_poller(wait=True)
             else:
                 _run_on_temporary_thread(self._load_and_suspend)
-                self._in_master = _master_check(server, pid)
+                self._in_master = master_check(server, pid)
                 logger.info(
                     "SyncApolloClient(%r) loaded in the %s master (pid %s); each worker polls",
                     self.app_id,
@@ -293,15 +303,22 @@ class SyncApolloClient:
                 return
             self._closed = True
             self._live = False
-            portal, thread = self._portal, self._thread
-            if portal is not None and thread is not None and self._poll_pid == os.getpid():
-                try:
-                    portal.call(portal.stop)
-                except RuntimeError:  # the loop ended already
-                    pass
+            thread = self._thread
+            if thread is not None and thread.is_alive() and self._poll_pid == os.getpid():
+                portal = self._portal  # None while the poller still loads: it then stops
+                if portal is not None and thread is threading.current_thread():
+                    # From a coroutine listener, on the poller's own loop.
+                    self._stopping = asyncio.get_running_loop().create_task(portal.stop())
+                    return
+                if portal is not None:
+                    with contextlib.suppress(RuntimeError):  # the loop ended already
+                        portal.call(portal.stop)
                 thread.join(self._client.options.close_timeout + 1.0)
-            else:  # a master, or a child whose poller (if any) belonged to the parent
-                _run_on_temporary_thread(self._client.aclose)
+                return
+            # A master, or a child whose poller (if any) belonged to its parent.
+            if self._client._pid not in (None, os.getpid()):
+                self._client._after_fork_in_child()
+            _run_on_temporary_thread(self._client.aclose)
 
     # ------------------------------------------------------------------ the poller thread
 
@@ -314,6 +331,9 @@ class SyncApolloClient:
         if not self._started or self._closed or pid == self._poll_pid or self._is_master():
             return
         if self._failed_at is not None and time.monotonic() - self._failed_at < _RETRY_SECONDS:
+            return
+        if not threads_usable():
+            warn_if_uwsgi_threads_disabled()
             return
         with self._lock:
             if self._poll_pid != pid and not self._closed:
@@ -337,6 +357,7 @@ class SyncApolloClient:
                 raise errors[0]
 
     def _thread_main(self, ready: threading.Event, errors: list[BaseException]) -> None:
+        _block_signals()
         try:
             asyncio.run(self._serve(ready, errors))
         except BaseException as exc:  # pragma: no cover - the loop itself failed
@@ -366,9 +387,10 @@ class SyncApolloClient:
             try:
                 self._portal = portal
                 self._failed_at = None
-                self._live = not self._closed
                 ready.set()
-                await portal.sleep_until_stopped()
+                if not self._closed:  # close() while loading: it found no portal to stop
+                    self._live = True
+                    await portal.sleep_until_stopped()
             finally:
                 self._live = False
                 await self._client.aclose()
@@ -386,6 +408,8 @@ class SyncApolloClient:
 
     def _resume_after_fork(self) -> None:
         """After every fork reset ran: start this process's poller (not in a master)."""
+        if _fork.under_uwsgi and not (_fork.in_uwsgi_post_fork and threads_usable()):
+            return  # a thread started from Python's at-fork hook can hang a uWSGI worker
         if self._started and not self._closed and not self._is_master():
             with self._lock:
                 if self._poll_pid != os.getpid():
@@ -395,8 +419,12 @@ class SyncApolloClient:
 def _run_on_temporary_thread(fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Run ``fn()`` in a fresh event loop on a thread that is joined before returning."""
     errors: list[BaseException] = []
+    if not threads_usable():  # uWSGI without threads: a thread would never start
+        asyncio.run(fn())
+        return
 
     def work() -> None:
+        _block_signals()
         try:
             asyncio.run(fn())
         except BaseException as exc:
@@ -409,76 +437,11 @@ def _run_on_temporary_thread(fn: Callable[[], Coroutine[Any, Any, None]]) -> Non
         raise errors[0]
 
 
-def _uwsgi() -> Any:
-    """The ``uwsgi`` module inside a uWSGI process, else None."""
-    try:
-        return importlib.import_module("uwsgi")
-    except ImportError:
-        return None
+def _block_signals() -> None:
+    """Keep process signals away from this thread (and the threads it starts).
 
-
-def _preforking_master() -> str | None:
-    """The name of the preforking server whose master this process is, if any."""
-    uwsgi = _uwsgi()
-    if uwsgi is not None:
-        return "uWSGI" if uwsgi.worker_id() == 0 else None
-    if "gunicorn.arbiter" in sys.modules:
-        # With --preload the app is imported from Arbiter.setup(); workers run below
-        # Arbiter.spawn_worker() (the fork keeps the arbiter's frames on their stack).
-        frame = sys._getframe(1)
-        in_arbiter = False
-        while frame is not None:
-            if frame.f_globals.get("__name__") == "gunicorn.arbiter":
-                if frame.f_code.co_name == "spawn_worker":
-                    return None
-                in_arbiter = True
-            frame = frame.f_back  # type: ignore[assignment]
-        return "gunicorn" if in_arbiter else None
-    return None
-
-
-def _master_check(server: str, pid: int) -> Callable[[], bool]:
-    uwsgi = _uwsgi() if server == "uWSGI" else None
-    if uwsgi is not None:  # without a master, uWSGI's first worker is this very process
-        return lambda: bool(uwsgi.worker_id() == 0)
-    return lambda: os.getpid() == pid
-
-
-_threads_warned = False
-
-
-def _warn_if_uwsgi_threads_disabled() -> None:
-    global _threads_warned
-    uwsgi = _uwsgi()
-    if uwsgi is None or _threads_warned:
-        return
-    opt = getattr(uwsgi, "opt", {})
-    if _truthy(opt.get("enable-threads")) or _int(opt.get("threads")) > 1:
-        return
-    _threads_warned = True
-    logger.warning(
-        "uWSGI runs without enable-threads: Python threads do not run between requests "
-        "there, so SyncApolloClient cannot keep its values updated. Set `enable-threads = "
-        "true` (or `threads = N`) in the uWSGI configuration."
-    )
-
-
-def _truthy(value: Any) -> bool:
-    if isinstance(value, list):
-        return any(_truthy(v) for v in value)
-    if isinstance(value, bytes):
-        value = value.decode(errors="replace")
-    if isinstance(value, str):
-        return value.strip().lower() in ("", "1", "true", "yes", "on", "y", "t")
-    return bool(value)
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, list):
-        value = value[-1] if value else 0
-    if isinstance(value, bytes):
-        value = value.decode(errors="replace")
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
+    Servers handle SIGHUP, SIGTERM and friends in C (uWSGI's graceful kill calls ``exit()``
+    from its handler); run on one of our threads, that can hang a worker's shutdown.
+    """
+    with contextlib.suppress(AttributeError, OSError, ValueError):  # no pthreads: nothing to do
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())

@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import queue
+import signal
 import threading
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from aioapollo import ConfigChangeEvent, SyncApolloClient
 from aioapollo.testing import ApolloTestServer
@@ -57,15 +60,40 @@ class Changes:
         return await asyncio.to_thread(self.queue.get, True, timeout)
 
 
-class Child:
-    """A forked child running a blocking ``body(report)``; reports are JSON lines on a pipe."""
+Report = Callable[[dict[str, Any]], None]
 
-    def __init__(self, body: Callable[[Callable[[dict[str, Any]], None]], None]) -> None:
+#: How long a forked child or the test waits for one step (generous: CI machines are busy).
+STEP_S = 30.0
+
+
+def wait_polling(cfg: SyncApolloClient, timeout: float = STEP_S) -> None:
+    """In a child: wait (bounded) until its own poller has loaded and runs."""
+    deadline = time.monotonic() + timeout
+    while not cfg.polling:  # no event exists for this flag
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no poller started in process {os.getpid()}")
+        time.sleep(0.01)
+
+
+class Child:
+    """A forked child running a blocking ``body(report)``; reports are JSON lines on a pipe.
+
+    A child that failed reports its error and the last aioapollo log lines. Children left
+    running by a failed test are killed and reaped by :meth:`close_all` (an autouse fixture).
+    """
+
+    _open: ClassVar[list[Child]] = []
+
+    def __init__(self, body: Callable[[Report], None]) -> None:
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child
             os.close(read_fd)
             code = 0
+            records: list[logging.LogRecord] = []
+            handler = logging.Handler()
+            handler.emit = records.append  # type: ignore[method-assign]
+            logging.getLogger("aioapollo").addHandler(handler)
 
             def report(message: dict[str, Any]) -> None:
                 os.write(write_fd, (json.dumps(message) + "\n").encode())
@@ -73,21 +101,43 @@ class Child:
             try:
                 body(report)
             except BaseException as exc:
-                report({"error": repr(exc)})
+                log = [f"{r.levelname} {r.getMessage()}" for r in records[-20:]]
+                report({"error": repr(exc), "log": log})
                 code = 1
             os._exit(code)
         os.close(write_fd)
         self.pid = pid
         self._reader = os.fdopen(read_fd, "rb")
+        self._reaped = False
+        Child._open.append(self)
 
-    async def next(self, timeout: float = 20.0) -> dict[str, Any]:
+    @classmethod
+    def running(cls, body: Callable[[Report], Awaitable[None]], timeout: float = STEP_S) -> Child:
+        """A child that runs the coroutine function ``body(report)`` in a fresh event loop."""
+        return cls(lambda report: asyncio.run(asyncio.wait_for(body(report), timeout)))
+
+    async def next(self, timeout: float = STEP_S) -> dict[str, Any]:
         line = await asyncio.wait_for(asyncio.to_thread(self._reader.readline), timeout)
         assert line, f"child {self.pid} exited without reporting"
         message: dict[str, Any] = json.loads(line)
         assert "error" not in message, message
         return message
 
-    async def exit_code(self, timeout: float = 20.0) -> int:
+    async def exit_code(self, timeout: float = STEP_S) -> int:
         _, status = await asyncio.wait_for(asyncio.to_thread(os.waitpid, self.pid, 0), timeout)
-        self._reader.close()
+        self._reaped = True
+        self.close()
         return os.waitstatus_to_exitcode(status)
+
+    def close(self) -> None:
+        if not self._reaped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            self._reaped = True
+        self._reader.close()
+
+    @classmethod
+    def close_all(cls) -> None:
+        while cls._open:
+            cls._open.pop().close()

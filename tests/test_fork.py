@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import multiprocessing
 import os
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ import pytest
 from aioapollo import ApolloClient, ClientState, ConfigChangeEvent, Source
 from aioapollo.testing import ApolloTestServer
 
+from ._workers import STEP_S, Child
 from .conftest import ClientFactory
 
 CHILDREN = 3
@@ -26,40 +26,10 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 
-class Child:
-    """A forked child that runs ``body`` in a fresh event loop and reports over a pipe."""
-
-    def __init__(self, body: Callable[[Callable[[dict[str, Any]], None]], Awaitable[None]]):
-        read_fd, write_fd = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            os.close(read_fd)
-            code = 0
-
-            def report(message: dict[str, Any]) -> None:
-                os.write(write_fd, (json.dumps(message) + "\n").encode())
-
-            try:
-                asyncio.run(asyncio.wait_for(body(report), 20))
-            except BaseException as exc:
-                report({"error": repr(exc)})
-                code = 1
-            os._exit(code)
-        os.close(write_fd)
-        self.pid = pid
-        self._reader = os.fdopen(read_fd, "rb")
-
-    async def next(self, timeout: float = 20.0) -> dict[str, Any]:
-        line = await asyncio.wait_for(asyncio.to_thread(self._reader.readline), timeout)
-        assert line, f"child {self.pid} exited without reporting"
-        message: dict[str, Any] = json.loads(line)
-        assert "error" not in message, message
-        return message
-
-    async def exit_code(self, timeout: float = 20.0) -> int:
-        _, status = await asyncio.wait_for(asyncio.to_thread(os.waitpid, self.pid, 0), timeout)
-        self._reader.close()
-        return os.waitstatus_to_exitcode(status)
+@pytest.fixture(autouse=True)
+def _reap_children() -> Iterator[None]:
+    yield
+    Child.close_all()
 
 
 async def test_children_restart_a_client_started_in_the_parent(
@@ -94,11 +64,10 @@ async def test_children_restart_a_client_started_in_the_parent(
         await client.aclose()
         report({"pid": os.getpid(), "value": client.get_nowait("greeting"), "heard": heard})
 
-    children = [Child(child) for _ in range(CHILDREN)]
+    children = [Child.running(child) for _ in range(CHILDREN)]
     for c in children:
         assert (await c.next())["ready"] == c.pid
-    # Every child polls with its own connection; wait until they all hold a poll.
-    await server.wait_for_polls(CHILDREN + 1)
+    # Every child has loaded before the publish, so each one sees it as a change.
     server.publish("test-app", "application", {"greeting": "bonjour", "timeout": "30"})
     reports = [await c.next() for c in children]
     assert [await c.exit_code() for c in children] == [0] * CHILDREN
@@ -124,7 +93,7 @@ async def test_a_change_between_fork_and_start_reaches_the_childs_listeners(
         report({"value": event.snapshot.get("greeting"), "release": event.snapshot.release_key})
         await client.aclose()
 
-    c = Child(child)
+    c = Child.running(child)
     assert await c.next() == {"value": "moved on", "release": published}
     assert await c.exit_code() == 0
 
@@ -145,7 +114,7 @@ async def test_a_child_that_never_starts_warns_once_how_to_fix_it(
         messages = [r.getMessage() for r in records if r.levelno == logging.WARNING]
         report({"values": values, "warnings": messages})
 
-    c = Child(child)
+    c = Child.running(child)
     got = await c.next()
     assert await c.exit_code() == 0
     assert got["values"] == ["hello"] * 4
@@ -163,7 +132,7 @@ def _mp_child(client: ApolloClient, results: Any) -> None:  # pragma: no cover -
         client.on_change(on_change)
         await client.start()
         results.put(("ready", os.getpid()))
-        await asyncio.wait_for(changed.wait(), 20)
+        await asyncio.wait_for(changed.wait(), STEP_S)
         results.put(("changed", os.getpid(), client.get_nowait("greeting")))
         await client.aclose()
 
@@ -181,14 +150,13 @@ async def test_multiprocessing_fork_children_keep_updating(
     for proc in procs:
         proc.start()
     try:
-        got = [await asyncio.wait_for(asyncio.to_thread(results.get), 20) for _ in procs]
-        assert sorted(g[1] for g in got) == sorted(p.pid for p in procs)
-        await server.wait_for_polls(CHILDREN + 1)
+        got = [await asyncio.wait_for(asyncio.to_thread(results.get), STEP_S) for _ in procs]
+        assert sorted(g[1] for g in got) == sorted(p.pid for p in procs)  # each one loaded
         server.publish("test-app", "application", {"greeting": "hola"})
-        got = [await asyncio.wait_for(asyncio.to_thread(results.get), 20) for _ in procs]
+        got = [await asyncio.wait_for(asyncio.to_thread(results.get), STEP_S) for _ in procs]
         assert sorted(got) == sorted(("changed", p.pid, "hola") for p in procs)
         for proc in procs:
-            await asyncio.to_thread(proc.join, 20)
+            await asyncio.to_thread(proc.join, STEP_S)
             assert proc.exitcode == 0
     finally:
         for proc in procs:

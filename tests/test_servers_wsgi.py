@@ -57,8 +57,6 @@ def gunicorn_args(port: int, *extra: str) -> list[str]:
         f"127.0.0.1:{port}",
         "-w",
         str(WORKERS),
-        "-k",
-        "sync",
         "--graceful-timeout",
         "10",
         *extra,
@@ -98,12 +96,16 @@ def assert_clean(log: str) -> None:
     assert not bad, bad
 
 
-@pytest.mark.parametrize("lazy_apps", [False, True], ids=["prefork", "lazy-apps"])
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["--lazy-apps"], ["--py-call-uwsgi-fork-hooks"]],
+    ids=["prefork", "lazy-apps", "with-python-fork-hooks"],
+)
 async def test_uwsgi_every_worker_updates(
-    apollo: ApolloTestServer, tmp_path: Path, lazy_apps: bool
+    apollo: ApolloTestServer, tmp_path: Path, extra: list[str]
 ) -> None:
     port = free_port()
-    extra = ["--lazy-apps"] if lazy_apps else []
+    lazy_apps = "--lazy-apps" in extra
     server = ServerProcess(
         uwsgi_args(port, *extra), server_env(apollo.url, tmp_path), tmp_path / "uwsgi.log"
     )
@@ -123,6 +125,7 @@ async def test_uwsgi_every_worker_updates(
         assert await server.stop() in (0, 30)  # uWSGI exits 30 after SIGTERM
         await server.wait_gone(pids | {server.proc.pid})
         assert "goodbye to uWSGI" in server.log()
+        assert "without enable-threads" not in server.log()
         assert_clean(server.log())
     finally:
         server.kill()
@@ -173,17 +176,25 @@ async def test_uwsgi_without_enable_threads_warns(apollo: ApolloTestServer, tmp_
     try:
         await server.wait_log(r"spawned uWSGI worker 1 ")
         await server.wait_log(r"uWSGI runs without enable-threads.*Set `enable-threads = true`")
+        # The worker serves the master's values; it never hangs trying to start a thread.
+        assert {g["greeting"] for g in await greetings(port, 2)} == {"hello"}
         await server.stop()
+        assert_clean(server.log())
     finally:
         server.kill()
 
 
-@pytest.mark.parametrize("preload", [True, False], ids=["preload", "no-preload"])
+@pytest.mark.parametrize(
+    ("worker_class", "preload"),
+    [("sync", True), ("sync", False), ("gthread", True)],
+    ids=["sync-preload", "sync-no-preload", "gthread-preload"],
+)
 async def test_gunicorn_sync_workers_update_and_reload_once(
-    apollo: ApolloTestServer, tmp_path: Path, preload: bool
+    apollo: ApolloTestServer, tmp_path: Path, worker_class: str, preload: bool
 ) -> None:
     port = free_port()
-    args = gunicorn_args(port, *(["--preload"] if preload else []))
+    extra = ["-k", worker_class, "--threads", "2" if worker_class == "gthread" else "1"]
+    args = gunicorn_args(port, *extra, *(["--preload"] if preload else []))
     server = ServerProcess(args, server_env(apollo.url, tmp_path), tmp_path / "gunicorn.log")
     booting = r"Booting worker with pid: (\d+)"
     try:
@@ -203,6 +214,34 @@ async def test_gunicorn_sync_workers_update_and_reload_once(
         assert server.log().count("Handling signal: hup") == 1
         await server.stop()
         await server.wait_gone(first | second | {server.proc.pid})
+        assert_clean(server.log())
+    finally:
+        server.kill()
+
+
+async def test_uwsgi_keeps_the_apps_own_post_fork_hooks(
+    apollo: ApolloTestServer, tmp_path: Path
+) -> None:
+    port = free_port()
+    args = [
+        tool("uwsgi", UWSGI_HINT),
+        "--master",
+        "--processes=2",
+        "--enable-threads",
+        f"--http-socket=127.0.0.1:{port}",
+        f"--chdir={Path(__file__).parent / 'apps'}",
+        "--module=postfork_app:application",
+        "--need-app",
+        "--die-on-term",
+    ]
+    server = ServerProcess(args, server_env(apollo.url, tmp_path), tmp_path / "uwsgi.log")
+    try:
+        found = await server.wait_log(r"spawned uWSGI worker \d+ \(pid: (\d+)", 2)
+        pids = {int(pid) for pid in found}
+        await server.wait_pids(r"hand-set hook ran in (\d+)", pids)
+        await server.wait_pids(r"decorated hook ran in (\d+)", pids)
+        await server.wait_pids(STARTED, pids)  # and each worker's own poller
+        await server.stop()
         assert_clean(server.log())
     finally:
         server.kill()

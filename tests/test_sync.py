@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import signal
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 
 from aioapollo import (
     ClientStateError,
+    ConfigChangeEvent,
     NamespaceNotFoundError,
     NamespaceUnavailableError,
     Source,
@@ -22,7 +24,7 @@ from aioapollo import (
 )
 from aioapollo.testing import ApolloTestServer
 
-from ._workers import Changes, Child, aioapollo_threads, sync_clients
+from ._workers import STEP_S, Changes, Child, aioapollo_threads, sync_clients, wait_polling
 from .conftest import APP
 
 CHILDREN = 3
@@ -31,6 +33,12 @@ CHILDREN = 3
 pytestmark = pytest.mark.filterwarnings(
     "ignore:This process .* is multi-threaded:DeprecationWarning"
 )
+
+
+@pytest.fixture(autouse=True)
+def _reap_children() -> Iterator[None]:
+    yield
+    Child.close_all()
 
 
 @pytest.fixture
@@ -112,8 +120,10 @@ def child_body(cfg: SyncApolloClient, changes: Changes, *, read_first: bool = Fa
         if read_first:  # no fork hook ran: the first read must start the poller
             assert not cfg.polling
             assert cfg.get("greeting") == "hello"
-        report({"ready": os.getpid(), "threads": aioapollo_threads()})
-        event = changes.queue.get(timeout=20)
+        threads = aioapollo_threads()
+        wait_polling(cfg)  # loaded before the publish: it sees it as a change
+        report({"ready": os.getpid(), "threads": threads})
+        event = changes.queue.get(timeout=STEP_S)
         report(
             {
                 "pid": os.getpid(),
@@ -139,8 +149,6 @@ async def test_children_of_a_preforking_master_each_start_their_own_poller(
     for child in children:
         ready = await child.next()
         assert ready["ready"] == child.pid and ready["threads"] == [f"aioapollo-{APP}"]
-    async with asyncio.timeout(20):
-        await server.wait_for_polls(CHILDREN)
     server.publish(APP, "application", {"greeting": "hola"})
     reports = [await child.next() for child in children]
     assert [await child.exit_code() for child in children] == [0] * CHILDREN
@@ -163,8 +171,6 @@ async def test_a_child_forked_without_hooks_starts_polling_on_its_first_read(
     monkeypatch.setattr(_fork, "_tracked", type(_fork._tracked)())  # no hook resets it
     child = Child(child_body(cfg, changes, read_first=True))
     assert (await child.next())["threads"] == [f"aioapollo-{APP}"]
-    async with asyncio.timeout(20):
-        await server.wait_for_polls(1)
     server.publish(APP, "application", {"greeting": "ciao"})
     report = await child.next()
     assert await child.exit_code() == 0
@@ -174,8 +180,10 @@ async def test_a_child_forked_without_hooks_starts_polling_on_its_first_read(
 def _mp_child(cfg: SyncApolloClient, results: Any) -> None:  # pragma: no cover - child
     changes = Changes()
     cfg.on_change(changes)
-    results.put(("ready", os.getpid(), aioapollo_threads()))
-    changes.queue.get(timeout=20)
+    threads = aioapollo_threads()
+    wait_polling(cfg)
+    results.put(("ready", os.getpid(), threads))
+    changes.queue.get(timeout=STEP_S)
     results.put(("changed", os.getpid(), cfg.get("greeting")))
     cfg.close()
 
@@ -191,15 +199,13 @@ async def test_multiprocessing_fork_children_of_a_polling_process_keep_updating(
     try:
         for proc in procs:
             proc.start()
-        got = [await asyncio.wait_for(asyncio.to_thread(results.get), 20) for _ in procs]
+        got = [await asyncio.wait_for(asyncio.to_thread(results.get), STEP_S) for _ in procs]
         assert sorted(got) == sorted(("ready", p.pid, [f"aioapollo-{APP}"]) for p in procs)
-        async with asyncio.timeout(20):
-            await server.wait_for_polls(CHILDREN + 1)
         server.publish(APP, "application", {"greeting": "hej"})
-        got = [await asyncio.wait_for(asyncio.to_thread(results.get), 20) for _ in procs]
+        got = [await asyncio.wait_for(asyncio.to_thread(results.get), STEP_S) for _ in procs]
         assert sorted(got) == sorted(("changed", p.pid, "hej") for p in procs)
         for proc in procs:
-            await asyncio.to_thread(proc.join, 20)
+            await asyncio.to_thread(proc.join, STEP_S)
             assert proc.exitcode == 0
     finally:
         for proc in procs:
@@ -232,3 +238,48 @@ async def test_the_hot_read_path_makes_no_system_call(
     monkeypatch.undo()
     assert values == ["hello", "d", 30]
     assert calls == []
+
+
+@pytest.mark.parametrize("kind", ["sync", "coroutine"])
+async def test_a_listener_may_close_the_client(
+    server: ApolloTestServer, make_sync: Callable[..., SyncApolloClient], kind: str
+) -> None:
+    cfg = make_sync()
+    closed = Changes()
+
+    def close_it(event: ConfigChangeEvent) -> None:
+        cfg.close()
+        closed(event)
+
+    async def close_it_async(event: ConfigChangeEvent) -> None:
+        close_it(event)
+
+    cfg.on_change(close_it if kind == "sync" else close_it_async)
+    await asyncio.to_thread(cfg.start)
+    (thread,) = [t for t in threading.enumerate() if t.name == f"aioapollo-{APP}"]
+    server.publish(APP, "application", {"greeting": "bye"})
+    await closed.next()
+    await asyncio.to_thread(thread.join, 10)
+    assert not thread.is_alive() and not cfg.polling
+    assert cfg.get("greeting") == "bye"
+
+
+async def test_process_signals_never_land_on_the_clients_threads(
+    server: ApolloTestServer, make_sync: Callable[..., SyncApolloClient]
+) -> None:
+    """Servers handle SIGHUP/SIGTERM in C (uWSGI exits from its handler): on one of our
+    threads that could hang a worker, so the poller and its listener threads block them."""
+    cfg = make_sync()
+    masks: list[set[signal.Signals]] = []
+
+    def record_mask(event: ConfigChangeEvent) -> None:
+        masks.append(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+
+    changes = Changes()
+    cfg.on_change(record_mask)
+    cfg.on_change(changes)
+    await asyncio.to_thread(cfg.start)
+    server.publish(APP, "application", {"greeting": "psst"})
+    await changes.next()
+    assert {signal.SIGHUP, signal.SIGTERM, signal.SIGINT} <= masks[0]
+    assert signal.SIGHUP not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # not ours
