@@ -16,8 +16,9 @@ _BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 
 def _programs() -> list[tuple[str, str]]:
     found = []
-    for name in ("settings.md", "observability.md"):
-        for i, block in enumerate(_BLOCK.findall((DOCS / name).read_text("utf-8"))):
+    for path in (DOCS / "settings.md", DOCS / "observability.md", DOCS.parent / "README.md"):
+        name = path.name
+        for i, block in enumerate(_BLOCK.findall(path.read_text("utf-8"))):
             if "asyncio.run(main())" in block:
                 found.append((f"{name}#{i}", block))
     return found
