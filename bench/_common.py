@@ -198,11 +198,17 @@ def machine() -> dict[str, str]:
     }
 
 
-def cli(description: str) -> argparse.Namespace:
-    """The options every section script takes."""
-    parser = argparse.ArgumentParser(description=description)
+def cli(
+    description: str, extra: Callable[[argparse.ArgumentParser], None] | None = None
+) -> argparse.Namespace:
+    """The options every section script takes (plus its own, added by ``extra``)."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, help="write the JSON results here")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (smoke run)")
+    if extra is not None:
+        extra(parser)
     return parser.parse_args()
 
 
