@@ -50,6 +50,8 @@ class Adapter:
     parent_start: Callable[[Any], None] = lambda client: None
     close_in_parent: Callable[[Any], None] = lambda client: None
     available: str = ""
+    #: Worker counts to measure (None: all), for variants shown only where they matter.
+    only_workers: tuple[int, ...] | None = None
 
 
 _cpu_at_ready = 0.0
@@ -80,9 +82,12 @@ def _block(stop_fd: int, fd: int) -> None:
 # ------------------------------------------------------------------------------ aioapollo
 
 
-def _aio_build(url: str, fd: int, tmp: Path) -> aioapollo.ApolloClient:
+def _aio_build(url: str, fd: int, tmp: Path, cache: bool = True) -> aioapollo.ApolloClient:
     client = aioapollo.ApolloClient(
-        c.APP, config_server=url, cache_dir=tmp / "aioapollo-cache", **c.AIOAPOLLO_OPTIONS
+        c.APP,
+        config_server=url,
+        cache_dir=tmp / "aioapollo-cache" if cache else None,
+        **c.AIOAPOLLO_OPTIONS,
     )
 
     async def on_change(event: aioapollo.ConfigChangeEvent) -> None:
@@ -93,9 +98,15 @@ def _aio_build(url: str, fd: int, tmp: Path) -> aioapollo.ApolloClient:
     return client
 
 
-def _aio_serve(client: Any, url: str, fd: int, tmp: Path, stop_fd: int) -> None:
+def _aio_build_nocache(url: str, fd: int, tmp: Path) -> aioapollo.ApolloClient:
+    return _aio_build(url, fd, tmp, cache=False)
+
+
+def _aio_serve(
+    client: Any, url: str, fd: int, tmp: Path, stop_fd: int, build: Any = _aio_build
+) -> None:
     async def main() -> None:
-        cfg = client if client is not None else _aio_build(url, fd, tmp)
+        cfg = client if client is not None else build(url, fd, tmp)
         await cfg.start()
         ready(fd)
         loop = asyncio.get_running_loop()
@@ -107,6 +118,10 @@ def _aio_serve(client: Any, url: str, fd: int, tmp: Path, stop_fd: int) -> None:
         await cfg.aclose()
 
     asyncio.run(main())
+
+
+def _aio_serve_nocache(client: Any, url: str, fd: int, tmp: Path, stop_fd: int) -> None:
+    _aio_serve(client, url, fd, tmp, stop_fd, build=_aio_build_nocache)
 
 
 # ------------------------------------------------------------------------------ SyncApolloClient
@@ -205,8 +220,38 @@ def _apollocfg_serve(client: Any, url: str, fd: int, tmp: Path, stop_fd: int) ->
     _block(stop_fd, fd)
 
 
+def _zen_build(url: str, fd: int, tmp: Path) -> Any:
+    from pyapollo.client import ApolloClient
+
+    host, port = url.rsplit(":", 1)
+    return ApolloClient(
+        app_id=c.APP,
+        config_server_host=host,
+        config_server_port=int(port),
+        cache_file_dir_path=str(tmp / f"zen-{os.getpid()}"),
+    )
+
+
+def _zen_serve(client: Any, url: str, fd: int, tmp: Path, stop_fd: int) -> None:
+    cfg = client if client is not None else _zen_build(url, fd, tmp)
+    cfg.get_value("round")
+    ready(fd)
+    _block(stop_fd, fd)
+
+
+#: A peer with no change listener that re-fetches on a timer: measured for idle cost only.
+TIMER_PEER = Adapter(
+    "pyapollo-zenkilan (30 s timer)",
+    _zen_build,
+    _zen_serve,
+    available="" if c.peer_available("pyapollo.client") else "not installed",
+)
+
 ADAPTERS = [
     Adapter("aioapollo", _aio_build, _aio_serve),
+    Adapter(
+        "aioapollo, cache_dir=None", _aio_build_nocache, _aio_serve_nocache, only_workers=(16,)
+    ),
     Adapter(
         "aioapollo SyncApolloClient",
         _sync_build,

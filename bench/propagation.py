@@ -118,6 +118,8 @@ def main() -> None:
                 if args.mode and mode != args.mode:
                     continue
                 for workers in parser_workers:
+                    if adapter.only_workers and workers not in adapter.only_workers:
+                        continue
                     begun = time.monotonic()
                     res = run_config(adapter, mode, workers, rounds, budget, tmp)
                     results[(adapter.name, mode, workers)] = res
@@ -127,7 +129,7 @@ def main() -> None:
                         f"{time.monotonic() - begun:.1f} s {res['note']}",
                         flush=True,
                     )
-    ours = {"aioapollo", "aioapollo SyncApolloClient"}
+    ours = {a.name for a in ADAPTERS if a.name.startswith("aioapollo")}
     best_peer: dict[int, float] = {}
     for (name, mode, workers), res in results.items():
         if name not in ours and mode == MODES[1] and res["latencies"] and not res["missed"]:
