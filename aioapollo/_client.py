@@ -662,6 +662,11 @@ class ApolloClient:
         )
         self._snapshots[name] = snap
         self._values[name] = snap._dict
+        if held is None:
+            # First load: nothing to tell listeners, and a per-key diff against nothing costs
+            # one object per key (0.24 s of a 0.38 s start with 100k keys).
+            logger.info("namespace %r loaded: %d key(s), release %s", name, len(snap), release_key)
+            return
         changes = diff_items(name, old_items, snap._dict)
         if changes:
             logger.info(

@@ -117,6 +117,56 @@ class ServerThread:
         asyncio.run(main())
 
 
+class ServerProcess:
+    """An :class:`ApolloTestServer` in a forked child process, with releases published.
+
+    For memory measurements: nothing the server allocates shows up in this process.
+    """
+
+    def __init__(self, releases: dict[str, dict[str, str]], **kwargs: Any) -> None:
+        self._releases = releases
+        self._kwargs = kwargs
+        self._pid = 0
+        self._stop_w = -1
+        self.url = ""
+
+    def __enter__(self) -> str:
+        port_r, port_w = os.pipe()
+        stop_r, self._stop_w = os.pipe()
+        self._pid = os.fork()
+        if self._pid == 0:
+            code = 1
+            try:
+                os.close(port_r)
+                os.close(self._stop_w)
+                asyncio.run(self._serve(port_w, stop_r))
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(port_w)
+        os.close(stop_r)
+        with os.fdopen(port_r) as reader:
+            self.url = reader.readline().strip()
+        if not self.url:
+            raise RuntimeError("the server process did not start")
+        return self.url
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self._stop_w)
+        os.waitpid(self._pid, 0)
+
+    async def _serve(self, port_w: int, stop_r: int) -> None:
+        async with ApolloTestServer(**self._kwargs) as server:
+            for namespace, data in self._releases.items():
+                server.publish(APP, namespace, data)
+            os.write(port_w, f"{server.url}\n".encode())
+            os.close(port_w)
+            loop = asyncio.get_running_loop()
+            stopped = loop.create_future()
+            loop.add_reader(stop_r, lambda: stopped.done() or stopped.set_result(None))
+            await stopped
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
     """Poll ``predicate`` (bounded) until it holds; False on timeout."""
     deadline = time.monotonic() + timeout
