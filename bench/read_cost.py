@@ -49,6 +49,7 @@ class Minimal:
 
 SyncLoop = Callable[[range], int]
 AsyncLoop = Callable[[range], Awaitable[int]]
+Loop = SyncLoop | AsyncLoop
 
 
 def sync_loop(fn: Callable[[str], Any], key: str = KEY) -> SyncLoop:
@@ -78,51 +79,81 @@ def empty_loop(r: range) -> int:
     return time.perf_counter_ns() - t0
 
 
-async def build_peers(url: str, tmp: Path) -> tuple[dict[str, SyncLoop | AsyncLoop], list[Any]]:
-    """Each installed peer's getter, loaded against the test server."""
-    loops: dict[str, SyncLoop | AsyncLoop] = {}
+async def _papollo(url: str, tmp: Path) -> tuple[dict[str, Loop], list[Any]]:
+    import papollo
+
+    sync_client = papollo.Apollo(url, c.APP, watch=True)
+    sync_client.namespace(c.NS)
+    async_client = papollo.AsyncApollo(url, c.APP, watch=True)
+    await async_client.namespace(c.NS)
+    return {
+        "papollo `Apollo.get`": sync_loop(sync_client.get),
+        "papollo `await AsyncApollo.get`": async_loop(async_client.get),
+    }, [sync_client.close, async_client.aclose]
+
+
+async def _acp(url: str, tmp: Path) -> tuple[dict[str, Loop], list[Any]]:
+    from apollo.apollo_client import ApolloClient as AcpClient
+
+    acp = AcpClient(url, c.APP, [c.NS], enable_dotenv=False, auto_update_enabled=False)
+    return {"apollo-client-python `get_value`": sync_loop(acp.get_value)}, []
+
+
+async def _apollocfg(url: str, tmp: Path) -> tuple[dict[str, Loop], list[Any]]:
+    import apollocfg
+
+    cfg = apollocfg.ApolloClient(c.APP, config_url=url, namespaces=[c.NS])
+    cfg.start()
+    return {"apollocfg `get_value`": sync_loop(cfg.get_value)}, [lambda: cfg.stop(timeout=0.05)]
+
+
+async def _acc(url: str, tmp: Path) -> tuple[dict[str, Loop], list[Any]]:
+    import apollo_config
+
+    acc = apollo_config.ApolloClient(c.APP, url, namespaces=[c.NS], cache_dir=str(tmp / "acc"))
+    acc.start()
+    return {"apollo-config-client `get_value`": sync_loop(acc.get_value)}, []
+
+
+async def _zen(url: str, tmp: Path) -> tuple[dict[str, Loop], list[Any]]:
+    from pyapollo.client import ApolloClient as ZenClient
+
+    host, port = url.rsplit(":", 1)
+    zen = ZenClient(
+        app_id=c.APP,
+        config_server_host=host,
+        config_server_port=int(port),
+        cache_file_dir_path=str(tmp / "zen"),
+    )
+    return {"pyapollo-zenkilan `get_value`": sync_loop(zen.get_value)}, [zen.stop_polling_thread]
+
+
+PEER_BUILDERS = [
+    ("papollo", "papollo", _papollo),
+    ("apollo-client-python", "apollo.apollo_client", _acp),
+    ("apollocfg", "apollocfg", _apollocfg),
+    ("apollo-config-client", "apollo_config", _acc),
+    ("pyapollo-zenkilan", "pyapollo.client", _zen),
+]
+
+
+async def build_peers(url: str, tmp: Path) -> tuple[dict[str, Loop], list[Any], list[list[str]]]:
+    """Each installed peer's getter, loaded against the test server; rows for the others."""
+    loops: dict[str, Loop] = {}
     closers: list[Any] = []
-    if c.peer_available("papollo"):
-        import papollo
-
-        sync_client = papollo.Apollo(url, c.APP, watch=True)
-        sync_client.namespace(c.NS)
-        loops["papollo `Apollo.get`"] = sync_loop(sync_client.get)
-        async_client = papollo.AsyncApollo(url, c.APP, watch=True)
-        await async_client.namespace(c.NS)
-        loops["papollo `await AsyncApollo.get`"] = async_loop(async_client.get)
-        closers += [sync_client.close, async_client.aclose]
-    if c.peer_available("apollo.apollo_client"):
-        from apollo.apollo_client import ApolloClient as AcpClient
-
-        acp = AcpClient(url, c.APP, [c.NS], enable_dotenv=False, auto_update_enabled=False)
-        loops["apollo-client-python `get_value`"] = sync_loop(acp.get_value)
-    if c.peer_available("apollocfg"):
-        import apollocfg
-
-        cfg = apollocfg.ApolloClient(c.APP, config_url=url, namespaces=[c.NS])
-        cfg.start()
-        loops["apollocfg `get_value`"] = sync_loop(cfg.get_value)
-        closers.append(cfg.stop)
-    if c.peer_available("apollo_config"):
-        import apollo_config
-
-        acc = apollo_config.ApolloClient(c.APP, url, namespaces=[c.NS], cache_dir=str(tmp / "acc"))
-        acc.start()
-        loops["apollo-config-client `get_value`"] = sync_loop(acc.get_value)
-    if c.peer_available("pyapollo.client"):
-        from pyapollo.client import ApolloClient as ZenClient
-
-        host, port = url.rsplit(":", 1)
-        zen = ZenClient(
-            app_id=c.APP,
-            config_server_host=host,
-            config_server_port=int(port),
-            cache_file_dir_path=str(tmp / "zen"),
-        )
-        loops["pyapollo-zenkilan `get_value`"] = sync_loop(zen.get_value)
-        closers.append(zen.stop_polling_thread)
-    return loops, closers
+    missing: list[list[str]] = []
+    for name, module, build in PEER_BUILDERS:
+        if not c.peer_available(module):
+            missing.append([name, *["—"] * 5, "not installed"])
+            continue
+        try:
+            more, close = await build(url, tmp)
+        except Exception as exc:  # a peer that cannot start here is reported, not fatal
+            missing.append([name, *["—"] * 5, f"could not start ({type(exc).__name__})"])
+            continue
+        loops.update(more)
+        closers += close
+    return loops, closers, missing
 
 
 def build_sync_client(url: str) -> tuple[Any, str]:
@@ -145,7 +176,7 @@ async def measure(args: Any, url: str, tmp: Path) -> list[dict[str, Any]]:
     client = aioapollo.ApolloClient(c.APP, config_server=url, cache_dir=None, **c.AIOAPOLLO_OPTIONS)
     await client.start()
     minimal = Minimal({c.NS: dict(client.snapshot(c.NS).items)})
-    plain: dict[str, SyncLoop | AsyncLoop] = {
+    plain: dict[str, Loop] = {
         "bare `dict.get`": sync_loop(minimal._d[c.NS].get),
         "minimal plain method (baseline)": sync_loop(minimal.get),
         "minimal `async def` method (baseline)": async_loop(minimal.aget),
@@ -160,7 +191,7 @@ async def measure(args: Any, url: str, tmp: Path) -> list[dict[str, Any]]:
     sync_client, sync_why = build_sync_client(url)
     if sync_client is not None:
         plain["aioapollo `SyncApolloClient.get`"] = sync_loop(sync_client.get)
-    peers, closers = await build_peers(url, tmp)
+    peers, closers, missing = await build_peers(url, tmp)
     variants = {**plain, **peers}
 
     calls = 2_000 if args.quick else 5_000
@@ -219,6 +250,7 @@ async def measure(args: Any, url: str, tmp: Path) -> list[dict[str, Any]]:
         )
     if sync_client is None:
         rows.append(["aioapollo `SyncApolloClient.get`", "—", "—", "—", "—", "—", sync_why])
+    rows += missing
     notes = [
         f"{batches} batches x {calls:,} calls per getter, interleaved; loop cost "
         f"({empty / calls:.1f} ns/iteration) subtracted. p99 is over batch means.",

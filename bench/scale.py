@@ -197,11 +197,19 @@ async def memory(tmp: Path, sizes: tuple[int, ...]) -> dict[tuple[str, int], int
     found: dict[tuple[str, int], int] = {}
     releases = {ns_for(size): c.payload(size) for size in sizes}
     with c.ServerProcess(releases, hold_seconds=60) as url:
+        usable = []
+        for label, module, builder, _ in CLIENTS:  # first-use costs (imports, SSL contexts...)
+            if c.peer_available(module):
+                try:
+                    _, close = await builder(url, sizes[0], tmp)()
+                except Exception:  # cannot start here: reported by measure()
+                    continue
+                await close()
+                usable.append((label, builder))
         for size in sizes:
             found[("floor", size)] = await retained(lambda s=size: build_floor(url, s))
-            for label, module, builder, _ in CLIENTS:
-                if c.peer_available(module):
-                    found[(label, size)] = await retained(builder(url, size, tmp))
+            for label, builder in usable:
+                found[(label, size)] = await retained(builder(url, size, tmp))
     return found
 
 
@@ -231,8 +239,9 @@ async def measure(args: Any, tmp: Path) -> list[dict[str, Any]]:
                 ]
             )
             for label, module, builder, with_update in CLIENTS:
-                if not c.peer_available(module):
-                    rows.append([label, f"{size:,}", "not installed", "", "", "", ""])
+                if (label, size) not in mem:
+                    why = "could not start" if c.peer_available(module) else "not installed"
+                    rows.append([label, f"{size:,}", why, "", "", "", ""])
                     continue
                 load = c.median(await time_builds(builder(url, size, tmp), reps))
                 update = (

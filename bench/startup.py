@@ -113,11 +113,15 @@ async def startup_rows(url: str, reps: int, tmp: Path) -> tuple[list[list[Any]],
             continue
         for size in SIZES:
             times: list[float] = []
-            for _ in range(reps):
-                t0 = time.perf_counter()
-                close = await starter(url, names(size), tmp)
-                times.append((time.perf_counter() - t0) * 1000)
-                await close()
+            try:
+                for _ in range(reps):
+                    t0 = time.perf_counter()
+                    close = await starter(url, names(size), tmp)
+                    times.append((time.perf_counter() - t0) * 1000)
+                    await close()
+            except Exception as exc:  # a peer that cannot start here is reported, not fatal
+                rows.append([label, size, "—", "—", f"could not start ({type(exc).__name__})"])
+                continue
             med = c.median(times)
             rows.append(
                 [
@@ -154,7 +158,11 @@ async def wide_rows(server: Any, tmp: Path) -> list[list[Any]]:
         for size in WIDE:
             since = time.time()
             t0 = time.perf_counter()
-            close = await starter(server.url, names(size), tmp)
+            try:
+                close = await starter(server.url, names(size), tmp)
+            except Exception as exc:  # reported, not fatal
+                rows.append([label, size, f"could not start ({type(exc).__name__})", "", "", ""])
+                continue
             elapsed = (time.perf_counter() - t0) * 1000
             # Settle: let the polls the client sends on its own arrive (bounded).
             await asyncio.to_thread(c.wait_until, lambda: server.held_polls >= 1, 3.0)
