@@ -48,6 +48,16 @@ async def start_aioapollo(url: str, ns: list[str], tmp: Path) -> Callable[[], Aw
     return client.aclose
 
 
+async def start_aioapollo_nocache(
+    url: str, ns: list[str], tmp: Path
+) -> Callable[[], Awaitable[None]]:
+    client = aioapollo.ApolloClient(
+        c.APP, namespaces=ns, config_server=url, cache_dir=None, **c.AIOAPOLLO_OPTIONS
+    )
+    await client.start()
+    return client.aclose
+
+
 async def start_papollo(url: str, ns: list[str], tmp: Path) -> Callable[[], Awaitable[None]]:
     import papollo
 
@@ -94,6 +104,7 @@ async def start_apollocfg(url: str, ns: list[str], tmp: Path) -> Callable[[], Aw
 
 CLIENTS: list[tuple[str, str, Starter]] = [
     ("aioapollo `await start()`", "aioapollo", start_aioapollo),
+    ("aioapollo `await start()`, cache_dir=None", "aioapollo", start_aioapollo_nocache),
     ("papollo `Apollo` (first read of each)", "papollo", start_papollo),
     ("papollo `AsyncApollo` (gathered reads)", "papollo", start_papollo_async),
     ("apollo-client-python (constructor)", "apollo.apollo_client", start_acp),
@@ -153,10 +164,11 @@ async def wide_rows(server: Any, tmp: Path) -> list[list[Any]]:
     """100 and 200 namespaces in one client: start time and the requests it made."""
     rows: list[list[Any]] = []
     for label, module, starter in CLIENTS:
-        if not c.peer_available(module) or "constructor" in label:
+        if not c.peer_available(module) or "constructor" in label or "cache_dir" in label:
             continue
         for size in WIDE:
             since = time.time()
+            held_before = server.held_polls
             t0 = time.perf_counter()
             try:
                 close = await starter(server.url, names(size), tmp)
@@ -169,7 +181,7 @@ async def wide_rows(server: Any, tmp: Path) -> list[list[Any]]:
             await asyncio.sleep(1.0)
             configs = count(server, "/configs/", since)
             polls = count(server, "/notifications/v2", since)
-            held = server.held_polls
+            held = server.held_polls - held_before
             await close()
             await asyncio.to_thread(c.wait_until, lambda: server.held_polls == 0, 5.0)
             rows.append([label, size, c.fmt(elapsed, 1), configs, polls, held])
@@ -211,7 +223,7 @@ async def measure(args: Any, tmp: Path) -> list[dict[str, Any]]:
                 "start ms",
                 "/configs requests",
                 "/notifications/v2 requests",
-                "long polls held after",
+                "long polls it holds",
             ],
             "rows": wide,
             "notes": [
