@@ -682,6 +682,9 @@ class ApolloClient:
         snap = self._snapshots[name]
         if self._cache is not None and snap.source is Source.REMOTE:
             cache = self._cache
+            # Let the listener dispatcher deliver this change first: the write (json.dumps in
+            # the worker thread holds the GIL, then fsync) must not delay the listeners.
+            await asyncio.sleep(0)
             with contextlib.suppress(RuntimeError):  # no thread left at interpreter exit
                 await asyncio.to_thread(
                     cache.save, name, snap.release_key, snap._dict, snap.fetched_at
