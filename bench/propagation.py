@@ -104,7 +104,7 @@ def main() -> None:
     args = c.cli(__doc__ or "", extra=_options)
     parser_workers = tuple(args.workers)
     rounds = args.rounds or (12 if args.quick else 100)
-    budget = 4.0 if args.quick else 10.0
+    budget = 4.0 if args.quick else 7.0
     c.quiet_peer_logging()
     warnings.filterwarnings("ignore", category=DeprecationWarning)  # fork with threads (3.12+)
     rows: list[list[Any]] = []
