@@ -752,6 +752,11 @@ class ApolloClient:
         )
         self._snapshots[name] = snap
         self._values[name] = snap._dict
+        if held is None:
+            # First load: nothing to tell listeners, and a per-key diff against nothing costs
+            # one object per key (0.24 s of a 0.38 s start with 100k keys).
+            logger.info("namespace %r loaded: %d key(s), release %s", name, len(snap), release_key)
+            return
         changes = diff_items(name, old_items, snap._dict)
         if changes:
             logger.info(
@@ -773,6 +778,9 @@ class ApolloClient:
         snap = self._snapshots[name]
         if self._cache is not None and snap.source is Source.REMOTE:
             cache = self._cache
+            # Let the listener dispatcher deliver this change first: the write (json.dumps in
+            # the worker thread holds the GIL, then fsync) must not delay the listeners.
+            await asyncio.sleep(0)
             with contextlib.suppress(RuntimeError):  # no thread left at interpreter exit
                 await asyncio.to_thread(
                     cache.save, name, snap.release_key, snap._dict, snap.fetched_at
