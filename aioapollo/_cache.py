@@ -87,11 +87,33 @@ class DiskCache:
             float(saved) if isinstance(saved, int | float) else 0.0,
         )
 
+    def _holds(self, namespace: str, release_key: str | None) -> bool:
+        """Whether the file already holds this release (another worker wrote it first).
+
+        Every worker of a server is notified of the same release at the same moment and would
+        write the same file; reading its head is far cheaper than writing and syncing it again.
+        """
+        if release_key is None:
+            return False
+        marker = (
+            f'"namespace":{json.dumps(namespace, ensure_ascii=False)},'
+            f'"releaseKey":{json.dumps(release_key, ensure_ascii=False)},'
+        ).encode()
+        try:
+            with open(self.path(namespace), "rb") as fh:
+                head = fh.read(len(marker) + 1024)
+        except OSError:
+            return False
+        return marker in head
+
     def save(
         self, namespace: str, release_key: str | None, items: Mapping[str, str], now: float
     ) -> bool:
-        """Atomically write a namespace's release; ``False`` (and one warning) on failure."""
-        if self._disabled:
+        """Atomically write a namespace's release unless the file holds it already.
+
+        Returns whether a file was written; a failure logs one warning and disables the cache.
+        """
+        if self._disabled or self._holds(namespace, release_key):
             return False
         payload = {
             "format": _FORMAT,

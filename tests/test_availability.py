@@ -322,3 +322,19 @@ async def test_missing_secret_is_named_as_such(
     cause = info.value.causes["application"]
     assert isinstance(cause, ApolloAuthError) and cause.reason == "signature"
     assert "none is configured" in str(cause)
+
+
+def test_a_release_already_on_disk_is_not_written_again(tmp_path: Path) -> None:
+    from aioapollo._cache import DiskCache
+
+    first, second = DiskCache(tmp_path, APP, "default"), DiskCache(tmp_path, APP, "default")
+    assert first.save("application", "r1+p1", {"k": "v"}, 1.0) is True
+    inode = first.path("application").stat().st_ino
+    # Another worker, notified of the same release, finds it written and skips the write.
+    assert second.save("application", "r1+p1", {"k": "v"}, 2.0) is False
+    assert first.path("application").stat().st_ino == inode
+    assert second.save("application", "r2+p1", {"k": "w"}, 3.0) is True
+    loaded = first.load("application")
+    assert loaded is not None and loaded.release_key == "r2+p1" and loaded.items == {"k": "w"}
+    # A release key that merely starts like the stored one is not mistaken for it.
+    assert second.save("application", "r2", {"k": "x"}, 4.0) is True
