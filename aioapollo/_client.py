@@ -35,7 +35,7 @@ from ._hooks import ChangeEvent, ErrorEvent, FetchEvent, Hooks, HookSet
 from ._listeners import ChangeListener, ListenerRegistry
 from ._models import ConfigChangeEvent, NamespaceSnapshot, Source, diff_items
 from ._parsing import parse_content
-from ._poller import NamespaceState, Poller
+from ._poller import NamespaceState, Poller, poll_groups
 from ._protocol import ConfigReply, config_target, parse_config
 from ._stats import ClientStats, collect_stats
 from ._transport import Reply, Transport, status_error
@@ -133,7 +133,7 @@ class ApolloClient:
         )
         self._transport: Transport | None = None
         self._pool: ServicePool | None = None
-        self._poller: Poller | None = None
+        self._pollers: list[Poller] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._locks: dict[str, asyncio.Lock] = {}
         self._ready: asyncio.Event | None = None
@@ -190,7 +190,8 @@ class ApolloClient:
     @property
     def last_poll_success(self) -> float | None:
         """Epoch seconds of the last long poll answered with 200 or 304, if any."""
-        return self._poller.last_success if self._poller else None
+        times = [p.last_success for p in self._pollers if p.last_success is not None]
+        return max(times, default=None)
 
     def stats(self) -> ClientStats:
         """A point-in-time health summary (for a health endpoint); never holds values."""
@@ -429,11 +430,12 @@ class ApolloClient:
             self._ready.set()
             await transport.close()
             raise
-        self._poller = Poller(
-            self._options, transport, pool, self._states, self._refetch, self._hooks
-        )
+        self._pollers = [
+            Poller(self._options, transport, pool, group, self._refetch, self._hooks)
+            for group in poll_groups(self._options, self._states)
+        ]
         self._tasks = [
-            self._spawn(self._poller.run(), "poll"),
+            *(self._spawn(poller.run(), "poll") for poller in self._pollers),
             self._spawn(self._refresh_loop(), "refresh"),
             dispatcher,
         ]
@@ -516,14 +518,14 @@ class ApolloClient:
         # Every task, lock and socket belongs to the parent's loop: drop them untouched, but
         # keep them referenced. A collected task's coroutine would run its `finally` blocks
         # here (resetting state the child has rebuilt since, or closing the parent's sockets).
-        _fork.keep_forever(self._tasks, self._locks, self._ready, self._closed, self._poller)
+        _fork.keep_forever(self._tasks, self._locks, self._ready, self._closed, self._pollers)
         self._live = False
         self._state = ClientState.FORKED
         self._tasks = []
         self._locks = {}
         self._ready = None
         self._closed = None
-        self._poller = None
+        self._pollers = []
         if self._transport is not None:
             self._transport.abandon()
             self._transport = None

@@ -23,7 +23,12 @@ from ._protocol import Notification, notifications_target, parse_notifications
 from ._transport import Transport, status_error
 from ._wire import strip_properties
 
-__all__ = ["Backoff", "NamespaceState", "Poller"]
+__all__ = ["Backoff", "NamespaceState", "Poller", "poll_groups"]
+
+#: Longest long-poll request target we send. Servlet containers refuse longer request lines
+#: and headers (Tomcat's default limit is 8 KiB for the whole header block), so a client with
+#: many namespaces splits them over several concurrent long polls.
+MAX_POLL_TARGET = 6144
 
 logger = logging.getLogger("aioapollo")
 
@@ -238,3 +243,28 @@ class Poller:
             exc,
             delay,
         )
+
+
+def poll_groups(
+    options: ClientOptions, states: Mapping[str, NamespaceState]
+) -> list[dict[str, NamespaceState]]:
+    """Split the namespaces into groups whose long-poll target fits in ``MAX_POLL_TARGET``.
+
+    One group (one long poll) in all usual cases; sized with the widest possible notification
+    id so a group never outgrows the limit as ids increase.
+    """
+    widest = 2**63 - 1
+    groups: list[dict[str, NamespaceState]] = [{}]
+    for name, state in states.items():
+        candidate = [*groups[-1], name]
+        target = notifications_target(
+            options.app_id,
+            options.cluster,
+            [(n, widest) for n in candidate],
+            data_center=options.data_center,
+            ip=options.ip,
+        )
+        if len(target) > MAX_POLL_TARGET and groups[-1]:
+            groups.append({})
+        groups[-1][name] = state
+    return groups

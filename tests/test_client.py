@@ -383,3 +383,23 @@ async def test_bound_methods_can_be_removed(make_client: ClientFactory) -> None:
     client.remove_listener(watcher.changed)  # a new bound-method object each time
     with pytest.raises(ValueError, match="not registered"):
         client.remove_listener(watcher.changed)
+
+
+async def test_many_namespaces_are_split_over_several_long_polls(
+    server: ApolloTestServer, make_client: ClientFactory, events: Events
+) -> None:
+    names = [f"namespace.number.{i:03d}.with.a.long.name" for i in range(200)]
+    for name in names:
+        server.publish(APP, name, {"k": "0"})
+    client = make_client(namespaces=names)
+    client.on_change(events)
+    await client.start()
+    polls = [t for t in asyncio.all_tasks() if t.get_name().startswith("aioapollo-poll-")]
+    assert len(polls) >= 2  # one request line would be ~17 KB: more than servers accept
+    async with asyncio.timeout(10):
+        await server.wait_for_polls(len(polls))  # every group is held: none was refused
+    assert all(len(r.raw_path) < 8192 for r in server.requests)
+    server.publish(APP, names[-1], {"k": "1"})
+    server.publish(APP, names[0], {"k": "1"})
+    got = {(await events.next()).namespace, (await events.next()).namespace}
+    assert got == {names[0], names[-1]}
