@@ -1,4 +1,4 @@
-"""ApolloClient: lifecycle, reads, listeners; loading and applying releases.
+"""ApolloClient: lifecycle, reads and listeners (loading releases lives in ``_loading``).
 
 The client is inert until :meth:`ApolloClient.start`: constructing one does no I/O and touches
 no event loop, so it is safe at import time and under ``gunicorn --preload``. Reads are a dict
@@ -8,13 +8,11 @@ lookup on the current snapshot; releases are swapped in whole, never mutated.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import os
-import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType, TracebackType
 from typing import Any, Self, TypeVar, overload
 
@@ -23,22 +21,16 @@ from ._cache import DiskCache
 from ._config import ClientOptions, options_from_env
 from ._discovery import ServicePool
 from ._exceptions import (
-    ApolloConnectionError,
-    ApolloError,
-    ApolloNotFoundError,
-    ApolloResponseError,
     ClientStateError,
     NamespaceNotFoundError,
-    NamespaceUnavailableError,
 )
-from ._hooks import ChangeEvent, ErrorEvent, FetchEvent, Hooks, HookSet
-from ._listeners import ChangeListener, ListenerRegistry
-from ._models import ConfigChangeEvent, NamespaceSnapshot, Source, diff_items
-from ._parsing import parse_content
+from ._hooks import Hooks, HookSet
+from ._listeners import ChangeListener, ListenerRegistry, OnChange
+from ._loading import Loading, with_source
+from ._models import NamespaceSnapshot, Source
 from ._poller import NamespaceState, Poller, poll_groups
-from ._protocol import ConfigReply, config_target, parse_config
 from ._stats import ClientStats, collect_stats
-from ._transport import Reply, Transport, status_error
+from ._transport import Transport
 from ._wire import namespace_format
 
 __all__ = ["ApolloClient", "ClientState"]
@@ -46,7 +38,6 @@ __all__ = ["ApolloClient", "ClientState"]
 logger = logging.getLogger("aioapollo")
 
 T = TypeVar("T")
-L = TypeVar("L", bound=ChangeListener)
 
 
 class ClientState(enum.Enum):
@@ -67,7 +58,7 @@ class ClientState(enum.Enum):
     CLOSED = "closed"
 
 
-class ApolloClient:
+class ApolloClient(Loading, OnChange):
     """An asyncio client for one Apollo app: long-polls all its namespaces in one task.
 
     Args:
@@ -166,11 +157,6 @@ class ApolloClient:
     def state(self) -> ClientState:
         """The lifecycle state."""
         return self._state
-
-    @property
-    def app_id(self) -> str:
-        """The Apollo appId."""
-        return self._options.app_id
 
     @property
     def namespaces(self) -> tuple[str, ...]:
@@ -319,43 +305,6 @@ class ApolloClient:
             )
 
     # ------------------------------------------------------------------ listeners
-
-    @overload
-    def on_change(self, listener: L, /) -> L: ...
-    @overload
-    def on_change(
-        self,
-        listener: None = None,
-        /,
-        *,
-        keys: Iterable[str] | None = None,
-        prefixes: Iterable[str] | None = None,
-        namespaces: Iterable[str] | None = None,
-    ) -> Callable[[L], L]: ...
-    def on_change(
-        self,
-        listener: Any = None,
-        /,
-        *,
-        keys: Iterable[str] | None = None,
-        prefixes: Iterable[str] | None = None,
-        namespaces: Iterable[str] | None = None,
-    ) -> Any:
-        """Register a change listener; use bare (``@cfg.on_change``) or with filters.
-
-        The listener gets a :class:`ConfigChangeEvent` once per real change of a namespace
-        (never for the first load). With ``keys``/``prefixes`` it is called only when a
-        changed key matches; with ``namespaces`` only for those namespaces.
-        """
-        if listener is not None:
-            self.add_listener(listener)
-            return listener
-
-        def decorate(fn: L) -> L:
-            self.add_listener(fn, keys=keys, prefixes=prefixes, namespaces=namespaces)
-            return fn
-
-        return decorate
 
     def add_listener(
         self,
@@ -531,272 +480,4 @@ class ApolloClient:
             self._transport = None
         self._fork_warned = False
         for name, snap in self._snapshots.items():
-            self._snapshots[name] = _with_source(snap, Source.INHERITED)
-
-    # ------------------------------------------------------------------ loading
-
-    async def _initial_load(self, pool: ServicePool) -> None:
-        try:
-            await pool.refresh()
-        except ApolloError as exc:
-            logger.warning("service discovery failed for %s: %s", self.app_id, exc)
-            if self._hooks:
-                self._hooks.error(ErrorEvent(self.app_id, "discovery", exc))
-        results = await asyncio.gather(
-            *(self._load_at_start(name) for name in self._states), return_exceptions=True
-        )
-        failures: dict[str, BaseException] = {}
-        for name, result in zip(self._states, results, strict=True):
-            if isinstance(result, BaseException):
-                if not isinstance(result, Exception):
-                    raise result  # cancellation and friends
-                failures[name] = result
-        if failures:
-            raise NamespaceUnavailableError(failures)
-
-    async def _load_at_start(self, name: str) -> None:
-        try:
-            async with asyncio.timeout(self._options.start_timeout):
-                await self._fetch(name, forced=True)
-            return
-        except (ApolloError, TimeoutError) as exc:
-            remote_error: Exception = exc
-        cached = self._cache.load(name) if self._cache else None
-        if cached is not None:
-            self._install(name, cached.items, cached.release_key, Source.CACHE, emit=False)
-            logger.warning(
-                "namespace %r served from the local cache (saved %s): %s",
-                name,
-                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(cached.saved_at)),
-                remote_error,
-            )
-            return
-        if name in self._snapshots:  # inherited across fork: better than nothing
-            logger.warning("namespace %r keeps its inherited values: %s", name, remote_error)
-            return
-        if self._options.allow_empty:
-            self._install(name, {}, None, Source.NONE, emit=False)
-            logger.warning("namespace %r starts empty: %s", name, remote_error)
-            return
-        raise remote_error
-
-    async def _refetch(self, targets: Mapping[str, dict[str, int]], prefer: str | None) -> set[str]:
-        """Fetch notified namespaces concurrently; returns those fetched."""
-        names = list(targets)
-        results = await asyncio.gather(
-            *(self._fetch(n, forced=True, prefer=prefer, messages=targets[n]) for n in names),
-            return_exceptions=True,
-        )
-        done: set[str] = set()
-        for name, result in zip(names, results, strict=True):
-            if isinstance(result, ApolloNotFoundError):
-                logger.warning("namespace %r has no release (404); keeping its values", name)
-                done.add(name)
-            elif isinstance(result, Exception):
-                failures = self._refetch_failures[name] = self._refetch_failures.get(name, 0) + 1
-                # Warn on failures 1, 2, 4, 8, ...: visible, but never a flood in an outage.
-                level = logging.WARNING if failures & (failures - 1) == 0 else logging.DEBUG
-                logger.log(
-                    level,
-                    "refetching namespace %r failed (%d in a row): %s",
-                    name,
-                    failures,
-                    result,
-                )
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                done.add(name)
-        for name in done:
-            if self._refetch_failures.pop(name, 0):
-                logger.info("namespace %r fetched again", name)
-        return done
-
-    async def _refresh_loop(self) -> None:
-        """Safety net: re-read the service list and every namespace periodically."""
-        assert self._pool is not None
-        while True:
-            await asyncio.sleep(self._options.refresh_interval)
-            try:
-                await self._pool.refresh()
-            except ApolloError as exc:
-                logger.warning("service discovery failed for %s: %s", self.app_id, exc)
-                if self._hooks:
-                    self._hooks.error(ErrorEvent(self.app_id, "discovery", exc))
-            for name in self._states:
-                try:
-                    await self._fetch(name, forced=False)
-                except ApolloError as exc:
-                    logger.info("periodic refresh of %r failed: %s", name, exc)
-
-    async def _fetch(
-        self,
-        name: str,
-        *,
-        forced: bool,
-        prefer: str | None = None,
-        messages: Mapping[str, int] | None = None,
-    ) -> None:
-        """Fetch one namespace from the config services and apply it.
-
-        Tries every service in random order (``prefer`` first), twice when ``forced``. A 404
-        or 401 stops at once. Raises the last error when every attempt failed.
-        """
-        assert self._transport is not None and self._pool is not None
-        opts = self._options
-        async with self._locks[name]:
-            held = self._snapshots.get(name)
-            release_key = held.release_key if held and held.source is Source.REMOTE else None
-            target = config_target(
-                opts.app_id,
-                opts.cluster,
-                name,
-                release_key=release_key,
-                data_center=opts.data_center,
-                ip=opts.ip,
-                label=opts.label,
-                messages=messages if messages is not None else self._states[name].messages,
-            )
-            last: ApolloError | None = None
-            for attempt in range(2 if forced else 1):
-                if attempt:
-                    await asyncio.sleep(opts.fetch_retry_delay)
-                for base in self._pool.ordered(prefer):
-                    try:
-                        reply = await self._get_config(base, target, name)
-                        if reply.status == 304:
-                            self._synced[name] = time.time()
-                            return
-                        if reply.status == 200:
-                            if self._apply(name, parse_config(reply.body), release_key):
-                                await self._save(name)
-                            self._synced[name] = time.time()
-                            return
-                        error = status_error(reply, f"{base}/configs/.../{name}")
-                    except ApolloError as exc:
-                        if isinstance(exc, ApolloConnectionError):
-                            self._pool.mark_unreachable(base)
-                        last = exc
-                        continue
-                    if error.status in (401, 404):
-                        raise error
-                    last = error
-            raise last or ApolloError("no config service is known")
-
-    async def _get_config(self, base: str, target: str, name: str) -> Reply:
-        """``transport.get`` for ``/configs``, reported to the hooks when there are any."""
-        assert self._transport is not None
-        if not self._hooks:
-            return await self._transport.get(base, target)
-        started = time.perf_counter()
-        try:
-            reply = await self._transport.get(base, target)
-        except ApolloError as exc:
-            took = time.perf_counter() - started
-            self._hooks.fetch(FetchEvent(self.app_id, name, base, took, None, exc))
-            self._hooks.error(ErrorEvent(self.app_id, "fetch", exc, name))
-            raise
-        took = time.perf_counter() - started
-        error = None if reply.status in (200, 304) else status_error(reply, f"{base}/configs")
-        self._hooks.fetch(FetchEvent(self.app_id, name, base, took, reply.status, error))
-        if error is not None:
-            self._hooks.error(ErrorEvent(self.app_id, "fetch", error, name))
-        return reply
-
-    def _apply(self, name: str, reply: ConfigReply, sent_key: str | None) -> bool:
-        """Install a 200 reply; False when it holds exactly what is held already."""
-        held = self._snapshots.get(name)
-        if reply.configurations is not None:
-            items = reply.configurations
-        else:
-            if held is None or sent_key is None:
-                raise ApolloResponseError(f"incremental reply for {name!r} without a base")
-            items = dict(self._values[name])
-            for key, value in reply.changes or ():
-                if value is None:
-                    items.pop(key, None)
-                else:
-                    items[key] = value
-        if (
-            held is not None
-            and held.source is Source.REMOTE
-            and held.release_key == reply.release_key
-            and self._values[name] == items
-        ):
-            return False
-        self._install(name, items, reply.release_key, Source.REMOTE, emit=held is not None)
-        return True
-
-    def _install(
-        self,
-        name: str,
-        items: Mapping[str, str],
-        release_key: str | None,
-        source: Source,
-        *,
-        emit: bool,
-    ) -> None:
-        held = self._snapshots.get(name)
-        old_items = self._values.get(name, {})
-        fmt = self._formats[name]
-        data, error = parse_content(fmt, items, held.data if held else None)
-        if error is not None:
-            logger.warning("namespace %r: %s; keeping the last parsed value", name, error)
-        snap = NamespaceSnapshot(
-            name,
-            fmt,
-            items,
-            release_key=release_key,
-            source=source,
-            fetched_at=time.time(),
-            data=data,
-            parse_error=error,
-        )
-        self._snapshots[name] = snap
-        self._values[name] = snap._dict
-        if held is None:
-            # First load: nothing to tell listeners, and a per-key diff against nothing costs
-            # one object per key (0.24 s of a 0.38 s start with 100k keys).
-            logger.info("namespace %r loaded: %d key(s), release %s", name, len(snap), release_key)
-            return
-        changes = diff_items(name, old_items, snap._dict)
-        if changes:
-            logger.info(
-                "namespace %r changed: %d key(s), release %s",
-                name,
-                len(changes),
-                release_key,
-            )
-            if emit:
-                self._listeners.emit(ConfigChangeEvent(name, changes, snap))
-            if self._hooks:
-                self._hooks.change(
-                    ChangeEvent(
-                        self.app_id, name, frozenset(changes), release_key, source, not emit
-                    )
-                )
-
-    async def _save(self, name: str) -> None:
-        snap = self._snapshots[name]
-        if self._cache is not None and snap.source is Source.REMOTE:
-            cache = self._cache
-            # Let the listener dispatcher deliver this change first: the write (json.dumps in
-            # the worker thread holds the GIL, then fsync) must not delay the listeners.
-            await asyncio.sleep(0)
-            with contextlib.suppress(RuntimeError):  # no thread left at interpreter exit
-                await asyncio.to_thread(
-                    cache.save, name, snap.release_key, snap._dict, snap.fetched_at
-                )
-
-
-def _with_source(snap: NamespaceSnapshot, source: Source) -> NamespaceSnapshot:
-    return NamespaceSnapshot(
-        snap.name,
-        snap.format,
-        snap._dict,
-        release_key=snap.release_key,
-        source=source,
-        fetched_at=snap.fetched_at,
-        data=snap.data,
-        parse_error=snap.parse_error,
-    )
+            self._snapshots[name] = with_source(snap, Source.INHERITED)

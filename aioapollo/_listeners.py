@@ -15,15 +15,71 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Any, TypeAlias, TypeVar, overload
 
 from ._models import ConfigChangeEvent
 
-__all__ = ["ChangeListener", "ListenerRegistry"]
+__all__ = ["ChangeListener", "ListenerRegistry", "OnChange"]
 
 logger = logging.getLogger("aioapollo")
 
 ChangeListener: TypeAlias = Callable[[ConfigChangeEvent], Awaitable[None] | None]
+
+
+L = TypeVar("L", bound=ChangeListener)
+
+
+class OnChange:
+    """The ``@on_change`` decorator, shared by the clients; they provide ``add_listener``."""
+
+    def add_listener(
+        self,
+        listener: ChangeListener,
+        *,
+        keys: Iterable[str] | None = None,
+        prefixes: Iterable[str] | None = None,
+        namespaces: Iterable[str] | None = None,
+    ) -> None:
+        raise NotImplementedError
+
+    @overload
+    def on_change(self, listener: L, /) -> L: ...
+    @overload
+    def on_change(
+        self,
+        listener: None = None,
+        /,
+        *,
+        keys: Iterable[str] | None = None,
+        prefixes: Iterable[str] | None = None,
+        namespaces: Iterable[str] | None = None,
+    ) -> Callable[[L], L]: ...
+    def on_change(
+        self,
+        listener: Any = None,
+        /,
+        *,
+        keys: Iterable[str] | None = None,
+        prefixes: Iterable[str] | None = None,
+        namespaces: Iterable[str] | None = None,
+    ) -> Any:
+        """Register a change listener; use bare (``@cfg.on_change``) or with filters.
+
+        The listener gets a :class:`ConfigChangeEvent` once per real change of a namespace
+        (never for the first load), in every process that polls. With ``keys``/``prefixes``
+        it is called only when a changed key matches; with ``namespaces`` only for those
+        namespaces. Coroutine functions run on the client's loop, plain functions in a helper
+        thread.
+        """
+        if listener is not None:
+            self.add_listener(listener)
+            return listener
+
+        def decorate(fn: L) -> L:
+            self.add_listener(fn, keys=keys, prefixes=prefixes, namespaces=namespaces)
+            return fn
+
+        return decorate
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from . import _fork
 from ._client import ApolloClient
 from ._config import ClientOptions, options_from_env
 from ._exceptions import ClientStateError, NamespaceNotFoundError
-from ._listeners import ChangeListener
+from ._listeners import ChangeListener, OnChange
 from ._models import NamespaceSnapshot, Source
 from ._servers import (
     master_check,
@@ -41,13 +41,12 @@ __all__ = ["SyncApolloClient"]
 logger = logging.getLogger("aioapollo")
 
 T = TypeVar("T")
-L = TypeVar("L", bound=ChangeListener)
 
 #: After a poller failed to start in a worker, reads retry starting it at most this often.
 _RETRY_SECONDS = 5.0
 
 
-class SyncApolloClient:
+class SyncApolloClient(OnChange):
     """A blocking Apollo client for WSGI apps (Flask, Django) under any server.
 
     It runs an :class:`ApolloClient` on its own event loop in a daemon thread. Reads never
@@ -190,35 +189,6 @@ class SyncApolloClient:
         return self.snapshot(namespace).get_json(key, default)
 
     # ------------------------------------------------------------------ listeners
-
-    @overload
-    def on_change(self, listener: L, /) -> L: ...
-    @overload
-    def on_change(
-        self,
-        listener: None = None,
-        /,
-        *,
-        keys: Iterable[str] | None = None,
-        prefixes: Iterable[str] | None = None,
-        namespaces: Iterable[str] | None = None,
-    ) -> Callable[[L], L]: ...
-    def on_change(
-        self,
-        listener: Any = None,
-        /,
-        *,
-        keys: Iterable[str] | None = None,
-        prefixes: Iterable[str] | None = None,
-        namespaces: Iterable[str] | None = None,
-    ) -> Any:
-        """Register a change listener; use bare (``@cfg.on_change``) or with filters.
-
-        Called once per change in every process that polls (each worker), never for the
-        first load. Plain functions run in a helper thread, coroutine functions on the
-        client's own event loop; either way, not in a request thread.
-        """
-        return self._client.on_change(listener, keys=keys, prefixes=prefixes, namespaces=namespaces)
 
     def add_listener(
         self,
