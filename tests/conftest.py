@@ -85,3 +85,21 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> Non
     async with asyncio.timeout(timeout):
         while not predicate():  # noqa: ASYNC110 - no event exists for this state
             await asyncio.sleep(0.005)
+
+
+@pytest.fixture(autouse=True)
+def _reap_children() -> Iterator[None]:
+    """No forked test child outlives its test (see ``tests/_workers.py``)."""
+    yield
+    from ._workers import Child  # imported late: _workers imports this module
+
+    Child.close_all()
+
+
+@pytest.fixture
+async def make_sync(server: ApolloTestServer, tmp_path: Path) -> AsyncIterator[Any]:
+    """Build SyncApolloClients against ``server``; all are closed afterwards."""
+    from ._workers import sync_clients
+
+    async with sync_clients(server, tmp_path) as factory:
+        yield factory

@@ -7,7 +7,7 @@ import logging
 import multiprocessing
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -24,12 +24,6 @@ CHILDREN = 3
 pytestmark = pytest.mark.filterwarnings(
     "ignore:This process .* is multi-threaded:DeprecationWarning"
 )
-
-
-@pytest.fixture(autouse=True)
-def _reap_children() -> Iterator[None]:
-    yield
-    Child.close_all()
 
 
 async def test_children_restart_a_client_started_in_the_parent(

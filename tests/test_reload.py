@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import pytest
 from aioapollo import SyncApolloClient, reload_server_on_change
 from aioapollo.testing import ApolloTestServer
 
-from ._workers import STEP_S, Changes, Child, sync_clients, wait_polling
+from ._workers import STEP_S, Changes, Child, wait_polling
 from .conftest import APP
 
 WORKERS = 4
@@ -23,20 +23,6 @@ WORKERS = 4
 pytestmark = pytest.mark.filterwarnings(
     "ignore:This process .* is multi-threaded:DeprecationWarning"
 )
-
-
-@pytest.fixture(autouse=True)
-def _reap_children() -> Iterator[None]:
-    yield
-    Child.close_all()
-
-
-@pytest.fixture
-async def make_sync(
-    server: ApolloTestServer, tmp_path: Path
-) -> AsyncIterator[Callable[..., SyncApolloClient]]:
-    async with sync_clients(server, tmp_path) as factory:
-        yield factory
 
 
 def test_it_needs_keys_and_real_collections(tmp_path: Path) -> None:

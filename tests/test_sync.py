@@ -7,7 +7,7 @@ import multiprocessing
 import os
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from aioapollo import (
 )
 from aioapollo.testing import ApolloTestServer
 
-from ._workers import STEP_S, Changes, Child, aioapollo_threads, sync_clients, wait_polling
+from ._workers import STEP_S, Changes, Child, aioapollo_threads, wait_polling
 from .conftest import APP
 
 CHILDREN = 3
@@ -33,20 +33,6 @@ CHILDREN = 3
 pytestmark = pytest.mark.filterwarnings(
     "ignore:This process .* is multi-threaded:DeprecationWarning"
 )
-
-
-@pytest.fixture(autouse=True)
-def _reap_children() -> Iterator[None]:
-    yield
-    Child.close_all()
-
-
-@pytest.fixture
-async def make_sync(
-    server: ApolloTestServer, tmp_path: Path
-) -> AsyncIterator[Callable[..., SyncApolloClient]]:
-    async with sync_clients(server, tmp_path) as factory:
-        yield factory
 
 
 async def test_plain_process_polls_in_a_daemon_thread_and_fires_sync_listeners(
