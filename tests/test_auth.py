@@ -1,10 +1,11 @@
-"""The access-key signature vectors of the protocol reference, and header shape."""
+"""The access-key signature vectors of docs/apollo-protocol.md (section 9), and header shape."""
 
 import pytest
 
 from aioapollo._auth import auth_headers, sign
 
-#: The three vectors of the protocol doc, section 9: (timestamp, path with query, secret, sig).
+#: The three vectors of docs/apollo-protocol.md, section 9:
+#: (timestamp, path with query, secret, signature).
 #: The test server's own tests check its filter against the same ones.
 VECTORS = [
     (
