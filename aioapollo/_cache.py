@@ -87,7 +87,7 @@ class DiskCache:
             float(saved) if isinstance(saved, int | float) else 0.0,
         )
 
-    def _holds(self, namespace: str, release_key: str | None) -> bool:
+    def holds(self, namespace: str, release_key: str | None) -> bool:
         """Whether the file already holds this release (another worker wrote it first).
 
         Every worker of a server is notified of the same release at the same moment and would
@@ -113,7 +113,7 @@ class DiskCache:
 
         Returns whether a file was written; a failure logs one warning and disables the cache.
         """
-        if self._disabled or self._holds(namespace, release_key):
+        if self._disabled or self.holds(namespace, release_key):
             return False
         payload = {
             "format": _FORMAT,

@@ -309,6 +309,8 @@ class Loading:
             # Let the listener dispatcher deliver this change first: the write (json.dumps in
             # the worker thread holds the GIL, then fsync) must not delay the listeners.
             await asyncio.sleep(0)
+            if cache.holds(name, snap.release_key):
+                return  # another worker wrote it: one small read, no thread hop
             with contextlib.suppress(RuntimeError):  # no thread left at interpreter exit
                 await asyncio.to_thread(
                     cache.save, name, snap.release_key, snap._dict, snap.fetched_at
