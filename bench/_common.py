@@ -279,3 +279,20 @@ def emit(args: argparse.Namespace, sections: list[dict[str, Any]]) -> None:
     sys.stdout.flush()
     if args.out is not None:
         args.out.write_text(json.dumps(sections, indent=1))
+
+
+Sections = list[dict[str, Any]]
+
+
+def run_section(
+    doc: str, measure: Callable[[argparse.Namespace, Path], Coroutine[Any, Any, Sections]]
+) -> None:
+    """A section script's main(): parse flags, measure in a private HOME, print and write."""
+    import tempfile
+
+    args = cli(doc)
+    quiet_peer_logging()
+    with tempfile.TemporaryDirectory() as tmp:
+        private_home(Path(tmp))
+        sections = asyncio.run(measure(args, Path(tmp)))
+    emit(args, sections)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import tempfile
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
@@ -285,12 +284,7 @@ async def measure(args: Any, tmp: Path) -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    args = c.cli(__doc__ or "")
-    c.quiet_peer_logging()
-    with tempfile.TemporaryDirectory() as tmp:
-        c.private_home(Path(tmp))
-        sections = asyncio.run(measure(args, Path(tmp)))
-    c.emit(args, sections)
+    c.run_section(__doc__ or "", measure)
 
 
 if __name__ == "__main__":

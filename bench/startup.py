@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -267,19 +266,15 @@ async def measure(args: Any, tmp: Path) -> list[dict[str, Any]]:
                 + ", ".join(f"{poll_line_bytes(n):,} bytes for {n} namespaces" for n in WIDE)
                 + " (names `ns001`...). The test server (aiohttp) rejects request lines over "
                 "8,190 bytes with a 400 before logging them, so a client whose poll is too "
-                "long shows 0 polls and 0 held: it never gets a long poll through.",
+                "long shows 0 polls and 0 held: it never gets a long poll through. aioapollo "
+                "splits its poll into groups of at most 6 KiB.",
             ],
         },
     ]
 
 
 def main() -> None:
-    args = c.cli(__doc__ or "")
-    c.quiet_peer_logging()
-    with tempfile.TemporaryDirectory() as tmp:
-        c.private_home(Path(tmp))
-        sections = asyncio.run(measure(args, Path(tmp)))
-    c.emit(args, sections)
+    c.run_section(__doc__ or "", measure)
 
 
 if __name__ == "__main__":
