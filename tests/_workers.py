@@ -141,3 +141,39 @@ class Child:
     def close_all(cls) -> None:
         while cls._open:
             cls._open.pop().close()
+
+
+async def mp_fork_round(
+    target: Callable[[Any, Any], None], client: Any, count: int, publish: Callable[[], object]
+) -> tuple[list[Any], list[Any], list[int]]:
+    """Fork ``count`` children with ``multiprocessing`` running ``target(client, results)``.
+
+    Each child puts one message once ready and one once it saw the change that ``publish``
+    makes after all are ready. Returns (ready messages, changed messages, child pids); every
+    child must exit 0, and none outlives the call.
+    """
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.SimpleQueue()
+    procs = [ctx.Process(target=target, args=(client, results)) for _ in range(count)]
+
+    async def collect() -> list[Any]:
+        return [await asyncio.wait_for(asyncio.to_thread(results.get), STEP_S) for _ in procs]
+
+    try:
+        for proc in procs:
+            proc.start()
+        ready = await collect()
+        publish()
+        changed = await collect()
+        for proc in procs:
+            await asyncio.to_thread(proc.join, STEP_S)
+            assert proc.exitcode == 0
+        return ready, changed, [proc.pid for proc in procs if proc.pid is not None]
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        results.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
 import os
 import threading
 from collections.abc import Callable
@@ -15,7 +14,7 @@ import pytest
 from aioapollo import ApolloClient, ClientState, ConfigChangeEvent, Source
 from aioapollo.testing import ApolloTestServer
 
-from ._workers import STEP_S, Child
+from ._workers import STEP_S, Child, mp_fork_round
 from .conftest import ClientFactory
 
 CHILDREN = 3
@@ -138,26 +137,14 @@ async def test_multiprocessing_fork_children_keep_updating(
 ) -> None:
     client = make_client()
     await client.start()
-    ctx = multiprocessing.get_context("fork")
-    results = ctx.SimpleQueue()
-    procs = [ctx.Process(target=_mp_child, args=(client, results)) for _ in range(CHILDREN)]
-    for proc in procs:
-        proc.start()
-    try:
-        got = [await asyncio.wait_for(asyncio.to_thread(results.get), STEP_S) for _ in procs]
-        assert sorted(g[1] for g in got) == sorted(p.pid for p in procs)  # each one loaded
-        server.publish("test-app", "application", {"greeting": "hola"})
-        got = [await asyncio.wait_for(asyncio.to_thread(results.get), STEP_S) for _ in procs]
-        assert sorted(got) == sorted(("changed", p.pid, "hola") for p in procs)
-        for proc in procs:
-            await asyncio.to_thread(proc.join, STEP_S)
-            assert proc.exitcode == 0
-    finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-        results.close()
+    ready, changed, pids = await mp_fork_round(
+        _mp_child,
+        client,
+        CHILDREN,
+        lambda: server.publish("test-app", "application", {"greeting": "hola"}),
+    )
+    assert sorted(g[1] for g in ready) == sorted(pids)  # each one loaded
+    assert sorted(changed) == sorted(("changed", pid, "hola") for pid in pids)
 
 
 async def _until(predicate: Callable[[], bool]) -> None:

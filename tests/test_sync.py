@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
 import signal
 import threading
@@ -24,7 +23,7 @@ from aioapollo import (
 )
 from aioapollo.testing import ApolloTestServer
 
-from ._workers import STEP_S, Changes, Child, aioapollo_threads, wait_polling
+from ._workers import STEP_S, Changes, Child, aioapollo_threads, mp_fork_round, wait_polling
 from .conftest import APP
 
 CHILDREN = 3
@@ -179,26 +178,11 @@ async def test_multiprocessing_fork_children_of_a_polling_process_keep_updating(
 ) -> None:
     cfg = make_sync()
     await asyncio.to_thread(cfg.start)  # a plain process: its poller thread runs here
-    ctx = multiprocessing.get_context("fork")
-    results = ctx.SimpleQueue()
-    procs = [ctx.Process(target=_mp_child, args=(cfg, results)) for _ in range(CHILDREN)]
-    try:
-        for proc in procs:
-            proc.start()
-        got = [await asyncio.wait_for(asyncio.to_thread(results.get), STEP_S) for _ in procs]
-        assert sorted(got) == sorted(("ready", p.pid, [f"aioapollo-{APP}"]) for p in procs)
-        server.publish(APP, "application", {"greeting": "hej"})
-        got = [await asyncio.wait_for(asyncio.to_thread(results.get), STEP_S) for _ in procs]
-        assert sorted(got) == sorted(("changed", p.pid, "hej") for p in procs)
-        for proc in procs:
-            await asyncio.to_thread(proc.join, STEP_S)
-            assert proc.exitcode == 0
-    finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-        results.close()
+    ready, changed, pids = await mp_fork_round(
+        _mp_child, cfg, CHILDREN, lambda: server.publish(APP, "application", {"greeting": "hej"})
+    )
+    assert sorted(ready) == sorted(("ready", pid, [f"aioapollo-{APP}"]) for pid in pids)
+    assert sorted(changed) == sorted(("changed", pid, "hej") for pid in pids)
     async with asyncio.timeout(10):
         while cfg.get("greeting") != "hej":  # noqa: ASYNC110 - the parent polls too
             await asyncio.sleep(0.01)

@@ -221,16 +221,7 @@ class ReleaseStore:
         Raises:
             KeyError: The namespace has no release in that cluster.
         """
-        with self._lock:
-            name = self.canonical(app_id, namespace)
-            state = self._states.get((app_id, cluster, name))
-            if state is None or state.release is None:
-                raise KeyError(f"no release of {watch_key(app_id, cluster, name)}")
-            state.release = None
-            message = watch_key(app_id, cluster, name)
-            message_id = self._send(message)
-        logger.info("deleted release of %s", message)
-        self._notify(message, message_id)
+        self._withdraw(app_id, namespace, cluster, gray=False)
 
     def clear_gray(self, app_id: str, namespace: str, cluster: str = DEFAULT_CLUSTER) -> None:
         """Delete a namespace's gray branch, so every client gets the main release again.
@@ -238,15 +229,24 @@ class ReleaseStore:
         Raises:
             KeyError: The namespace has no gray release in that cluster.
         """
+        self._withdraw(app_id, namespace, cluster, gray=True)
+
+    def _withdraw(self, app_id: str, namespace: str, cluster: str, *, gray: bool) -> None:
+        """Drop the main release or the gray branch; either is a release message."""
+        what = "gray release" if gray else "release"
         with self._lock:
             name = self.canonical(app_id, namespace)
             state = self._states.get((app_id, cluster, name))
-            if state is None or state.branch is None:
-                raise KeyError(f"no gray release of {watch_key(app_id, cluster, name)}")
-            state.branch = None
+            held = None if state is None else (state.branch if gray else state.release)
+            if state is None or held is None:
+                raise KeyError(f"no {what} of {watch_key(app_id, cluster, name)}")
+            if gray:
+                state.branch = None
+            else:
+                state.release = None
             message = watch_key(app_id, cluster, name)
             message_id = self._send(message)
-        logger.info("cleared gray release of %s", message)
+        logger.info("withdrew %s of %s", what, message)
         self._notify(message, message_id)
 
     def set_secret(self, app_id: str, secret: str | Iterable[str] | None) -> None:

@@ -193,28 +193,7 @@ async def test_response_size_cap_on_a_chunked_body(tmp_path: Path) -> None:
             pass
         return response
 
-    app = web.Application()
-    app.router.add_get("/configs/{tail:.*}", endless)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        client = ApolloClient(
-            APP,
-            config_server=f"http://127.0.0.1:{port}",
-            cache_dir=None,
-            **FAST,
-            max_body_bytes=1 << 20,
-        )
-        with pytest.raises(NamespaceUnavailableError) as info:
-            await client.start()
-        cause = info.value.causes["application"]
-        assert isinstance(cause, ApolloResponseError) and "max_body_bytes" in str(cause)
-        await client.aclose()
-    finally:
-        await runner.cleanup()
+    await _start_fails_on_the_cap(endless, max_body_bytes=1 << 20)
     assert sent < 64 << 20  # the client stopped reading long before the server gave up
 
 
@@ -228,8 +207,13 @@ async def test_response_size_cap_applies_to_the_decompressed_body() -> None:
             body=bomb, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}
         )
 
+    await _start_fails_on_the_cap(configs, max_body_bytes=len(bomb) * 4)
+
+
+async def _start_fails_on_the_cap(handler: Any, *, max_body_bytes: int) -> None:
+    """Serve ``/configs`` with ``handler`` and check that start() stops at the size cap."""
     app = web.Application()
-    app.router.add_get("/configs/{tail:.*}", configs)
+    app.router.add_get("/configs/{tail:.*}", handler)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -240,7 +224,7 @@ async def test_response_size_cap_applies_to_the_decompressed_body() -> None:
             APP,
             config_server=f"http://127.0.0.1:{port}",
             cache_dir=None,
-            max_body_bytes=len(bomb) * 4,
+            max_body_bytes=max_body_bytes,
             **FAST,
         )
         with pytest.raises(NamespaceUnavailableError) as info:
