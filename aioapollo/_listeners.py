@@ -12,11 +12,11 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import threading
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeAlias, TypeVar, overload
 
+from . import _threads
 from ._models import ConfigChangeEvent
 
 __all__ = ["ChangeListener", "ListenerRegistry", "OnChange"]
@@ -206,5 +206,5 @@ async def _in_daemon_thread(listener: ChangeListener, event: ConfigChangeEvent) 
         with contextlib.suppress(RuntimeError):  # the loop may be closed by now
             loop.call_soon_threadsafe(settle, result, error)
 
-    threading.Thread(target=work, name="aioapollo-listener", daemon=True).start()
+    _threads.OsThread(work, "aioapollo-listener").start()
     return await future

@@ -15,15 +15,12 @@ import contextlib
 import logging
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar, overload
 
-from anyio.from_thread import BlockingPortal
-
-from . import _fork
+from . import _fork, _threads
 from ._client import ApolloClient
 from ._config import ClientOptions, options_from_env
 from ._exceptions import ClientStateError, NamespaceNotFoundError
@@ -64,13 +61,14 @@ class SyncApolloClient(OnChange):
         self._snapshots = self._client._snapshots
         #: The one flag the read path checks: a poller thread is running in this process.
         self._live = False
-        self._lock = threading.Lock()
+        self._lock = _threads.allocate_lock()
         self._started = False
         self._start_pid: int | None = None
         self._closed = False
-        self._thread: threading.Thread | None = None
-        self._portal: BlockingPortal | None = None
-        self._stopping: asyncio.Task[None] | None = None
+        self._thread: _threads.OsThread | None = None
+        #: The poller's loop and its stop signal, once it has loaded.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
         self._poll_pid: int | None = None
         self._reset_pid = os.getpid()
         self._failed_at: float | None = None
@@ -275,14 +273,13 @@ class SyncApolloClient(OnChange):
             self._live = False
             thread = self._thread
             if thread is not None and thread.is_alive() and self._poll_pid == os.getpid():
-                portal = self._portal  # None while the poller still loads: it then stops
-                if portal is not None and thread is threading.current_thread():
-                    # From a coroutine listener, on the poller's own loop.
-                    self._stopping = asyncio.get_running_loop().create_task(portal.stop())
-                    return
-                if portal is not None:
+                loop, stop = self._loop, self._stop  # None while loading: it then stops
+                if loop is not None and stop is not None:
+                    if thread.is_current():  # from a coroutine listener, on that loop
+                        stop.set()
+                        return
                     with contextlib.suppress(RuntimeError):  # the loop ended already
-                        portal.call(portal.stop)
+                        loop.call_soon_threadsafe(stop.set)
                 thread.join(self._client.options.close_timeout + 1.0)
                 return
             # A master, or a child whose poller (if any) belonged to its parent.
@@ -311,29 +308,30 @@ class SyncApolloClient(OnChange):
 
     def _spawn_poller(self, *, wait: bool) -> None:
         """Start the poller thread (lock held). ``wait``: until loaded, raising its error."""
-        ready = threading.Event()
+        ready = _threads.Event()
         errors: list[BaseException] = []
-        thread = threading.Thread(
-            target=self._thread_main,
-            args=(ready, errors),
-            name=f"aioapollo-{self.app_id}",
-            daemon=True,
+        thread = _threads.OsThread(
+            lambda: self._thread_main(thread, ready, errors), f"aioapollo-{self.app_id}"
         )
-        self._thread, self._portal, self._poll_pid = thread, None, os.getpid()
+        self._thread, self._loop, self._stop = thread, None, None
+        self._poll_pid = os.getpid()
         thread.start()
         if wait:
             ready.wait()
             if errors:
                 raise errors[0]
 
-    def _thread_main(self, ready: threading.Event, errors: list[BaseException]) -> None:
+    def _thread_main(
+        self, thread: _threads.OsThread, ready: _threads.Event, errors: list[BaseException]
+    ) -> None:
         _block_signals()
         try:
-            asyncio.run(self._serve(ready, errors))
+            with asyncio.Runner(loop_factory=_threads.new_event_loop) as runner:
+                runner.run(self._serve(ready, errors))
         except BaseException as exc:  # pragma: no cover - the loop itself failed
             errors.append(exc)
         finally:
-            if self._thread is threading.current_thread():
+            if self._thread is thread:
                 self._live = False
                 if errors:
                     self._poll_pid = None
@@ -347,23 +345,24 @@ class SyncApolloClient(OnChange):
                 )
             ready.set()
 
-    async def _serve(self, ready: threading.Event, errors: list[BaseException]) -> None:
-        async with BlockingPortal() as portal:
-            try:
-                await self._client.start()
-            except Exception as exc:
-                errors.append(exc)
-                return
-            try:
-                self._portal = portal
-                self._failed_at = None
-                ready.set()
-                if not self._closed:  # close() while loading: it found no portal to stop
-                    self._live = True
-                    await portal.sleep_until_stopped()
-            finally:
-                self._live = False
-                await self._client.aclose()
+    async def _serve(self, ready: _threads.Event, errors: list[BaseException]) -> None:
+        try:
+            await self._client.start()
+        except Exception as exc:
+            errors.append(exc)
+            return
+        stop = asyncio.Event()
+        try:
+            self._loop, self._stop = asyncio.get_running_loop(), stop
+            self._failed_at = None
+            ready.set()
+            if not self._closed:  # close() while loading: it found no loop to stop
+                self._live = True
+                await stop.wait()
+        finally:
+            self._live = False
+            self._loop = self._stop = None
+            await self._client.aclose()
 
     def _after_fork_in_child(self) -> None:
         """Called in every forked child: drop the parent's thread (see _resume_after_fork)."""
@@ -371,15 +370,21 @@ class SyncApolloClient(OnChange):
         if self._reset_pid == pid:  # both Python's and uWSGI's hook ran
             return
         self._reset_pid = pid
-        self._lock = threading.Lock()  # the parent's may have been held by a thread
+        self._lock = _threads.allocate_lock()  # the parent's may have been held by a thread
         self._live = False
-        self._thread = self._portal = None
+        self._thread = None
+        self._loop = self._stop = None
         self._failed_at = None
 
     def _resume_after_fork(self) -> None:
         """After every fork reset ran: start this process's poller (not in a master)."""
         if _fork.under_uwsgi and not (_fork.in_uwsgi_post_fork and threads_usable()):
             return  # a thread started from Python's at-fork hook can hang a uWSGI worker
+        if _threads.gevent_patch_pending():
+            # A gunicorn gevent worker patches right after fork: start once it has (or on
+            # the first read, should it never patch).
+            _threads.on_gevent_patched(self._resume_after_fork)
+            return
         if self._started and not self._closed and not self._is_master():
             with self._lock:
                 if self._poll_pid != os.getpid():
@@ -396,11 +401,12 @@ def _run_on_temporary_thread(fn: Callable[[], Coroutine[Any, Any, None]]) -> Non
     def work() -> None:
         _block_signals()
         try:
-            asyncio.run(fn())
+            with asyncio.Runner(loop_factory=_threads.new_event_loop) as runner:
+                runner.run(fn())
         except BaseException as exc:
             errors.append(exc)
 
-    thread = threading.Thread(target=work, name="aioapollo-load", daemon=True)
+    thread = _threads.OsThread(work, "aioapollo-load")
     thread.start()
     thread.join()
     if errors:

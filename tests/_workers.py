@@ -10,20 +10,20 @@ import logging
 import os
 import queue
 import signal
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 from aioapollo import ConfigChangeEvent, SyncApolloClient
+from aioapollo._threads import alive_threads
 from aioapollo.testing import ApolloTestServer
 
 from .conftest import APP, FAST
 
 
 def aioapollo_threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith("aioapollo")]
+    return [t.name for t in alive_threads() if t.name.startswith("aioapollo")]
 
 
 @contextlib.asynccontextmanager

@@ -21,6 +21,7 @@ from aioapollo import (
     SyncApolloClient,
     _fork,
 )
+from aioapollo._threads import alive_threads
 from aioapollo.testing import ApolloTestServer
 
 from ._workers import STEP_S, Changes, Child, aioapollo_threads, mp_fork_round, wait_polling
@@ -44,8 +45,7 @@ async def test_plain_process_polls_in_a_daemon_thread_and_fires_sync_listeners(
     assert cfg.polling and cfg.sources["application"] is Source.REMOTE
     assert cfg.get("greeting") == "hello" and cfg.get_int("timeout") == 30
     assert cfg.get("missing", "dflt") == "dflt"
-    (thread,) = [t for t in threading.enumerate() if t.name == f"aioapollo-{APP}"]
-    assert thread.daemon
+    (thread,) = [t for t in alive_threads() if t.name == f"aioapollo-{APP}"]
     server.publish(APP, "application", {"greeting": "bonjour", "timeout": "45"})
     event = await changes.next()
     assert event.changed_keys == {"greeting", "timeout"}
@@ -226,7 +226,7 @@ async def test_a_listener_may_close_the_client(
 
     cfg.on_change(close_it if kind == "sync" else close_it_async)
     await asyncio.to_thread(cfg.start)
-    (thread,) = [t for t in threading.enumerate() if t.name == f"aioapollo-{APP}"]
+    (thread,) = [t for t in alive_threads() if t.name == f"aioapollo-{APP}"]
     server.publish(APP, "application", {"greeting": "bye"})
     await closed.next()
     await asyncio.to_thread(thread.join, 10)
