@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import os
 import ssl
 from collections.abc import Iterable, Mapping
@@ -12,7 +15,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ._wire import APP_ID_PATTERN
 
-__all__ = ["ClientOptions", "default_cache_dir", "options_from_env", "redact_url"]
+__all__ = [
+    "ClientOptions",
+    "answer_key",
+    "default_cache_dir",
+    "group_fingerprint",
+    "options_from_env",
+    "redact_url",
+]
 
 
 def default_cache_dir() -> Path:
@@ -201,3 +211,43 @@ def options_from_env(environ: Mapping[str, str] | None = None, **overrides: Any)
 
 
 OPTION_NAMES = frozenset(f.name for f in fields(ClientOptions))
+
+
+def _digest(parts: Iterable[object]) -> str:
+    blob = json.dumps(list(parts), separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def answer_key(options: ClientOptions) -> str:
+    """A hash of everything that decides what Apollo answers for a namespace.
+
+    App id, cluster, data center, label, the reported ip and the servers asked (two
+    environments' config services answer differently for the same app). Cache files are
+    keyed by it, so two processes with different labels never serve each other's release.
+    """
+    return _digest(
+        (
+            "answer/1",
+            options.app_id,
+            options.cluster,
+            options.data_center,
+            options.label,
+            options.ip,
+            sorted(options.config_servers),
+            sorted(options.meta_servers),
+        )
+    )
+
+
+def group_fingerprint(options: ClientOptions) -> str:
+    """The sharing group: clients with equal fingerprints may share one long poll.
+
+    :func:`answer_key` plus the namespace set and the secret. The secret enters only as a
+    keyed digest: the fingerprint is printed and shown in ``stats()``, the secret never is.
+    """
+    secret = (
+        hmac.new(b"aioapollo-share-group", options.secret.encode(), "sha256").hexdigest()
+        if options.secret is not None
+        else None
+    )
+    return _digest(("group/1", answer_key(options), sorted(options.namespaces), secret))
