@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType, TracebackType
 from typing import Any, Self, TypeVar, overload
 
-from . import _fork
+from . import _process
 from ._cache import DiskCache
 from ._config import ClientOptions, options_from_env
 from ._discovery import ServicePool
@@ -76,6 +76,12 @@ class ApolloClient(Loading, OnChange):
             nor the cache (it stays empty until released).
         hooks: :class:`Hooks` to report polls, fetches, changes and errors to (metrics).
         **options: Timeouts and intervals; see :class:`ClientOptions`.
+
+    Facade interface (internal, for :class:`~aioapollo.SyncApolloClient` and nothing else):
+    ``_values`` and ``_snapshots`` are per-namespace dicts that are updated item by item and
+    never replaced, so a facade may keep references for its read path; ``_suspend()`` stops
+    every task but keeps the values (a preforking master). Fork state is not part of it:
+    both clients ask ``_process`` which generation they run in.
     """
 
     def __init__(
@@ -113,7 +119,9 @@ class ApolloClient(Loading, OnChange):
         self._state = ClientState.CREATED
         #: The one flag the read path checks: True only while RUNNING in the starting process.
         self._live = False
-        self._pid: int | None = None
+        #: The process generation (see ``_process``) this client was started in.
+        self._generation: int | None = None
+        self._started_pid: int | None = None
         self._values: dict[str, dict[str, str]] = {}
         self._snapshots: dict[str, NamespaceSnapshot] = {}
         self._states = {name: NamespaceState(name) for name in opts.namespaces}
@@ -237,7 +245,7 @@ class ApolloClient(Loading, OnChange):
                 )
             )
         if self._state is ClientState.FORKED or (
-            self._state is ClientState.RUNNING and self._pid != os.getpid()
+            self._state is ClientState.RUNNING and self._generation != _process.current()
         ):
             self._warn_forked()
         return values.get(key, default)
@@ -300,7 +308,7 @@ class ApolloClient(Loading, OnChange):
                 "`await client.start()` in each worker (e.g. in the ASGI lifespan), or use "
                 "SyncApolloClient in WSGI apps.",
                 self.app_id,
-                self._pid,
+                self._started_pid,
                 os.getpid(),
             )
 
@@ -345,16 +353,18 @@ class ApolloClient(Loading, OnChange):
         from the local cache. Raises :class:`NamespaceUnavailableError` naming the namespaces
         neither could serve (unless ``allow_empty``); the client can then be started again.
         """
+        _process.install()
         if self._state in (ClientState.STARTING, ClientState.RUNNING):
-            if self._pid == os.getpid():
+            if self._generation == _process.current():
                 raise ClientStateError("already started")
-            self._after_fork_in_child()  # forked where at-fork hooks did not run
+            self._forked()  # forked where no hook ran
         if self._state in (ClientState.CLOSING, ClientState.CLOSED):
             raise ClientStateError("cannot reopen a closed client; create a new one")
         previous = self._state
         self._state = ClientState.STARTING
-        self._pid = os.getpid()
-        _fork.track(self)
+        self._generation = _process.current()
+        self._started_pid = os.getpid()
+        _process.track(self)
         self._ready = asyncio.Event()
         self._locks = {name: asyncio.Lock() for name in self._states}
         transport = self._transport = Transport(self._options)
@@ -411,6 +421,8 @@ class ApolloClient(Loading, OnChange):
         """Cancel and await every task and close the HTTP session. Idempotent."""
         if self._state is ClientState.CLOSED:
             return
+        if self._generation is not None and self._generation != _process.current():
+            self._forked()  # started in a parent: nothing of it is ours to stop
         if self._state in (ClientState.CREATED, ClientState.FORKED):
             self._state = ClientState.CLOSED
             return
@@ -447,7 +459,7 @@ class ApolloClient(Loading, OnChange):
         For SyncApolloClient in a preforking master: it loads there and must leave nothing
         running; each worker calls ``start()`` later, with these values as warm data.
         """
-        if self._state is not ClientState.RUNNING or self._pid != os.getpid():
+        if self._state is not ClientState.RUNNING or self._generation != _process.current():
             raise ClientStateError(f"cannot suspend a client in state {self._state.value}")
         self._state = ClientState.CLOSING
         try:
@@ -456,18 +468,21 @@ class ApolloClient(Loading, OnChange):
             self._state = ClientState.CREATED
 
     def __del__(self) -> None:
-        if getattr(self, "_state", None) is ClientState.RUNNING and self._pid == os.getpid():
+        if (
+            getattr(self, "_state", None) is ClientState.RUNNING
+            and self._generation == _process.generation
+        ):
             warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=1)
 
-    def _after_fork_in_child(self) -> None:
+    def _forked(self) -> None:
+        """In a forked child (called by ``_process``): drop the parent's tasks, keep values."""
         if self._state not in (ClientState.STARTING, ClientState.RUNNING, ClientState.CLOSING):
             return
-        if self._pid == os.getpid():  # (re)started in this process already: a second hook
+        if self._generation == _process.generation:  # (re)started in this process already
             return
         # Every task, lock and socket belongs to the parent's loop: drop them untouched, but
-        # keep them referenced. A collected task's coroutine would run its `finally` blocks
-        # here (resetting state the child has rebuilt since, or closing the parent's sockets).
-        _fork.keep_forever(self._tasks, self._locks, self._ready, self._closed, self._pollers)
+        # keep them referenced (see _process.keep_forever).
+        _process.keep_forever(self._tasks, self._locks, self._ready, self._closed, self._pollers)
         self._live = False
         self._state = ClientState.FORKED
         self._tasks = []
@@ -481,3 +496,6 @@ class ApolloClient(Loading, OnChange):
         self._fork_warned = False
         for name, snap in self._snapshots.items():
             self._snapshots[name] = with_source(snap, Source.INHERITED)
+
+    def _resume(self) -> None:
+        """Nothing starts by itself in a forked child: ``start()`` there resumes polling."""

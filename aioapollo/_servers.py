@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import sys
-from collections.abc import Callable
 from typing import Any
 
 __all__ = [
-    "master_check",
+    "is_master",
     "preforking_master",
     "threads_usable",
     "uwsgi_module",
     "warn_if_uwsgi_threads_disabled",
 ]
+
+from . import _process
 
 logger = logging.getLogger("aioapollo")
 
@@ -48,11 +48,12 @@ def preforking_master() -> str | None:
     return None
 
 
-def master_check(server: str, pid: int) -> Callable[[], bool]:
+def is_master(server: str, generation: int | None) -> bool:
+    """Whether this process is still ``server``'s master that started in ``generation``."""
     uwsgi = uwsgi_module() if server == "uWSGI" else None
     if uwsgi is not None:  # without a master, uWSGI's first worker is this very process
-        return lambda: bool(uwsgi.worker_id() == 0)
-    return lambda: os.getpid() == pid
+        return bool(uwsgi.worker_id() == 0)
+    return _process.current() == generation
 
 
 _threads_warned = False

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -20,18 +21,19 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar, overload
 
-from . import _fork, _threads
-from ._client import ApolloClient
+from . import _process, _threads
+from ._client import ApolloClient, ClientState
 from ._config import ClientOptions, options_from_env
 from ._exceptions import ClientStateError, NamespaceNotFoundError
 from ._listeners import ChangeListener, OnChange
 from ._models import NamespaceSnapshot, Source
 from ._servers import (
-    master_check,
+    is_master,
     preforking_master,
     threads_usable,
     warn_if_uwsgi_threads_disabled,
 )
+from ._stats import ClientStats
 
 __all__ = ["SyncApolloClient"]
 
@@ -56,25 +58,26 @@ class SyncApolloClient(OnChange):
 
     def __init__(self, app_id: str, **kwargs: Any) -> None:
         self._client = ApolloClient(app_id, **kwargs)
-        # The inner client swaps items of these dicts, never the dicts: read them directly.
+        # The facade interface of ApolloClient (see its docstring): these dicts are swapped
+        # per namespace, never replaced, so the read path looks them up directly.
         self._values = self._client._values
         self._snapshots = self._client._snapshots
         #: The one flag the read path checks: a poller thread is running in this process.
         self._live = False
         self._lock = _threads.allocate_lock()
         self._started = False
-        self._start_pid: int | None = None
         self._closed = False
+        #: Process generations (see ``_process``): where start() ran, where the poller runs.
+        self._start_generation: int | None = None
+        self._poll_generation: int | None = None
+        #: The preforking server whose master called start(), if one did.
+        self._master: str | None = None
         self._thread: _threads.OsThread | None = None
         #: The poller's loop and its stop signal, once it has loaded.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
-        self._poll_pid: int | None = None
-        self._reset_pid = os.getpid()
         self._failed_at: float | None = None
-        #: Set in a preforking master: true while this process is still that master.
-        self._in_master: Callable[[], bool] | None = None
-        _fork.track(self)
+        _process.track(self)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Self:
@@ -108,6 +111,39 @@ class SyncApolloClient(OnChange):
         return self._client.sources
 
     @property
+    def state(self) -> ClientState:
+        """The lifecycle state in this process, as :attr:`ApolloClient.state` names it.
+
+        ``RUNNING`` while this process's poller runs; ``FORKED`` in a forked child whose
+        poller has not started (yet); a preforking master that loaded and polls nowhere
+        reports ``CREATED``, its values readable.
+        """
+        if self._closed:
+            return ClientState.CLOSED
+        if self._live:
+            return ClientState.RUNNING
+        inner = self._client.state
+        if not self._started and inner is ClientState.CREATED:
+            return ClientState.CREATED if self._thread is None else ClientState.STARTING
+        if self._started and not self._is_master() and self._poll_generation is None:
+            return ClientState.FORKED
+        return inner
+
+    @property
+    def notification_ids(self) -> Mapping[str, int]:
+        """The long poll's notification id per namespace (-1 until first notified)."""
+        return self._client.notification_ids
+
+    @property
+    def last_poll_success(self) -> float | None:
+        """Epoch seconds of the last long poll answered with 200 or 304, if any."""
+        return self._client.last_poll_success
+
+    def stats(self) -> ClientStats:
+        """A point-in-time health summary, as :meth:`ApolloClient.stats` (never values)."""
+        return dataclasses.replace(self._client.stats(), state=self.state.value)
+
+    @property
     def polling(self) -> bool:
         """Whether a poller thread is running in this process (False in a preforking master)."""
         return self._live
@@ -137,7 +173,7 @@ class SyncApolloClient(OnChange):
         self._ensure_polling()
         values = self._values.get(namespace)
         if values is None:
-            if namespace not in self._client._states:
+            if namespace not in self._client.namespaces:
                 raise NamespaceNotFoundError(namespace)
             raise ClientStateError(
                 f"namespace {namespace!r} is not loaded: "
@@ -228,15 +264,17 @@ class SyncApolloClient(OnChange):
                 pass ``True`` for other preforking servers. A master loads on a temporary
                 thread and keeps no thread running; elsewhere a poller thread starts now.
         """
+        _process.install()
+        generation = _process.current()
         with self._lock:
             pid = os.getpid()
             if self._closed:
                 raise ClientStateError("cannot reopen a closed client; create a new one")
             if self._started:
-                if pid == self._start_pid:
+                if generation == self._start_generation:
                     raise ClientStateError("already started")
                 # A forked child: its poller starts by itself; make sure it runs.
-                if self._poll_pid != pid:
+                if self._poll_generation != generation:
                     self._spawn_poller(wait=True)
                 return
             warn_if_uwsgi_threads_disabled()
@@ -246,19 +284,19 @@ class SyncApolloClient(OnChange):
                 server = "a preforking server" if prefork else None
             if not server and not threads_usable():
                 _run_on_temporary_thread(self._load_and_suspend)  # loads, never polls
-                self._in_master = lambda: True
+                self._master = "uWSGI without threads"
             elif not server:
                 self._spawn_poller(wait=True)
             else:
                 _run_on_temporary_thread(self._load_and_suspend)
-                self._in_master = master_check(server, pid)
+                self._master = server
                 logger.info(
                     "SyncApolloClient(%r) loaded in the %s master (pid %s); each worker polls",
                     self.app_id,
                     server,
                     pid,
                 )
-            self._started, self._start_pid = True, pid
+            self._started, self._start_generation = True, generation
 
     async def _load_and_suspend(self) -> None:
         await self._client.start()
@@ -272,7 +310,8 @@ class SyncApolloClient(OnChange):
             self._closed = True
             self._live = False
             thread = self._thread
-            if thread is not None and thread.is_alive() and self._poll_pid == os.getpid():
+            here = _process.current()
+            if thread is not None and thread.is_alive() and self._poll_generation == here:
                 loop, stop = self._loop, self._stop  # None while loading: it then stops
                 if loop is not None and stop is not None:
                     if thread.is_current():  # from a coroutine listener, on that loop
@@ -282,20 +321,29 @@ class SyncApolloClient(OnChange):
                         loop.call_soon_threadsafe(stop.set)
                 thread.join(self._client.options.close_timeout + 1.0)
                 return
-            # A master, or a child whose poller (if any) belonged to its parent.
-            if self._client._pid not in (None, os.getpid()):
-                self._client._after_fork_in_child()
+            # A master, or a child whose poller (if any) belonged to its parent: aclose()
+            # knows a client started in another process and only marks it closed.
             _run_on_temporary_thread(self._client.aclose)
 
     # ------------------------------------------------------------------ the poller thread
 
     def _is_master(self) -> bool:
-        return self._in_master is not None and self._in_master()
+        """Whether this process is the preforking master that called start()."""
+        if self._master is None:
+            return False
+        if self._master == "uWSGI without threads":
+            return True  # never a thread here, master or worker
+        return is_master(self._master, self._start_generation)
 
     def _ensure_polling(self) -> None:
         """Start this process's poller if it should run here and does not (slow path only)."""
-        pid = os.getpid()
-        if not self._started or self._closed or pid == self._poll_pid or self._is_master():
+        generation = _process.current()
+        if (
+            not self._started
+            or self._closed
+            or generation == self._poll_generation
+            or self._is_master()
+        ):
             return
         if self._failed_at is not None and time.monotonic() - self._failed_at < _RETRY_SECONDS:
             return
@@ -303,7 +351,7 @@ class SyncApolloClient(OnChange):
             warn_if_uwsgi_threads_disabled()
             return
         with self._lock:
-            if self._poll_pid != pid and not self._closed:
+            if self._poll_generation != generation and not self._closed:
                 self._spawn_poller(wait=False)
 
     def _spawn_poller(self, *, wait: bool) -> None:
@@ -314,7 +362,7 @@ class SyncApolloClient(OnChange):
             lambda: self._thread_main(thread, ready, errors), f"aioapollo-{self.app_id}"
         )
         self._thread, self._loop, self._stop = thread, None, None
-        self._poll_pid = os.getpid()
+        self._poll_generation = _process.current()
         thread.start()
         if wait:
             ready.wait()
@@ -334,7 +382,7 @@ class SyncApolloClient(OnChange):
             if self._thread is thread:
                 self._live = False
                 if errors:
-                    self._poll_pid = None
+                    self._poll_generation = None
                     self._failed_at = time.monotonic()
             if errors and not ready.is_set():
                 logger.error(
@@ -364,31 +412,28 @@ class SyncApolloClient(OnChange):
             self._loop = self._stop = None
             await self._client.aclose()
 
-    def _after_fork_in_child(self) -> None:
-        """Called in every forked child: drop the parent's thread (see _resume_after_fork)."""
-        pid = os.getpid()
-        if self._reset_pid == pid:  # both Python's and uWSGI's hook ran
-            return
-        self._reset_pid = pid
+    def _forked(self) -> None:
+        """In a forked child (called by ``_process``): drop the parent's thread."""
         self._lock = _threads.allocate_lock()  # the parent's may have been held by a thread
         self._live = False
         self._thread = None
         self._loop = self._stop = None
         self._failed_at = None
 
-    def _resume_after_fork(self) -> None:
-        """After every fork reset ran: start this process's poller (not in a master)."""
-        if _fork.under_uwsgi and not (_fork.in_uwsgi_post_fork and threads_usable()):
+    def _resume(self) -> None:
+        """In a forked child, after every reset ran: start its poller (not in a master)."""
+        if not self._started or self._closed or self._is_master():
+            return
+        if _process.under_uwsgi and not (_process.in_uwsgi_post_fork and threads_usable()):
             return  # a thread started from Python's at-fork hook can hang a uWSGI worker
         if _threads.gevent_patch_pending():
             # A gunicorn gevent worker patches right after fork: start once it has (or on
             # the first read, should it never patch).
-            _threads.on_gevent_patched(self._resume_after_fork)
+            _threads.on_gevent_patched(self._resume)
             return
-        if self._started and not self._closed and not self._is_master():
-            with self._lock:
-                if self._poll_pid != os.getpid():
-                    self._spawn_poller(wait=False)
+        with self._lock:
+            if self._poll_generation != _process.current():
+                self._spawn_poller(wait=False)
 
 
 def _run_on_temporary_thread(fn: Callable[[], Coroutine[Any, Any, None]]) -> None:

@@ -19,7 +19,7 @@ from aioapollo import (
     NamespaceUnavailableError,
     Source,
     SyncApolloClient,
-    _fork,
+    _process,
 )
 from aioapollo._threads import alive_threads
 from aioapollo.testing import ApolloTestServer
@@ -153,7 +153,7 @@ async def test_a_child_forked_without_hooks_starts_polling_on_its_first_read(
     changes = Changes()
     cfg.on_change(changes)
     await asyncio.to_thread(cfg.start, prefork=True)
-    monkeypatch.setattr(_fork, "_tracked", type(_fork._tracked)())  # no hook resets it
+    monkeypatch.setattr(_process, "_tracked", type(_process._tracked)())  # no hook resets it
     child = Child(child_body(cfg, changes, read_first=True))
     assert (await child.next())["threads"] == [f"aioapollo-{APP}"]
     server.publish(APP, "application", {"greeting": "ciao"})

@@ -20,12 +20,17 @@ def hook_set_by_hand() -> None:
     log.info("hand-set hook ran in %s", os.getpid())
 
 
-uwsgi.post_fork_hook = hook_set_by_hand  # set by hand, before aioapollo is imported
+uwsgi.post_fork_hook = hook_set_by_hand  # set by hand, before aioapollo starts
 
-# The order is the point.
+# The order is the point: importing aioapollo does nothing; start() chains into uWSGI's
+# post-fork hook, keeping the hand-set one; the app then uses the decorator too.
 # isort: off
-from aioapollo import SyncApolloClient  # noqa: E402 - chains into uWSGI's post-fork hook
-from uwsgidecorators import postfork  # noqa: E402 - and the app uses the decorator too
+from aioapollo import SyncApolloClient  # noqa: E402
+
+cfg = SyncApolloClient.from_env()
+cfg.start()
+
+from uwsgidecorators import postfork  # noqa: E402
 
 # isort: on
 
@@ -33,10 +38,6 @@ from uwsgidecorators import postfork  # noqa: E402 - and the app uses the decora
 @postfork
 def decorated_hook() -> None:
     log.info("decorated hook ran in %s", os.getpid())
-
-
-cfg = SyncApolloClient.from_env()
-cfg.start()
 
 
 def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
