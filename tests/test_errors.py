@@ -1,0 +1,174 @@
+"""Errors name their cause: what was asked for, where, why it failed, and what to check.
+
+Everything runs against real servers on loopback: the Apollo test server, a plain aiohttp
+server that is not Apollo at all, and a port that refuses connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import pytest
+from aiohttp import web
+
+from aioapollo import (
+    ApolloClient,
+    ApolloConnectionError,
+    ApolloNotFoundError,
+    ErrorEvent,
+    Hooks,
+    NamespaceUnavailableError,
+)
+from aioapollo.testing import ApolloTestServer
+
+from .conftest import APP, ClientFactory
+
+PASSWORD = "CANARY-PW-7f3a"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@pytest.fixture
+def refusing_url() -> Iterator[str]:
+    """A loopback URL that refuses connections: its port stays bound but never listens."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@contextlib.asynccontextmanager
+async def plain_server(handler: Handler | None = None) -> AsyncIterator[str]:
+    """A real aiohttp server that is not Apollo; without ``handler`` it answers 404 to all."""
+    app = web.Application()
+    if handler is not None:
+        app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+async def _html(request: web.Request) -> web.Response:
+    return web.Response(
+        text="<html><body>Welcome to nginx!</body></html>", content_type="text/html"
+    )
+
+
+async def _json_object(request: web.Request) -> web.Response:
+    return web.json_response({"status": "UP"})
+
+
+async def start_fails(client: ApolloClient) -> NamespaceUnavailableError:
+    with pytest.raises(NamespaceUnavailableError) as info:
+        await client.start()
+    return info.value
+
+
+def everything_shown(error: BaseException) -> str:
+    """The message, the repr and the formatted chain: all a user could ever see of it."""
+    return "\n".join([str(error), repr(error), "".join(traceback.format_exception(error))])
+
+
+# ---------------------------------------------------------------------------- 404 at start
+
+
+async def test_404_names_app_cluster_namespace_and_what_to_check(
+    server: ApolloTestServer, make_client: ClientFactory
+) -> None:
+    error = await start_fails(make_client(app_id="wrong-app", cache_dir=None))
+    cause = error.causes["application"]
+    assert isinstance(cause, ApolloNotFoundError)
+    assert (cause.app_id, cause.cluster, cause.namespace, cause.data_center) == (
+        "wrong-app",
+        "default",
+        "application",
+        None,
+    )
+    assert cause.url == f"{server.url}/configs/wrong-app/default/application"
+    text = str(error)
+    for part in (
+        f"{server.url}/configs/wrong-app/default/application: not found (404)",
+        "namespace 'application'",
+        "app id 'wrong-app'",
+        "cluster 'default'",
+        "app id and cluster are spelled right",
+        "namespace exists and has been released",
+        "config_server= / APOLLO_CONFIG_SERVICE points at the right environment",
+    ):
+        assert part in text, text
+    assert "/.../" not in text and "data center" not in text
+
+
+async def test_404_names_the_data_center_and_hides_url_credentials(
+    server: ApolloTestServer, make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aioapollo")
+    url = server.url.replace("http://", f"http://ops:{PASSWORD}@")
+    client = make_client(
+        app_id="wrong-app", config_server=url, cluster="east", data_center="dc1", cache_dir=None
+    )
+    error = await start_fails(client)
+    cause = error.causes["application"]
+    assert isinstance(cause, ApolloNotFoundError) and cause.data_center == "dc1"
+    shown = everything_shown(error)
+    assert "app id 'wrong-app', cluster 'east', data center 'dc1'" in shown
+    assert f"{server.url}/configs/wrong-app/east/application" in shown
+    assert server.requests[-1].headers["Authorization"].startswith("Basic ")  # it was used
+    for text in (shown, caplog.text):
+        assert PASSWORD not in text and "ops@" not in text
+
+
+async def test_404_through_discovery_says_to_check_the_meta_server(
+    server: ApolloTestServer, make_client: ClientFactory
+) -> None:
+    client = make_client(app_id="wrong-app", config_server=None, meta_server=server.url)
+    error = await start_fails(client)
+    assert isinstance(error.causes["application"], ApolloNotFoundError)
+    assert "meta_server= / APOLLO_META points at the right environment" in str(error)
+
+
+async def test_a_closed_config_service_port_says_connection_refused(
+    make_client: ClientFactory, refusing_url: str
+) -> None:
+    error = await start_fails(make_client(config_server=refusing_url, cache_dir=None))
+    assert isinstance(error.causes["application"], ApolloConnectionError)
+    assert (
+        f"{refusing_url}/configs/{APP}/default/application: connection refused "
+        "(ClientConnectorError)" in str(error)
+    ), str(error)
+
+
+# ---------------------------------------------------------------------- the long poll
+
+
+class _Errors(Hooks):
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[ErrorEvent] = asyncio.Queue()
+
+    def on_error(self, event: ErrorEvent) -> None:
+        self.queue.put_nowait(event)
+
+
+async def test_a_404_to_the_long_poll_does_not_blame_a_release(
+    server: ApolloTestServer, make_client: ClientFactory
+) -> None:
+    errors = _Errors()
+    server.inject("/notifications/v2", status=404, body=json.dumps({"status": 404}))
+    async with make_client(hooks=[errors]):
+        async with asyncio.timeout(5):
+            event = await errors.queue.get()
+    assert event.operation == "poll"
+    assert isinstance(event.error, ApolloNotFoundError)
+    text = str(event.error)
+    assert f"{server.url}/notifications/v2: not found (404)" in text
+    assert "is this an Apollo config service?" in text and "released" not in text
