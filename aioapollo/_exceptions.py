@@ -119,7 +119,11 @@ class NamespaceUnavailableError(ApolloError):
     def __init__(self, causes: Mapping[str, BaseException]) -> None:
         self.namespaces = tuple(causes)
         self.causes = dict(causes)
-        detail = "; ".join(f"{ns!r}: {_describe(exc)}" for ns, exc in causes.items())
+        # Namespaces that failed for the same reason (discovery, a dead server) share one entry.
+        reasons: dict[str, list[str]] = {}
+        for ns, exc in causes.items():
+            reasons.setdefault(_describe(exc), []).append(repr(ns))
+        detail = "; ".join(f"{', '.join(names)}: {why}" for why, names in reasons.items())
         super().__init__(
             f"could not load namespace(s) {', '.join(map(repr, causes))} from Apollo or "
             f"the local cache ({detail})"

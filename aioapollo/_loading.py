@@ -204,7 +204,7 @@ class Loading:
                     if error.status in (401, 404):
                         raise error
                     last = error
-            raise last or ApolloError("no config service is known")
+            raise last or self._pool.no_service_error()
 
     async def _get_config(self, base: str, target: str, name: str) -> Reply:
         """``transport.get`` for ``/configs``, reported to the hooks when there are any."""

@@ -20,7 +20,9 @@ from aiohttp import web
 from aioapollo import (
     ApolloClient,
     ApolloConnectionError,
+    ApolloHTTPStatusError,
     ApolloNotFoundError,
+    ApolloResponseError,
     ErrorEvent,
     Hooks,
     NamespaceUnavailableError,
@@ -135,6 +137,87 @@ async def test_404_through_discovery_says_to_check_the_meta_server(
     error = await start_fails(client)
     assert isinstance(error.causes["application"], ApolloNotFoundError)
     assert "meta_server= / APOLLO_META points at the right environment" in str(error)
+
+
+# ------------------------------------------------------------- discovery that finds nothing
+
+
+@pytest.mark.parametrize(
+    ("handler", "reason", "cause_type"),
+    [
+        (None, "/services/config: HTTP 404 (is it an Apollo meta server?)", ApolloHTTPStatusError),
+        (_html, "/services/config: reply is not valid JSON (", ApolloResponseError),
+        (_json_object, "/services/config: reply is not a JSON array", ApolloResponseError),
+    ],
+    ids=["404", "html", "json-object"],
+)
+async def test_a_meta_server_that_is_not_one_is_named_with_the_reason(
+    make_client: ClientFactory, handler: Handler | None, reason: str, cause_type: type
+) -> None:
+    async with plain_server(handler) as meta:
+        error = await start_fails(make_client(config_server=None, meta_server=meta))
+    cause = error.causes["application"]
+    assert isinstance(cause, ApolloConnectionError)
+    assert isinstance(cause.__cause__, cause_type)  # the reply's own error stays in the chain
+    text = str(error)
+    assert f"service discovery found no config service: {meta}{reason}" in text, text
+    assert "meta_server= / APOLLO_META" in text
+    assert "never released" not in text and "no config service is known" not in text
+
+
+async def test_a_meta_server_listing_no_usable_service_says_so(make_client: ClientFactory) -> None:
+    async with ApolloTestServer(config_services=[]) as meta:
+        error = await start_fails(make_client(config_server=None, meta_server=meta.url))
+    assert f"{meta.url}/services/config: lists no config service" in str(error)
+
+
+async def _unusable_services(request: web.Request) -> web.Response:
+    urls = ["http://config:80a80/", "ftp://config", None]
+    return web.json_response([{"appName": "APOLLO-CONFIGSERVICE", "homepageUrl": u} for u in urls])
+
+
+async def test_a_listed_url_that_is_no_server_url_is_skipped(make_client: ClientFactory) -> None:
+    async with plain_server(_unusable_services) as meta:
+        error = await start_fails(make_client(config_server=None, meta_server=meta))
+    assert f"{meta}/services/config: lists no config service" in str(error), str(error)
+
+
+async def test_a_closed_meta_port_says_connection_refused(
+    make_client: ClientFactory, refusing_url: str
+) -> None:
+    error = await start_fails(make_client(config_server=None, meta_server=refusing_url))
+    assert f"{refusing_url}/services/config: connection refused" in str(error), str(error)
+
+
+async def test_every_meta_server_is_named_once_and_namespaces_share_the_reason(
+    make_client: ClientFactory, refusing_url: str
+) -> None:
+    async with plain_server() as not_meta:
+        client = make_client(
+            config_server=None,
+            meta_server=[not_meta, refusing_url],
+            namespaces=["application", "db.json"],
+        )
+        error = await start_fails(client)
+    text = str(error)
+    assert error.namespaces == ("application", "db.json")
+    assert text.count(f"{not_meta}/services/config: HTTP 404") == 1, text
+    assert text.count(f"{refusing_url}/services/config: connection refused") == 1, text
+    assert "'application', 'db.json': ApolloConnectionError: service discovery" in text
+
+
+async def test_meta_server_credentials_never_show(
+    make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aioapollo")
+    async with plain_server(_html) as meta:
+        url = meta.replace("http://", f"http://ops:{PASSWORD}@")
+        error = await start_fails(make_client(config_server=None, meta_server=url))
+    shown = everything_shown(error)
+    assert f"{meta}/services/config: reply is not valid JSON" in shown
+    assert "service discovery" in caplog.text  # logged too, at WARNING
+    for text in (shown, caplog.text):
+        assert PASSWORD not in text and "ops@" not in text
 
 
 async def test_a_closed_config_service_port_says_connection_refused(
