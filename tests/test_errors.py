@@ -26,7 +26,9 @@ from aioapollo import (
     ErrorEvent,
     Hooks,
     NamespaceUnavailableError,
+    Source,
 )
+from aioapollo._cli import EXIT_UNAVAILABLE, EXIT_USAGE, main
 from aioapollo.testing import ApolloTestServer
 
 from .conftest import APP, ClientFactory
@@ -220,6 +222,20 @@ async def test_meta_server_credentials_never_show(
         assert PASSWORD not in text and "ops@" not in text
 
 
+async def test_a_warm_cache_is_served_and_the_discovery_reason_logged(
+    server: ApolloTestServer, make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with make_client():  # fills the cache
+        pass
+    async with plain_server() as not_meta:
+        async with make_client(config_server=None, meta_server=not_meta) as client:
+            assert client.sources["application"] is Source.CACHE
+            assert await client.get("greeting") == "hello"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    reason = f"{not_meta}/services/config: HTTP 404 (is it an Apollo meta server?)"
+    assert any("from the local cache" in w and reason in w for w in warnings), warnings
+
+
 async def test_a_closed_config_service_port_says_connection_refused(
     make_client: ClientFactory, refusing_url: str
 ) -> None:
@@ -255,3 +271,17 @@ async def test_a_404_to_the_long_poll_does_not_blame_a_release(
     text = str(event.error)
     assert f"{server.url}/notifications/v2: not found (404)" in text
     assert "is this an Apollo config service?" in text and "released" not in text
+
+
+# ---------------------------------------------------------------------- the command line
+
+
+def test_cli_exit_codes_follow_the_error_types(
+    refusing_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A malformed URL is a configuration error (2); a failed discovery is "unreachable" (3)."""
+    argv = ["get", "k", "--app-id", APP]
+    assert main([*argv, "--config-server", "http://127.0.0.1:80a80"]) == EXIT_USAGE
+    assert "port '80a80' is not a number from 1 to 65535" in capsys.readouterr().err
+    assert main([*argv, "--meta-server", refusing_url, "--timeout", "5"]) == EXIT_UNAVAILABLE
+    assert f"{refusing_url}/services/config: connection refused" in capsys.readouterr().err
