@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import os
 import ssl
@@ -22,6 +23,7 @@ __all__ = [
     "group_fingerprint",
     "options_from_env",
     "redact_url",
+    "url_problem",
 ]
 
 
@@ -43,11 +45,80 @@ def _servers(value: str | Iterable[str] | None) -> tuple[str, ...]:
     if value is None:
         return ()
     items = value.split(",") if isinstance(value, str) else list(value)
-    urls = tuple(item.strip().rstrip("/") for item in items if item.strip())
+    return tuple(_trim(item) for item in items if item.strip())
+
+
+def _trim(url: str) -> str:
+    """``url`` without surrounding blanks and trailing ``/`` (but ``http://`` stays whole)."""
+    url = url.strip()
+    trimmed = url.rstrip("/")
+    return trimmed if "://" in trimmed else url
+
+
+_HOST_EXTRA = frozenset("-._~")
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be an Apollo server URL, or None when it can.
+
+    An http(s) scheme, a host, an optional port from 1 to 65535 and an optional path prefix
+    (Apollo may live under a context path); no whitespace, query or fragment. The reason never
+    quotes the ``user:password@`` part.
+    """
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return "it contains whitespace or control characters"
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        return "it must start with http:// or https://"
+    userinfo, at, rest = rest.rpartition("@")
+    if at and any(c in userinfo for c in "/?#"):
+        return (
+            "it has '/', '?' or '#' before its last '@' (percent-encode them in a "
+            "user:password@ part; write '@' in a path as %40)"
+        )
+    if "?" in rest or "#" in rest:
+        return "it must not have a query ('?') or a fragment ('#')"
+    authority = rest.partition("/")[0]
+    if authority.startswith("["):
+        host, bracket, port_part = authority[1:].partition("]")
+        if not bracket or not _is_ipv6(host.partition("%")[0]):
+            return f"host [{host}{bracket} is not an IPv6 address in brackets"
+        if port_part and not port_part.startswith(":"):
+            return f"unexpected {port_part!r} after the IPv6 address"
+        port = port_part[1:] if port_part else None
+    else:
+        host, colon, port_text = authority.partition(":")
+        port = port_text if colon else None
+        if not host:
+            return "it has no host"
+        if not all(c.isalnum() or c in _HOST_EXTRA for c in host):
+            return f"host {host!r} holds characters a host name cannot have"
+    if port is not None and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        return f"port {port!r} is not a number from 1 to 65535"
+    return None
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _shown(url: str) -> str:
+    """``url`` for a message saying it is invalid: all up to its last ``@`` is left out."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    return scheme + sep + rest.rpartition("@")[2]
+
+
+def _check_servers(option: str, urls: tuple[str, ...]) -> None:
     for url in urls:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError(f"server URL must start with http:// or https://: {url!r}")
-    return urls
+        problem = url_problem(url)
+        if problem is not None:
+            raise ValueError(f"{option} URL {_shown(url)!r} is not valid: {problem}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +181,13 @@ class ClientOptions:
         if len(set(self.namespaces)) != len(self.namespaces):
             raise ValueError("namespaces must not repeat a name")
         if not self.config_servers and not self.meta_servers:
-            raise ValueError("give config_server= (direct) or meta_server= (discovery)")
+            raise ValueError(
+                "no Apollo server given: pass config_server= (direct; environment variable "
+                "APOLLO_CONFIG_SERVICE) or meta_server= (discovery; environment variable "
+                "APOLLO_META)"
+            )
+        _check_servers("config_server", self.config_servers)
+        _check_servers("meta_server", self.meta_servers)
         if not self.cluster:
             raise ValueError("cluster must not be empty")
         if self.secret is not None and any(

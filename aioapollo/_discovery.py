@@ -8,7 +8,12 @@ import random
 import time
 
 from ._config import ClientOptions, redact_url
-from ._exceptions import ApolloConnectionError, ApolloError
+from ._exceptions import (
+    ApolloConnectionError,
+    ApolloError,
+    ApolloHTTPStatusError,
+    ApolloResponseError,
+)
 from ._protocol import parse_services, services_target
 from ._transport import Transport, status_error
 
@@ -36,6 +41,7 @@ class ServicePool:
         self._poll_service: str | None = None
         self._cooldown = min(options.backoff_max, 30.0)
         self._unreachable: dict[str, float] = {}
+        self._discovery_error: ApolloConnectionError | None = None
 
     @property
     def discovers(self) -> bool:
@@ -48,9 +54,14 @@ class ServicePool:
         return tuple(self._services)
 
     async def refresh(self) -> None:
-        """Re-read the service list from the meta servers (no-op with a fixed list)."""
+        """Re-read the service list from the meta servers (no-op with a fixed list).
+
+        Raises :class:`ApolloConnectionError` naming every meta server and why it gave no
+        config service (refused, an HTTP status, not JSON, an empty list).
+        """
         if not self.discovers:
             return
+        why: dict[str, str] = {}
         last: ApolloError | None = None
         for attempt in range(2):
             if attempt:
@@ -58,15 +69,17 @@ class ServicePool:
             metas = list(self._options.meta_servers)
             random.shuffle(metas)
             for meta in metas:
+                where = redact_url(meta) + "/services/config"
                 try:
                     reply = await self._transport.get(
                         meta, services_target(self._options.app_id, self._options.ip), sign=False
                     )
                     if reply.status != 200:
-                        raise status_error(reply, meta + "/services/config")
-                    urls = parse_services(reply.body)
+                        raise status_error(reply, where)
+                    urls = parse_services(reply.body, where)
                 except ApolloError as exc:
                     last = exc
+                    why[meta] = _reason(exc, where)
                     continue
                 if urls:
                     if set(urls) != set(self._services):
@@ -76,13 +89,28 @@ class ServicePool:
                             [redact_url(url) for url in urls],
                         )
                     self._services = urls
+                    self._discovery_error = None
                     if self._poll_service not in urls:
                         self._poll_service = None
                     return
-                last = ApolloConnectionError(
-                    f"{redact_url(meta)}/services/config listed no config service"
-                )
-        raise last or ApolloConnectionError("no meta server answered")
+                why[meta] = f"{where}: lists no config service (is one running and registered?)"
+        metas = list(dict.fromkeys(m for m in self._options.meta_servers if m in why))
+        reasons = "; ".join(why[meta] for meta in metas)
+        error = ApolloConnectionError(
+            f"service discovery found no config service: {reasons}. Check that meta_server= / "
+            "APOLLO_META is the Apollo meta server of the right environment"
+        )
+        self._discovery_error = error
+        raise error from last
+
+    def no_service_error(self) -> ApolloConnectionError:
+        """The error for "no config service to ask": why discovery failed, when it did."""
+        found = self._discovery_error
+        if found is None:
+            return ApolloConnectionError("no config service is known")
+        error = ApolloConnectionError(str(found))
+        error.__cause__ = found.__cause__
+        return error
 
     def ordered(self, prefer: str | None = None) -> list[str]:
         """All services in random order, unreachable ones last, ``prefer`` first."""
@@ -124,3 +152,12 @@ class ServicePool:
     def drop_poll_service(self) -> None:
         """Forget the long-poll pick (after an error, or at random to spread load)."""
         self._poll_service = None
+
+
+def _reason(exc: ApolloError, where: str) -> str:
+    """One meta server's failure, with a hint when the reply was not a meta server's."""
+    if isinstance(exc, ApolloHTTPStatusError):
+        return f"{where}: HTTP {exc.status} (is it an Apollo meta server?)"
+    if isinstance(exc, ApolloResponseError):
+        return f"{exc} (is it an Apollo meta server?)"
+    return str(exc)

@@ -3,19 +3,20 @@
 ::
 
     ApolloError
-    ├── ApolloConnectionError (ConnectionError)   the config service could not be reached
+    ├── ApolloConnectionError (ConnectionError)   no config service reached (or discovered)
     │   └── ApolloTimeoutError (TimeoutError)     ... or did not answer in time
     ├── ApolloResponseError (ValueError)          a reply that is not what Apollo sends
     ├── ApolloHTTPStatusError                     an unexpected status code (.status, .url)
     │   ├── ApolloAuthError (PermissionError)     401: wrong secret or clock skew (.reason)
-    │   └── ApolloNotFoundError (LookupError)     404: the namespace was never released
+    │   └── ApolloNotFoundError (LookupError)     404: no release for app/cluster/namespace
     ├── NamespaceUnavailableError                 start(): neither server nor cache had it
     ├── NamespaceNotFoundError (LookupError)      a namespace this client does not watch
     ├── ConfigValueError (ValueError)             a typed read of a malformed value
     └── ClientStateError (RuntimeError)           a call that the client's state forbids
 
-Messages name apps, namespaces, keys and URLs without their query strings; they never hold
-config values or the access-key secret.
+Messages name apps, clusters, namespaces, keys and URLs (without query strings or a
+``user:password@``) and say what to check; they never hold config values or the access-key
+secret.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ class ApolloError(Exception):
 
 
 class ApolloConnectionError(ApolloError, ConnectionError):
-    """The config or meta service could not be reached (refused, reset, DNS, TLS)."""
+    """The config or meta service could not be reached (refused, reset, DNS, TLS), or
+    discovery found no config service; the message names each URL tried and why it failed."""
 
 
 class ApolloTimeoutError(ApolloConnectionError, TimeoutError):
@@ -81,7 +83,29 @@ class ApolloAuthError(ApolloHTTPStatusError, PermissionError):
 
 
 class ApolloNotFoundError(ApolloHTTPStatusError, LookupError):
-    """404 from ``/configs``: the namespace does not exist or was never released."""
+    """404: from ``/configs``, no release of the namespace for that app id and cluster.
+
+    Attributes:
+        app_id, cluster, data_center, namespace: What was asked for (``/configs`` only;
+            ``None`` for a 404 from another endpoint).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        url: str,
+        app_id: str | None = None,
+        cluster: str | None = None,
+        data_center: str | None = None,
+        namespace: str | None = None,
+    ) -> None:
+        super().__init__(message, status=status, url=url)
+        self.app_id = app_id
+        self.cluster = cluster
+        self.data_center = data_center
+        self.namespace = namespace
 
 
 class NamespaceUnavailableError(ApolloError):
@@ -95,7 +119,11 @@ class NamespaceUnavailableError(ApolloError):
     def __init__(self, causes: Mapping[str, BaseException]) -> None:
         self.namespaces = tuple(causes)
         self.causes = dict(causes)
-        detail = "; ".join(f"{ns!r}: {_describe(exc)}" for ns, exc in causes.items())
+        # Namespaces that failed for the same reason (discovery, a dead server) share one entry.
+        reasons: dict[str, list[str]] = {}
+        for ns, exc in causes.items():
+            reasons.setdefault(_describe(exc), []).append(repr(ns))
+        detail = "; ".join(f"{', '.join(names)}: {why}" for why, names in reasons.items())
         super().__init__(
             f"could not load namespace(s) {', '.join(map(repr, causes))} from Apollo or "
             f"the local cache ({detail})"

@@ -29,7 +29,7 @@ from ._models import ConfigChangeEvent, NamespaceSnapshot, Source, diff_items
 from ._parsing import parse_content
 from ._poller import NamespaceState
 from ._protocol import ConfigReply, config_target, parse_config
-from ._transport import Reply, Transport, status_error
+from ._transport import Reply, Transport, config_status_error
 
 __all__ = ["Loading", "with_source"]
 
@@ -195,7 +195,7 @@ class Loading:
                                 await self._save(name)
                             self._synced[name] = time.time()
                             return
-                        error = status_error(reply, f"{base}/configs/.../{name}")
+                        error = config_status_error(reply, base, opts, name)
                     except ApolloError as exc:
                         if isinstance(exc, ApolloConnectionError):
                             self._pool.mark_unreachable(base)
@@ -204,7 +204,7 @@ class Loading:
                     if error.status in (401, 404):
                         raise error
                     last = error
-            raise last or ApolloError("no config service is known")
+            raise last or self._pool.no_service_error()
 
     async def _get_config(self, base: str, target: str, name: str) -> Reply:
         """``transport.get`` for ``/configs``, reported to the hooks when there are any."""
@@ -220,7 +220,11 @@ class Loading:
             self._hooks.error(ErrorEvent(self.app_id, "fetch", exc, name))
             raise
         took = time.perf_counter() - started
-        error = None if reply.status in (200, 304) else status_error(reply, f"{base}/configs")
+        error = (
+            None
+            if reply.status in (200, 304)
+            else config_status_error(reply, base, self._options, name)
+        )
         self._hooks.fetch(FetchEvent(self.app_id, name, base, took, reply.status, error))
         if error is not None:
             self._hooks.error(ErrorEvent(self.app_id, "fetch", error, name))

@@ -173,7 +173,7 @@ class Poller:
             await self._pool.refresh()
         base = self._pool.poll_service(avoid)
         if base is None:
-            raise ApolloConnectionError("no config service is known")
+            raise self._pool.no_service_error()
         target = notifications_target(
             self._options.app_id,
             self._options.cluster,

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._config import url_problem
 from ._exceptions import ApolloResponseError
 from ._wire import build_query, path_escape
 
@@ -166,14 +167,18 @@ def parse_notifications(body: bytes) -> list[Notification]:
     return result
 
 
-def parse_services(body: bytes) -> list[str]:
-    """Parse ``/services/config`` into homepage URLs without their trailing ``/``."""
-    data = _loads(body, "/services/config")
+def parse_services(body: bytes, where: str = "/services/config") -> list[str]:
+    """Parse ``/services/config`` into homepage URLs without their trailing ``/``.
+
+    Entries without a usable ``homepageUrl`` are skipped. ``where`` (the redacted URL asked)
+    starts the error messages.
+    """
+    data = _loads(body, where)
     if not isinstance(data, list):
-        raise ApolloResponseError("/services/config: reply is not a JSON array")
+        raise ApolloResponseError(f"{where}: reply is not a JSON array")
     urls = []
     for entry in data:
         url = entry.get("homepageUrl") if isinstance(entry, dict) else None
-        if isinstance(url, str) and url.startswith(("http://", "https://")):
+        if isinstance(url, str) and url_problem(url.rstrip("/")) is None:
             urls.append(url.rstrip("/"))
     return urls

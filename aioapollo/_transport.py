@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import os
 import time
 from dataclasses import dataclass
 
@@ -25,8 +26,9 @@ from ._exceptions import (
     ApolloTimeoutError,
     ClientStateError,
 )
+from ._wire import path_escape
 
-__all__ = ["Reply", "Transport"]
+__all__ = ["Reply", "Transport", "config_status_error", "status_error"]
 
 #: |skew| at or above this many seconds makes the config service refuse signed requests.
 _SKEW_LIMIT_S = 60.0
@@ -117,7 +119,7 @@ class Transport:
                 "trusted? Pass ssl=ssl.SSLContext(...) that trusts its CA"
             ) from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise ApolloConnectionError(f"{where}: {type(exc).__name__}") from exc
+            raise ApolloConnectionError(f"{where}: {_failure(exc)} ({type(exc).__name__})") from exc
 
     async def _read_body(self, resp: aiohttp.ClientResponse, where: str) -> bytes:
         cap = self._options.max_body_bytes
@@ -135,6 +137,22 @@ class Transport:
         return b"".join(chunks)
 
 
+def _failure(exc: BaseException) -> str:
+    """Why a request failed, in words, from the error's type and errno only (an aiohttp
+    error's own text may quote the whole URL)."""
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "host name not found (DNS)"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection without a reply"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "the reply was cut off"
+    if isinstance(exc, OSError) and isinstance(exc.errno, int) and exc.errno > 0:
+        return os.strerror(exc.errno).lower()  # "connection refused", "no route to host"
+    if isinstance(exc, aiohttp.ClientConnectionError):
+        return "connection failed"
+    return "request failed"
+
+
 def _server_time(header: str | None) -> float | None:
     if not header:
         return None
@@ -149,7 +167,9 @@ def status_error(reply: Reply, where: str) -> ApolloHTTPStatusError:
     status = reply.status
     where = redact_url(where)
     if status == 404:
-        return ApolloNotFoundError(f"{where}: not found (never released?)", status=404, url=where)
+        return ApolloNotFoundError(
+            f"{where}: not found (404); is this an Apollo config service?", status=404, url=where
+        )
     if status == 401 and not reply.signed:
         return ApolloAuthError(
             f"{where}: 401, the app requires an access-key secret and none is configured "
@@ -176,3 +196,33 @@ def status_error(reply: Reply, where: str) -> ApolloHTTPStatusError:
             reason="signature",
         )
     return ApolloHTTPStatusError(f"{where}: unexpected HTTP {status}", status=status, url=where)
+
+
+def config_status_error(
+    reply: Reply, base: str, options: ClientOptions, namespace: str
+) -> ApolloHTTPStatusError:
+    """:func:`status_error` for ``/configs``: a 404 names what was asked for and what to check."""
+    path = "/".join(path_escape(s) for s in ("configs", options.app_id, options.cluster, namespace))
+    where = redact_url(base) + "/" + path
+    if reply.status != 404:
+        return status_error(reply, where)
+    data_center = options.data_center
+    asked = f"app id {options.app_id!r}, cluster {options.cluster!r}" + (
+        f", data center {data_center!r}" if data_center else ""
+    )
+    server = (
+        "config_server= / APOLLO_CONFIG_SERVICE"
+        if options.config_servers
+        else "meta_server= / APOLLO_META"
+    )
+    return ApolloNotFoundError(
+        f"{where}: not found (404): no release of namespace {namespace!r} for {asked}. Check "
+        "that the app id and cluster are spelled right, that the namespace exists and has "
+        f"been released, and that {server} points at the right environment's Apollo",
+        status=404,
+        url=where,
+        app_id=options.app_id,
+        cluster=options.cluster,
+        data_center=data_center,
+        namespace=namespace,
+    )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from aioapollo import ApolloClient, ClientState
+from aioapollo import ApolloClient, ClientOptions, ClientState
 from aioapollo._config import default_cache_dir, options_from_env
 
 
@@ -36,6 +36,88 @@ def test_invalid_settings_fail_clearly(kwargs: dict, message: str) -> None:
     app_id = kwargs.pop("app_id")
     with pytest.raises(ValueError, match=message):
         ApolloClient(app_id, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://127.0.0.1:80a80", "port '80a80' is not a number from 1 to 65535"),
+        ("http://127.0.0.1:0", "port '0'"),
+        ("http://127.0.0.1:65536", "port '65536'"),
+        ("http://apollo:+80", "port '+80'"),
+        ("http://apollo:8080:9090", "port '8080:9090'"),
+        ("http://apollo:", "port ''"),
+        ("http://:8080", "no host"),
+        ("http://", "no host"),
+        ("ftp://apollo", "must start with http:// or https://"),
+        ("localhost:8080", "must start with http:// or https://"),
+        ("http://apollo:8080/ctx?env=dev", "query"),
+        ("http://apollo:8080/#top", "fragment"),
+        ("http://apollo:8080/my ctx", "whitespace"),
+        ("http://apollo\t:8080", "whitespace"),
+        ("http://apo<llo", "host 'apo<llo'"),
+        ("http://[::1:8080", "IPv6"),
+        ("http://[::1]8080", "after the IPv6 address"),
+    ],
+)
+@pytest.mark.parametrize("option", ["config_server", "meta_server"])
+def test_server_urls_are_validated_at_construction(option: str, url: str, reason: str) -> None:
+    with pytest.raises(ValueError) as info:
+        ApolloClient("app", **{option: url})
+    message = str(info.value)
+    assert message.startswith(f"{option} URL {url!r} is not valid: "), message
+    assert reason in message
+
+
+def test_server_urls_are_validated_in_client_options_too() -> None:
+    with pytest.raises(ValueError, match="port 'x'"):
+        ClientOptions(app_id="app", config_servers=("http://apollo:x",))
+    with pytest.raises(ValueError, match="meta_server URL 'http://apollo/x#y'"):
+        ClientOptions(app_id="app", meta_servers=("http://apollo/x#y",))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://apollo",
+        "HTTPS://Apollo.Example.com:443",
+        "http://apollo-config_1.svc:65535/apollo/config",  # a context path is fine
+        "http://[::1]:8080",
+        "http://[fe80::1%25eth0]",
+        "http://ops:pass%2Fword@127.0.0.1:8080",
+        "http://例え.jp:8080",
+    ],
+)
+def test_valid_server_urls_are_accepted(url: str) -> None:
+    assert ApolloClient("app", config_server=url).options.config_servers == (url,)
+    assert ApolloClient("app", meta_server=url + "/").options.meta_servers == (url,)
+
+
+def test_an_invalid_url_is_named_without_its_credentials() -> None:
+    with pytest.raises(ValueError) as info:
+        ApolloClient("app", config_server="http://ops:CANARY-PW@127.0.0.1:80a80")
+    message = str(info.value)
+    assert "'http://127.0.0.1:80a80'" in message and "port '80a80'" in message
+    assert "CANARY" not in message and "ops" not in message
+    # An unescaped '/' in a password makes the URL ambiguous: nothing before the last '@' is
+    # shown, not even as a "host" or "port".
+    with pytest.raises(ValueError) as info:
+        ApolloClient("app", meta_server="http://ops:CANARY/PW@127.0.0.1:8080")
+    message = str(info.value)
+    assert "'http://127.0.0.1:8080'" in message and "percent-encode" in message
+    assert "CANARY" not in message and "ops" not in message
+
+
+def test_from_env_without_a_server_names_arguments_and_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("APOLLO_META", "APOLLO_CONFIG_SERVICE", "APOLLO_CONFIGSERVICE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("APP_ID", "svc")
+    with pytest.raises(ValueError) as info:
+        ApolloClient.from_env()
+    for part in ("config_server=", "meta_server=", "APOLLO_CONFIG_SERVICE", "APOLLO_META"):
+        assert part in str(info.value)
 
 
 def test_server_lists_and_trailing_slashes() -> None:
