@@ -26,7 +26,7 @@ from ._exceptions import (
     ClientStateError,
 )
 
-__all__ = ["Reply", "Transport"]
+__all__ = ["Reply", "Transport", "closed_after_sending", "status_error"]
 
 #: |skew| at or above this many seconds makes the config service refuse signed requests.
 _SKEW_LIMIT_S = 60.0
@@ -133,6 +133,21 @@ class Transport:
                 raise ApolloResponseError(f"{where}: reply exceeds max_body_bytes={cap}; cut off")
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def closed_after_sending(exc: BaseException) -> bool:
+    """Whether a connection error means the peer closed or reset the connection after the
+    request was sent (not: refused, unresolvable, TLS, or a timeout)."""
+    cause = exc.__cause__
+    if isinstance(cause, aiohttp.ClientConnectorError | ConnectionRefusedError | TimeoutError):
+        return False
+    return isinstance(
+        cause,
+        aiohttp.ServerDisconnectedError
+        | aiohttp.ClientPayloadError
+        | aiohttp.ClientOSError
+        | ConnectionError,
+    )
 
 
 def _server_time(header: str | None) -> float | None:
