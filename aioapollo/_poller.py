@@ -291,7 +291,9 @@ class Poller:
         if self._hooks:
             self._report_failure(exc, held, cut=True)
         options = self._options
-        how = f"HTTP {exc.status}" if isinstance(exc, ApolloHTTPStatusError) else "closed"
+        how = (
+            f"HTTP {exc.status}" if isinstance(exc, ApolloHTTPStatusError) else "connection closed"
+        )
         if self.cuts.warned:
             logger.debug(
                 "long poll for %s cut after %.1f s (%s); polling again", options.app_id, held, how
