@@ -28,7 +28,7 @@ from ._hooks import Hooks, HookSet
 from ._listeners import ChangeListener, ListenerRegistry, OnChange
 from ._loading import Loading, with_source
 from ._models import NamespaceSnapshot, Source
-from ._poller import NamespaceState, Poller, poll_groups
+from ._poller import NamespaceState, PollCuts, Poller, poll_groups
 from ._stats import ClientStats, collect_stats
 from ._transport import Transport
 from ._wire import namespace_format
@@ -133,6 +133,7 @@ class ApolloClient(Loading, OnChange):
         self._transport: Transport | None = None
         self._pool: ServicePool | None = None
         self._pollers: list[Poller] = []
+        self._poll_cuts = PollCuts()  # one per client: a proxy's cuts are warned about once
         self._tasks: list[asyncio.Task[None]] = []
         self._locks: dict[str, asyncio.Lock] = {}
         self._ready: asyncio.Event | None = None
@@ -186,6 +187,11 @@ class ApolloClient(Loading, OnChange):
         """Epoch seconds of the last long poll answered with 200 or 304, if any."""
         times = [p.last_success for p in self._pollers if p.last_success is not None]
         return max(times, default=None)
+
+    @property
+    def poll_cuts(self) -> int:
+        """Long polls a proxy cut at about the hold time (handled like a 304; see README)."""
+        return self._poll_cuts.count
 
     def stats(self) -> ClientStats:
         """A point-in-time health summary (for a health endpoint); never holds values."""
@@ -390,7 +396,9 @@ class ApolloClient(Loading, OnChange):
             await transport.close()
             raise
         self._pollers = [
-            Poller(self._options, transport, pool, group, self._refetch, self._hooks)
+            Poller(
+                self._options, transport, pool, group, self._refetch, self._hooks, self._poll_cuts
+            )
             for group in poll_groups(self._options, self._states)
         ]
         self._tasks = [

@@ -33,6 +33,8 @@ class PollEvent:
             HTTP answer arrived (connection error, timeout).
         notified: The namespaces a 200 named (as the server spells them).
         error: The error when the poll failed, else ``None``.
+        cut: The failure was a proxy ending the poll at about the server's hold time (a 502,
+            504 or closed connection): handled like a 304, without backoff.
     """
 
     app_id: str
@@ -41,6 +43,7 @@ class PollEvent:
     status: int | None
     notified: tuple[str, ...] = ()
     error: ApolloError | None = None
+    cut: bool = False
 
     @property
     def ok(self) -> bool:

@@ -4,6 +4,9 @@ A 304 means "nothing new": poll again at once. A 200 names the namespaces that c
 one of them is refetched concurrently and its notification id advances only once its fetch
 succeeded, so a failed fetch is retried by the very next poll (the server answers at once while
 our id is behind). Errors back off exponentially with jitter and never loop hot.
+
+A poll *cut* by a reverse proxy at about the hold time (see :data:`CUT_FRACTION`) is not an
+error of Apollo's: it is handled like the 304 it replaced, and logged once per client.
 """
 
 from __future__ import annotations
@@ -17,18 +20,43 @@ from dataclasses import dataclass, field
 
 from ._config import ClientOptions, redact_url
 from ._discovery import ServicePool
-from ._exceptions import ApolloAuthError, ApolloConnectionError, ApolloError
+from ._exceptions import (
+    ApolloAuthError,
+    ApolloConnectionError,
+    ApolloError,
+    ApolloHTTPStatusError,
+    ApolloTimeoutError,
+)
 from ._hooks import ErrorEvent, HookSet, PollEvent
 from ._protocol import Notification, notifications_target, parse_notifications
-from ._transport import Transport, status_error
+from ._transport import Transport, closed_after_sending, status_error
 from ._wire import strip_properties
 
-__all__ = ["Backoff", "NamespaceState", "Poller", "poll_groups"]
+__all__ = [
+    "CUT_FRACTION",
+    "CUT_STATUSES",
+    "Backoff",
+    "NamespaceState",
+    "PollCuts",
+    "Poller",
+    "poll_groups",
+]
 
 #: Longest long-poll request target we send. Servlet containers refuse longer request lines
 #: and headers (Tomcat's default limit is 8 KiB for the whole header block), so a client with
 #: many namespaces splits them over several concurrent long polls.
 MAX_POLL_TARGET = 6144
+
+#: A long poll that fails with one of :data:`CUT_STATUSES`, or whose connection is closed
+#: after the request was sent, once it was held for at least this fraction of ``server_hold``,
+#: was cut by a reverse proxy or load balancer whose timeout is at or below Apollo's hold
+#: (nginx's default ``proxy_read_timeout`` is 60 s, exactly the hold). Such a poll cost the
+#: server no more than a normal hold, so it is handled like the 304 it replaced: no backoff, the
+#: service is not marked unreachable, and the next poll goes out at once (rate limit applies).
+#: The same failure sooner than that is an ordinary failure and backs off.
+CUT_FRACTION = 0.8
+#: What proxies answer when their timeout ends a request (nginx, HAProxy, load balancers).
+CUT_STATUSES = frozenset({502, 504})
 
 logger = logging.getLogger("aioapollo")
 
@@ -82,6 +110,14 @@ class Backoff:
 
 
 @dataclass(slots=True)
+class PollCuts:
+    """Long polls cut by a proxy at about the hold time; one per client, shared by its pollers."""
+
+    count: int = 0
+    warned: bool = False
+
+
+@dataclass(slots=True)
 class NamespaceState:
     """Long-poll bookkeeping for one namespace (names as configured on the client)."""
 
@@ -106,8 +142,10 @@ class Poller:
         states: Mapping[str, NamespaceState],
         refetch: Refetch,
         hooks: HookSet | None = None,
+        cuts: PollCuts | None = None,
     ) -> None:
         self._options = options
+        self.cuts = PollCuts() if cuts is None else cuts
         self._hooks = hooks or HookSet(None)
         self._transport = transport
         self._pool = pool
@@ -144,8 +182,15 @@ class Poller:
             try:
                 base, notes = await self._poll_once(avoid)
             except ApolloError as exc:
+                held = time.perf_counter() - started
+                if self._is_cut(exc, held):
+                    self._on_cut(exc, held)
+                    avoid = None
+                    if random.random() < 0.5:
+                        self._pool.drop_poll_service()  # as after a 304
+                    continue
                 if self._hooks:
-                    self._report_failure(exc, started)
+                    self._report_failure(exc, held)
                 avoid = self._pool.poll_service()
                 if avoid is not None and isinstance(exc, ApolloConnectionError):
                     self._pool.mark_unreachable(avoid)
@@ -221,15 +266,55 @@ class Poller:
             )
         )
 
-    def _report_failure(self, exc: ApolloError, started: float) -> None:
+    def _report_failure(self, exc: ApolloError, duration: float, cut: bool = False) -> None:
         app_id = self._options.app_id
         status = getattr(exc, "status", None)
         self._hooks.poll(
-            PollEvent(
-                app_id, self._pool.poll_service(), time.perf_counter() - started, status, (), exc
-            )
+            PollEvent(app_id, self._pool.poll_service(), duration, status, (), exc, cut)
         )
         self._hooks.error(ErrorEvent(app_id, "poll", exc))
+
+    def _is_cut(self, exc: ApolloError, held: float) -> bool:
+        """Whether a failed poll was cut by a proxy at about the hold (:data:`CUT_FRACTION`)."""
+        if held < CUT_FRACTION * self._options.server_hold:
+            return False
+        if isinstance(exc, ApolloHTTPStatusError):
+            return exc.status in CUT_STATUSES
+        return (
+            isinstance(exc, ApolloConnectionError)
+            and not isinstance(exc, ApolloTimeoutError)
+            and closed_after_sending(exc)
+        )
+
+    def _on_cut(self, exc: ApolloError, held: float) -> None:
+        self.cuts.count += 1
+        if self._hooks:
+            self._report_failure(exc, held, cut=True)
+        options = self._options
+        how = (
+            f"HTTP {exc.status}" if isinstance(exc, ApolloHTTPStatusError) else "connection closed"
+        )
+        if self.cuts.warned:
+            logger.debug(
+                "long poll for %s cut after %.1f s (%s); polling again", options.app_id, held, how
+            )
+            return
+        self.cuts.warned = True
+        service = self._pool.poll_service()
+        logger.warning(
+            "long poll for %s to %s was cut after %.1f s (%s), near Apollo's %g s hold: a "
+            "reverse proxy or load balancer in between times out held requests. Polling again "
+            "at once, without backoff; to stop the cuts, raise that timeout above %g s, e.g. to "
+            "%g s (nginx: proxy_read_timeout; HAProxy: timeout server; a load balancer: its "
+            "idle timeout). Logged once per client; later cuts at DEBUG.",
+            options.app_id,
+            redact_url(service) if service else "?",
+            held,
+            how,
+            options.server_hold,
+            options.server_hold,
+            options.poll_timeout,
+        )
 
     def _log_failure(self, exc: ApolloError, delay: float, failures: int) -> None:
         # An outage logs a warning on failures 1, 2, 4, 8, ...: visible, but never a flood.

@@ -70,6 +70,8 @@ class ClientStats:
         last_poll_success: Epoch seconds of the last long poll answered 200/304.
         last_sync: Epoch seconds of the last successful exchange with Apollo (poll or fetch).
         namespaces: Per-namespace details.
+        poll_cuts: Long polls a reverse proxy cut at about the hold time (a 502, 504 or
+            closed connection; handled like a 304). Not 0: raise that proxy's timeout.
     """
 
     app_id: str
@@ -79,6 +81,7 @@ class ClientStats:
     last_poll_success: float | None
     last_sync: float | None
     namespaces: Mapping[str, NamespaceStats]
+    poll_cuts: int = 0
 
     @property
     def healthy(self) -> bool:
@@ -97,6 +100,7 @@ class ClientStats:
             "pid": self.pid,
             "last_poll_success": self.last_poll_success,
             "last_sync": self.last_sync,
+            "poll_cuts": self.poll_cuts,
             "namespaces": {name: ns.as_dict() for name, ns in self.namespaces.items()},
         }
 
@@ -135,4 +139,5 @@ def collect_stats(
         last_poll_success=polled,
         last_sync=max(times) if times else None,
         namespaces=MappingProxyType(namespaces),
+        poll_cuts=client.poll_cuts,
     )

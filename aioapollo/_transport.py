@@ -28,7 +28,7 @@ from ._exceptions import (
 )
 from ._wire import path_escape
 
-__all__ = ["Reply", "Transport", "config_status_error", "status_error"]
+__all__ = ["Reply", "Transport", "closed_after_sending", "config_status_error", "status_error"]
 
 #: |skew| at or above this many seconds makes the config service refuse signed requests.
 _SKEW_LIMIT_S = 60.0
@@ -151,6 +151,21 @@ def _failure(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientConnectionError):
         return "connection failed"
     return "request failed"
+
+
+def closed_after_sending(exc: BaseException) -> bool:
+    """Whether a connection error means the peer closed or reset the connection after the
+    request was sent (not: refused, unresolvable, TLS, or a timeout)."""
+    cause = exc.__cause__
+    if isinstance(cause, aiohttp.ClientConnectorError | ConnectionRefusedError | TimeoutError):
+        return False
+    return isinstance(
+        cause,
+        aiohttp.ServerDisconnectedError
+        | aiohttp.ClientPayloadError
+        | aiohttp.ClientOSError
+        | ConnectionError,
+    )
 
 
 def _server_time(header: str | None) -> float | None:

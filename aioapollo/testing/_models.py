@@ -65,6 +65,13 @@ class Fault:
     ``delay`` may be combined with any of them (it comes first). A fault with only ``delay``
     answers normally after the delay.
 
+    ``cut_after`` puts a reverse proxy with that read timeout in front of the server (nginx's
+    ``proxy_read_timeout``, a load balancer's idle timeout): the request is answered normally,
+    unless no answer is ready ``cut_after`` seconds after it arrived; then the proxy gives up
+    and answers ``status`` (504 by default, as nginx does; 502 as some load balancers do) or,
+    with ``drop``, closes the connection. A long poll held longer than ``cut_after`` therefore
+    ends in a 504 instead of its 304, while a poll woken by a release earlier is answered.
+
     Attributes:
         match: A path prefix (compared with the decoded path) or a predicate on the
             :class:`RecordedRequest`.
@@ -77,6 +84,9 @@ class Fault:
         reset: Send the status line, headers and part of a body, then close.
         garbage: Answer 200 with this body (``True``: a default non-JSON body).
         hang: Never answer; the connection is closed when the server closes.
+        cut_after: Seconds after which a proxy in front cuts a request still unanswered
+            (see above); combines with ``status`` (default 504), ``body``, ``drop`` and
+            ``delay`` (which counts against it, as a slow upstream would).
         hits: How many requests it has been applied to so far.
     """
 
@@ -90,6 +100,7 @@ class Fault:
     reset: bool = False
     garbage: bytes | str | bool | None = field(default=None, repr=False)
     hang: bool = False
+    cut_after: float | None = None
     hits: int = 0
 
     def __post_init__(self) -> None:
@@ -106,8 +117,15 @@ class Fault:
         ]
         if len(kinds) > 1:
             raise ValueError(f"a fault does one thing, got {' and '.join(kinds)}")
-        if not kinds and self.delay is None:
-            raise ValueError("a fault needs status, drop, reset, garbage, hang or delay")
+        if not kinds and self.delay is None and self.cut_after is None:
+            raise ValueError("a fault needs status, drop, reset, garbage, hang, delay or cut_after")
+        if self.cut_after is not None:
+            if not self.cut_after > 0:
+                raise ValueError("cut_after must be a positive number of seconds")
+            if kinds not in ([], ["status"], ["drop"]):
+                raise ValueError("cut_after goes with status or drop only")
+            if not kinds:
+                self.status = 504  # what nginx answers at its proxy_read_timeout
         if self.times is not None and self.times < 1:
             raise ValueError("times must be at least 1 (or None for always)")
         if self.delay is not None and self.delay < 0:
@@ -144,7 +162,7 @@ class Fault:
 
         Keys: ``path`` (prefix, default ``/``), ``method``, ``times`` (``null`` = always),
         ``status``, ``body``, ``delay``, ``drop``, ``reset``, ``garbage`` (text or ``true``),
-        ``hang``.
+        ``hang``, ``cutAfter``.
         """
         unknown = set(data) - {
             "path",
@@ -157,6 +175,7 @@ class Fault:
             "reset",
             "garbage",
             "hang",
+            "cutAfter",
         }
         if unknown:
             raise ValueError(f"unknown fault fields: {', '.join(sorted(unknown))}")
@@ -174,6 +193,7 @@ class Fault:
             reset=bool(data.get("reset", False)),
             garbage=_garbage(data.get("garbage")),
             hang=bool(data.get("hang", False)),
+            cut_after=_seconds(data, "cutAfter"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -182,6 +202,7 @@ class Fault:
             (
                 name
                 for name, on in (
+                    ("cut", self.cut_after is not None),
                     ("status", self.status is not None),
                     ("drop", self.drop),
                     ("reset", self.reset),
@@ -200,6 +221,7 @@ class Fault:
             "kind": kind,
             "status": self.status,
             "delay": self.delay,
+            "cutAfter": self.cut_after,
         }
 
 
@@ -208,6 +230,15 @@ def _opt(data: Mapping[str, Any], name: str, kind: type) -> Any:
     if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
         raise ValueError(f"{name} must be {kind.__name__}")
     return value
+
+
+def _seconds(data: Mapping[str, Any], name: str) -> float | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number of seconds")
+    return float(value)
 
 
 def _garbage(value: Any) -> str | bool | None:

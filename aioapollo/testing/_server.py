@@ -16,7 +16,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from ._apollo import route
 from ._control import CONTROL_PREFIX, handle_control
-from ._faults import apply_fault, take_fault
+from ._faults import Reply, apply_fault, cut_after, take_fault
 from ._http import gson_error, parse_query, split_target
 from ._longpoll import LongPollHub
 from ._models import Fault, Matcher, RecordedRequest
@@ -266,10 +266,14 @@ class ApolloTestServer:
         reset: bool = False,
         garbage: bytes | str | bool | None = None,
         hang: bool = False,
+        cut_after: float | None = None,
     ) -> Fault:
         """Make the next ``times`` matching requests fail; returns the :class:`Fault`.
 
         Faults are tried in the order added; the first matching one is applied.
+        ``cut_after=N`` puts a reverse proxy in front that answers 504 (or ``status``, or
+        closes the connection with ``drop``) when no answer is ready after N seconds: with
+        ``N <= hold_seconds`` every held long poll ends that way instead of with its 304.
         """
         fault = Fault(
             match=match,
@@ -282,6 +286,7 @@ class ApolloTestServer:
             reset=reset,
             garbage=garbage,
             hang=hang,
+            cut_after=cut_after,
         )
         self._faults.append(fault)
         return fault
@@ -361,21 +366,31 @@ class ApolloTestServer:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s %s", request.method, request.raw_path)
         fault = take_fault(self._faults, record)
-        response: web.StreamResponse | None = None
-        status: int | None = None
         if fault is not None:
             record.fault = fault
             if fault.exhausted:
                 self._faults.remove(fault)
-            assert self._closing is not None
-            response, status = await apply_fault(fault, request, self._closing)
-        if response is None:
-            try:
-                response = await route(self, request, query)
-            except Exception:
-                logger.exception("test server failed on %s", request.raw_path)
-                response = gson_error(500, "test server error", "java.lang.RuntimeException")
-            status = response.status
+        answer = self._answer(fault, request, query)
+        if fault is not None and fault.cut_after is not None:
+            response, status = await cut_after(fault, request, answer)
+        else:
+            response, status = await answer
         record.status = status
         self._signal()
         return response
+
+    async def _answer(
+        self, fault: Fault | None, request: web.Request, query: dict[str, str]
+    ) -> Reply:
+        """The server's own answer, as altered by ``fault``."""
+        if fault is not None:
+            assert self._closing is not None
+            response, status = await apply_fault(fault, request, self._closing)
+            if response is not None:
+                return response, status
+        try:
+            response = await route(self, request, query)
+        except Exception:
+            logger.exception("test server failed on %s", request.raw_path)
+            response = gson_error(500, "test server error", "java.lang.RuntimeException")
+        return response, response.status

@@ -10,7 +10,7 @@ import pytest
 
 from aioapollo.testing import ApolloTestServer, Fault
 
-from .conftest import Http
+from .conftest import Http, notifications_query
 
 APP = "SampleApp"
 
@@ -158,6 +158,16 @@ def test_fault_validation() -> None:
     with pytest.raises(ValueError, match="body goes with status"):
         Fault(drop=True, body="x")
     assert Fault(delay=1, hang=True).hang
+    with pytest.raises(ValueError, match="cut_after must be a positive"):
+        Fault(cut_after=0)
+    for kind in ({"reset": True}, {"garbage": True}, {"hang": True}):
+        with pytest.raises(ValueError, match="cut_after goes with status or drop"):
+            Fault(cut_after=1, **kind)
+    assert Fault(cut_after=1).status == 504  # nginx's answer at proxy_read_timeout
+    assert (Fault(cut_after=1, status=502).status, Fault(cut_after=1, drop=True).status) == (
+        502,
+        None,
+    )
 
 
 async def test_faults_over_http(
@@ -179,6 +189,7 @@ async def test_faults_over_http(
             "kind": "status",
             "status": 500,
             "delay": None,
+            "cutAfter": None,
         }
     ]
     assert (await http.get(config_url)).status == 500
@@ -189,8 +200,95 @@ async def test_faults_over_http(
     assert (await http.request("DELETE", control)).json() == {"cleared": True}
     assert (await http.get(config_url)).status == 200
     bad: object
-    for bad in ({"status": 500, "drop": True}, {"nope": 1}, {"times": "x", "drop": True}, []):
+    for bad in (
+        {"status": 500, "drop": True},
+        {"nope": 1},
+        {"times": "x", "drop": True},
+        {"cutAfter": "1"},
+        {"cutAfter": 1, "hang": True},
+        [],
+    ):
         reply = await http.request("POST", control, json=bad)
         assert reply.status == 400, bad
         assert "error" in reply.json()
     assert [r.path for r in apollo_server.requests] == [f"/configs/{APP}/default/application"] * 2
+
+
+def held_poll_url(server: ApolloTestServer) -> str:
+    """A long poll that is up to date, so the server holds it (SampleApp/application)."""
+    server.publish(APP, "application", {"a": "1"})
+    (notification_id,) = server.store.notification_ids({f"{APP}+default+application"}).values()
+    query = notifications_query(APP, [("application", notification_id)])
+    return f"{server.url}/notifications/v2?{query}"
+
+
+@pytest.mark.parametrize(("status", "expected"), [(None, 504), (502, 502)])
+async def test_cut_after_ends_held_polls_like_a_proxy(
+    apollo_server: ApolloTestServer, http: Http, status: int | None, expected: int
+) -> None:
+    apollo_server.hold_seconds = 30
+    url = held_poll_url(apollo_server)
+    fault = apollo_server.inject("/", times=None, cut_after=0.3, status=status)
+    started = time.monotonic()
+    reply = await http.get(url)
+    elapsed = time.monotonic() - started
+    assert reply.status == expected
+    assert reply.headers["Content-Type"].startswith("text/html")
+    assert f"<h1>{expected} ".encode() in reply.body
+    assert 0.3 <= elapsed < 3
+    assert apollo_server.held_polls == 0  # the cut poll is no longer held
+    assert apollo_server.requests[-1].status == expected
+    # A quick answer goes through the same proxy untouched.
+    configs = await http.get(f"{apollo_server.url}/configs/{APP}/default/application")
+    assert configs.status == 200
+    assert fault.hits == 2 and fault.to_json()["kind"] == "cut"
+
+
+async def test_cut_after_passes_answers_ready_in_time(
+    apollo_server: ApolloTestServer, http: Http
+) -> None:
+    url = held_poll_url(apollo_server)
+    apollo_server.inject("/notifications/v2", times=None, cut_after=5)
+    reply = await http.get(url)  # the 0.5 s hold ends before the proxy's 5 s
+    assert (reply.status, reply.body) == (304, b"")
+    apollo_server.hold_seconds = 30
+    poll = asyncio.create_task(http.get(url))
+    async with asyncio.timeout(5):
+        await apollo_server.wait_for_polls(1)
+    apollo_server.publish(APP, "application", {"a": "2"})  # wakes the poll before the cut
+    reply = await asyncio.wait_for(poll, 5)
+    assert reply.status == 200 and reply.json()[0]["namespaceName"] == "application"
+
+
+async def test_cut_after_with_a_body_and_a_delay_that_counts_against_it(
+    apollo_server: ApolloTestServer, http: Http, config_url: str
+) -> None:
+    apollo_server.inject("/configs/", cut_after=0.2, delay=5, body="upstream timed out")
+    started = time.monotonic()
+    reply = await http.get(config_url)
+    assert (reply.status, reply.body) == (504, b"upstream timed out")
+    assert time.monotonic() - started < 3
+
+
+async def test_cut_after_drop_closes_the_connection(
+    apollo_server: ApolloTestServer, http: Http
+) -> None:
+    apollo_server.hold_seconds = 30
+    url = held_poll_url(apollo_server)
+    # aiohttp resends the GET once on a closed connection; the resent poll is cut too.
+    fault = apollo_server.inject("/notifications/v2", times=None, cut_after=0.2, drop=True)
+    with pytest.raises(aiohttp.ServerDisconnectedError):
+        await http.get(url)
+    assert fault.hits == 2
+    assert [r.status for r in apollo_server.requests if r.fault is fault] == [None, None]
+    assert apollo_server.held_polls == 0
+
+
+async def test_cut_after_over_http(apollo_server: ApolloTestServer, http: Http) -> None:
+    apollo_server.hold_seconds = 30
+    url = held_poll_url(apollo_server)
+    control = f"{apollo_server.url}/__aioapollo__/faults"
+    body = {"path": "/notifications/v2", "times": None, "cutAfter": 0.2, "status": 502}
+    created = (await http.request("POST", control, json=body)).json()
+    assert (created["kind"], created["cutAfter"], created["status"]) == ("cut", 0.2, 502)
+    assert (await http.get(url)).status == 502
