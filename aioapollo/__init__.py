@@ -15,7 +15,7 @@ from ._exceptions import (
     NamespaceNotFoundError,
     NamespaceUnavailableError,
 )
-from ._hooks import ChangeEvent, ErrorEvent, FetchEvent, Hooks, PollEvent
+from ._hooks import ChangeEvent, ErrorEvent, FetchEvent, Hooks, PollEvent, RoleEvent
 from ._listeners import ChangeListener
 from ._models import ChangeType, ConfigChange, ConfigChangeEvent, NamespaceSnapshot, Source
 from ._reload import reload_server_on_change
@@ -50,6 +50,7 @@ __all__ = [
     "NamespaceStats",
     "NamespaceUnavailableError",
     "PollEvent",
+    "RoleEvent",
     "Source",
     "SyncApolloClient",
     "__version__",

@@ -17,6 +17,7 @@ from types import MappingProxyType, TracebackType
 from typing import Any, Self, TypeVar, overload
 
 from . import _process
+from . import _share as share_mod
 from ._cache import DiskCache
 from ._config import ClientOptions, options_from_env
 from ._discovery import ServicePool
@@ -24,11 +25,13 @@ from ._exceptions import (
     ClientStateError,
     NamespaceNotFoundError,
 )
-from ._hooks import Hooks, HookSet
+from ._hooks import Hooks, HookSet, RoleEvent
 from ._listeners import ChangeListener, ListenerRegistry, OnChange
 from ._loading import Loading, with_source
 from ._models import NamespaceSnapshot, Source
 from ._poller import NamespaceState, PollCuts, Poller, poll_groups
+from ._rendezvous import ShareUnavailable
+from ._sharewire import Release
 from ._stats import ClientStats, collect_stats
 from ._transport import Transport
 from ._wire import namespace_format
@@ -80,7 +83,8 @@ class ApolloClient(Loading, OnChange):
     Facade interface (internal, for :class:`~aioapollo.SyncApolloClient` and nothing else):
     ``_values`` and ``_snapshots`` are per-namespace dicts that are updated item by item and
     never replaced, so a facade may keep references for its read path; ``_suspend()`` stops
-    every task but keeps the values (a preforking master). Fork state is not part of it:
+    every task but keeps the values and ``_start(share=False)`` never joins a sharing group
+    (both for a preforking master, where nothing may keep running). Fork state is not part of it:
     both clients ask ``_process`` which generation they run in.
     """
 
@@ -134,6 +138,10 @@ class ApolloClient(Loading, OnChange):
         self._pool: ServicePool | None = None
         self._pollers: list[Poller] = []
         self._poll_cuts = PollCuts()  # one per client: a proxy's cuts are warned about once
+        #: The tasks that poll Apollo from this process (none in a healthy follower).
+        self._remote: list[asyncio.Task[None]] = []
+        self._own_poll_success: float | None = None
+        self._share: share_mod.Sharing | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._locks: dict[str, asyncio.Lock] = {}
         self._ready: asyncio.Event | None = None
@@ -185,8 +193,11 @@ class ApolloClient(Loading, OnChange):
     @property
     def last_poll_success(self) -> float | None:
         """Epoch seconds of the last long poll answered with 200 or 304, if any."""
-        times = [p.last_success for p in self._pollers if p.last_success is not None]
-        return max(times, default=None)
+        own = self.own_poll_success()
+        share = self._share
+        if share is None or share.leader_poll_success is None:
+            return own
+        return max(own or 0.0, share.leader_poll_success)
 
     @property
     def poll_cuts(self) -> int:
@@ -358,7 +369,13 @@ class ApolloClient(Loading, OnChange):
         Returns once every namespace is loaded from Apollo or, when Apollo cannot serve it,
         from the local cache. Raises :class:`NamespaceUnavailableError` naming the namespaces
         neither could serve (unless ``allow_empty``); the client can then be started again.
+
+        With ``share_poll=True`` the client joins its host's sharing group first: it leads
+        (polls Apollo and pushes to the others) or loads from the leader and follows it.
         """
+        await self._start(share=self._options.share_poll)
+
+    async def _start(self, *, share: bool) -> None:
         _process.install()
         if self._state in (ClientState.STARTING, ClientState.RUNNING):
             if self._generation == _process.current():
@@ -375,6 +392,7 @@ class ApolloClient(Loading, OnChange):
         self._locks = {name: asyncio.Lock() for name in self._states}
         transport = self._transport = Transport(self._options)
         pool = self._pool = ServicePool(self._options, transport)
+        sharing = self._share = self._join_group() if share else None
         # The dispatcher runs before the load: when warm values (inherited across fork, or
         # kept by _suspend) differ from what Apollo serves now, that is a real change that
         # this process's listeners must hear about. It is scheduled before any fetch can
@@ -383,29 +401,28 @@ class ApolloClient(Loading, OnChange):
         dispatcher = self._spawn(self._listeners.run(), "listeners")
         try:
             await transport.open()
-            await self._initial_load(pool)
+            if sharing is None:
+                await self._initial_load(pool)
+            else:
+                await self._load_shared(sharing, pool)
             if self._state is not ClientState.STARTING:
                 raise ClientStateError("the client was closed while starting")
         except BaseException:
             dispatcher.cancel()
             await asyncio.wait([dispatcher])
-            self._transport = self._pool = None
+            self._transport = self._pool = self._share = None
+            if sharing is not None:
+                await sharing.close()
             if self._state is ClientState.STARTING:
                 self._state = previous
             self._ready.set()
             await transport.close()
             raise
-        self._pollers = [
-            Poller(
-                self._options, transport, pool, group, self._refetch, self._hooks, self._poll_cuts
-            )
-            for group in poll_groups(self._options, self._states)
-        ]
-        self._tasks = [
-            *(self._spawn(poller.run(), "poll") for poller in self._pollers),
-            self._spawn(self._refresh_loop(), "refresh"),
-            dispatcher,
-        ]
+        self._tasks = [dispatcher]
+        if sharing is None or sharing.role == share_mod.LEADER or sharing.degraded:
+            self.start_polling()
+        if sharing is not None:
+            self._tasks.append(self._spawn(sharing.run(), "share"))
         self._state = ClientState.RUNNING
         self._live = True
         self._ready.set()
@@ -413,6 +430,143 @@ class ApolloClient(Loading, OnChange):
             "ApolloClient(%r) started: %s",
             self.app_id,
             ", ".join(f"{n}={s.source.value}" for n, s in self._snapshots.items()),
+        )
+
+    def _join_group(self) -> share_mod.Sharing | None:
+        """This client's sharing group, or None (solo, warned once) where it cannot share."""
+        sharing = share_mod.Sharing(self, self._options, self._role_changed)
+        try:
+            sharing.prepare()
+        except ShareUnavailable as exc:
+            share_mod.warn_solo(self.app_id, str(exc))
+            return None
+        return sharing
+
+    async def _load_shared(self, sharing: share_mod.Sharing, pool: ServicePool) -> None:
+        """Lead (and load from Apollo) or load from the leader; alone if none answers."""
+        if sharing.try_lead():
+            await sharing.lead("first of its group on this host")
+            await self._initial_load(pool)
+            sharing.loaded()
+            return
+        try:
+            joined = await sharing.join(share_mod.JOIN_TIMEOUT)
+        except ShareUnavailable as exc:
+            share_mod.warn_solo(self.app_id, str(exc))
+            joined = False
+        if not joined:
+            await self._initial_load(pool)
+            sharing.degraded = "no leader answered at start; polling Apollo from this process"
+            logger.warning("ApolloClient(%r): %s", self.app_id, sharing.degraded)
+
+    def _role_changed(self, change: share_mod.RoleChange) -> None:
+        if self._hooks:
+            self._hooks.role(
+                RoleEvent(
+                    self.app_id, change.role, change.previous, change.leader_pid, change.reason
+                )
+            )
+
+    # ------------------------------------------------------------------ polling Apollo
+
+    def start_polling(self) -> None:
+        """Poll Apollo from this process: the long poll(s) and the safety refresh."""
+        if self._remote or self._transport is None or self._pool is None:
+            return
+        transport, pool, share = self._transport, self._pool, self._share
+        self._pollers = [
+            Poller(
+                self._options,
+                transport,
+                pool,
+                group,
+                self._refetch,
+                self._hooks,
+                self._poll_cuts,
+                on_advance=share.changed if share is not None else None,
+            )
+            for group in poll_groups(self._options, self._states)
+        ]
+        self._remote = [
+            *(self._spawn(poller.run(), "poll") for poller in self._pollers),
+            self._spawn(self._refresh_loop(), "refresh"),
+        ]
+
+    async def stop_polling(self) -> None:
+        """Stop polling Apollo from this process (a follower whose leader is back)."""
+        tasks, self._remote = self._remote, []
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        self._own_poll_success = self.own_poll_success()
+        self._pollers = []
+
+    # ------------------------------------------------------------------ sharing host
+
+    def share_release(self, name: str) -> Release | None:
+        snap = self._snapshots.get(name)
+        if snap is None:
+            return None
+        state = self._states[name]
+        return Release(
+            namespace=name,
+            release_key=snap.release_key,
+            notification_id=state.notification_id,
+            messages=dict(state.messages),
+            items=snap._dict,
+            source=snap.source.value,
+            synced_at=self._synced.get(name),
+        )
+
+    def share_states(self) -> dict[str, tuple[int, str | None]]:
+        return {
+            name: (
+                state.notification_id,
+                snap.release_key if (snap := self._snapshots.get(name)) else None,
+            )
+            for name, state in self._states.items()
+        }
+
+    def apply_shared(self, release: Release) -> bool:
+        name = release.namespace
+        state = self._states.get(name)
+        if state is None:
+            return False
+        held = self._snapshots.get(name)
+        synced = self._synced.get(name)
+        if release.synced_at is not None and (synced is None or release.synced_at > synced):
+            self._synced[name] = release.synced_at
+        if held is None:
+            newer = True
+        elif release.notification_id != state.notification_id:
+            newer = release.notification_id > state.notification_id
+        elif release.release_key == held.release_key and release.source == held.source.value:
+            newer = False
+        elif held.source is not Source.REMOTE and release.source == Source.REMOTE.value:
+            newer = True
+        else:  # same id, another release (a safety refresh): the later confirmed one wins
+            newer = (release.synced_at or 0.0) > (synced or 0.0)
+        if not newer:
+            return False
+        state.notification_id = max(state.notification_id, release.notification_id)
+        state.messages = dict(release.messages)
+        try:
+            source = Source(release.source)
+        except ValueError:
+            source = Source.REMOTE
+        self._install(name, release.items, release.release_key, source, emit=held is not None)
+        return True
+
+    def share_healthy(self) -> bool:
+        return self._state is ClientState.RUNNING and all(
+            s.source is Source.REMOTE for s in self._snapshots.values()
+        )
+
+    def own_poll_success(self) -> float | None:
+        return max(
+            (p.last_success for p in self._pollers if p.last_success is not None),
+            default=self._own_poll_success,
         )
 
     def _spawn(self, coro: Any, what: str) -> asyncio.Task[None]:
@@ -448,7 +602,8 @@ class ApolloClient(Loading, OnChange):
 
     async def _stop_tasks(self) -> None:
         self._live = False
-        tasks, self._tasks = self._tasks, []
+        tasks, self._tasks = [*self._remote, *self._tasks], []
+        self._remote = []
         try:
             for task in tasks:
                 task.cancel()
@@ -457,6 +612,9 @@ class ApolloClient(Loading, OnChange):
                 for task in pending:
                     logger.warning("task %s did not stop within close_timeout", task.get_name())
         finally:
+            share, self._share = self._share, None
+            if share is not None:
+                await share.close()
             transport, self._transport = self._transport, None
             if transport is not None:
                 await transport.close()
@@ -490,7 +648,13 @@ class ApolloClient(Loading, OnChange):
             return
         # Every task, lock and socket belongs to the parent's loop: drop them untouched, but
         # keep them referenced (see _process.keep_forever).
-        _process.keep_forever(self._tasks, self._locks, self._ready, self._closed, self._pollers)
+        _process.keep_forever(
+            self._tasks, self._remote, self._locks, self._ready, self._closed, self._pollers
+        )
+        if self._share is not None:
+            self._share.forked()  # closes the inherited lock and sockets, never unlocks
+            self._share = None
+        self._remote = []
         self._live = False
         self._state = ClientState.FORKED
         self._tasks = []

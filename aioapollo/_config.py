@@ -157,6 +157,13 @@ class ClientOptions:
     #: against the system's CAs; an :class:`ssl.SSLContext` is used as given (e.g. one that
     #: trusts a private CA); ``False`` turns verification off.
     ssl: ssl.SSLContext | bool | None = None
+    #: Share one long poll among the processes of this host that have the same options
+    #: (see docs/sharing.md): one leader polls Apollo and pushes releases to the others.
+    share_poll: bool = False
+    #: Where the group's lock and socket live: a private (0700) directory of this user.
+    #: ``None``: ``$XDG_RUNTIME_DIR/aioapollo``, else ``<tmp>/aioapollo-<euid>``, chosen by
+    #: ``start()`` (a server may drop privileges after importing the app).
+    share_dir: Path | None = None
 
     def __repr__(self) -> str:
         # The secret is left out and server URLs lose any user:password (basic auth).
@@ -222,6 +229,8 @@ class ClientOptions:
     ) -> ClientOptions:
         """Normalise the constructor's friendlier argument forms."""
         names = (namespaces,) if isinstance(namespaces, str) else tuple(namespaces)
+        if kwargs.get("share_dir") is not None:
+            kwargs["share_dir"] = Path(kwargs["share_dir"])
         if cache_dir is ...:
             path: Path | None = default_cache_dir()
         else:
@@ -243,7 +252,8 @@ def options_from_env(environ: Mapping[str, str] | None = None, **overrides: Any)
     (or the older ``APOLLO_ACCESSKEY_SECRET``), ``APOLLO_LABEL``, ``IDC``, ``APOLLO_CLUSTER``
     (else the IDC, else ``default``), ``APOLLO_CACHE_DIR`` (or ``APOLLO_CACHEDIR``),
     ``APOLLO_CACHE_FILE_ENABLE=false`` to disable the cache, and ``APOLLO_NAMESPACES``
-    (comma separated; aioapollo's own). Keyword overrides win over the environment.
+    (comma separated; aioapollo's own), ``APOLLO_SHARE_POLL=true`` and ``APOLLO_SHARE_DIR``
+    (aioapollo's own: one long poll per host). Keyword overrides win over the environment.
     """
     env = os.environ if environ is None else environ
 
@@ -278,6 +288,11 @@ def options_from_env(environ: Mapping[str, str] | None = None, **overrides: Any)
         found["cache_dir"] = None
     elif (cache := pick("APOLLO_CACHE_DIR", "APOLLO_CACHEDIR")) is not None:
         found["cache_dir"] = cache
+    share = pick("APOLLO_SHARE_POLL")
+    if share is not None:
+        found["share_poll"] = share.lower() in ("1", "true", "yes", "on")
+    if (share_dir := pick("APOLLO_SHARE_DIR")) is not None:
+        found["share_dir"] = share_dir
     if "config_server" in overrides or "meta_server" in overrides:
         found.pop("config_server", None)
         found.pop("meta_server", None)

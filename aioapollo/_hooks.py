@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from ._exceptions import ApolloError, ApolloHTTPStatusError
 from ._models import Source
 
-__all__ = ["ChangeEvent", "ErrorEvent", "FetchEvent", "HookSet", "Hooks", "PollEvent"]
+__all__ = [
+    "ChangeEvent",
+    "ErrorEvent",
+    "FetchEvent",
+    "HookSet",
+    "Hooks",
+    "PollEvent",
+    "RoleEvent",
+]
 
 logger = logging.getLogger("aioapollo")
 
@@ -123,6 +131,25 @@ class ErrorEvent:
         return name
 
 
+@dataclass(frozen=True, slots=True)
+class RoleEvent:
+    """A client's role in its host's sharing group changed (``share_poll=True``).
+
+    Attributes:
+        app_id: The client's appId.
+        role: ``"leader"`` (polls Apollo, pushes to the others) or ``"follower"``.
+        previous: The role before: ``"solo"`` at start, else the other role.
+        leader_pid: The leader's pid as this client knows it.
+        reason: Why, in words (first of its group, took over from a dead leader, ...).
+    """
+
+    app_id: str
+    role: str
+    previous: str
+    leader_pid: int | None
+    reason: str
+
+
 class Hooks:
     """Base class of observability hooks: every method is a no-op; override what you need.
 
@@ -149,6 +176,9 @@ class Hooks:
 
     def on_error(self, event: ErrorEvent) -> None:
         """A poll, fetch or service discovery failed."""
+
+    def on_role(self, event: RoleEvent) -> None:
+        """This client became its sharing group's leader or a follower (a failover)."""
 
 
 class HookSet:
@@ -191,6 +221,11 @@ class HookSet:
         """Report a failed operation."""
         for hook in self._hooks:
             self._call(hook, "on_error", event)
+
+    def role(self, event: RoleEvent) -> None:
+        """Report a change of sharing role."""
+        for hook in self._hooks:
+            self._call(hook, "on_role", event)
 
     def _call(self, hook: Hooks, method: str, event: object) -> None:
         try:

@@ -29,6 +29,7 @@ from ._models import ConfigChangeEvent, NamespaceSnapshot, Source, diff_items
 from ._parsing import parse_content
 from ._poller import NamespaceState
 from ._protocol import ConfigReply, config_target, parse_config
+from ._share import FOLLOWER, Sharing
 from ._transport import Reply, Transport, config_status_error
 
 __all__ = ["Loading", "with_source"]
@@ -52,6 +53,7 @@ class Loading:
     _hooks: HookSet
     _synced: dict[str, float]
     _refetch_failures: dict[str, int]
+    _share: Sharing | None
 
     @property
     def app_id(self) -> str:
@@ -281,6 +283,8 @@ class Loading:
         )
         self._snapshots[name] = snap
         self._values[name] = snap._dict
+        if self._share is not None:
+            self._share.changed(name)  # a leader pushes it to its followers
         if held is None:
             # First load: nothing to tell listeners, and a per-key diff against nothing costs
             # one object per key (0.24 s of a 0.38 s start with 100k keys).
@@ -308,6 +312,8 @@ class Loading:
 
     async def _save(self, name: str) -> None:
         snap = self._snapshots[name]
+        if self._share is not None and self._share.role == FOLLOWER:
+            return  # the leader writes the cache of its group
         if self._cache is not None and snap.source is Source.REMOTE:
             cache = self._cache
             # Let the listener dispatcher deliver this change first: the write (json.dumps in

@@ -143,6 +143,7 @@ class Poller:
         refetch: Refetch,
         hooks: HookSet | None = None,
         cuts: PollCuts | None = None,
+        on_advance: Callable[[str], None] | None = None,
     ) -> None:
         self._options = options
         self.cuts = PollCuts() if cuts is None else cuts
@@ -151,6 +152,8 @@ class Poller:
         self._pool = pool
         self._states = states
         self._refetch = refetch
+        #: Told of each namespace whose notification id advanced (a sharing leader pushes it).
+        self._on_advance = on_advance
         self._by_reply_name: dict[str, list[str]] = {}
         for name in states:
             self._by_reply_name.setdefault(strip_properties(name), []).append(name)
@@ -253,6 +256,8 @@ class Poller:
             state = self._states[name]
             state.notification_id = max(state.notification_id, targets[name][0])
             state.messages = targets[name][1]
+            if self._on_advance is not None:
+                self._on_advance(name)
         return done >= targets.keys()
 
     def _report(self, base: str, notes: list[Notification] | None, started: float) -> None:

@@ -72,6 +72,17 @@ class ClientStats:
         namespaces: Per-namespace details.
         poll_cuts: Long polls a reverse proxy cut at about the hold time (a 502, 504 or
             closed connection; handled like a 304). Not 0: raise that proxy's timeout.
+        role: ``"solo"`` (its own long poll), or with ``share_poll=True`` ``"leader"`` (polls
+            Apollo for its host's group) or ``"follower"`` (gets the leader's releases).
+        leader_pid: The group leader's pid (``None`` when solo).
+        followers: How many followers a leader serves (``None`` unless leading).
+        group: The sharing group's fingerprint (``None`` when solo): processes share only
+            when theirs are equal. Derived from the options; the secret only as a keyed hash.
+        degraded: Why this client does less than it should, or ``None``; e.g. a follower
+            whose leader went silent and that polls Apollo itself meanwhile.
+        failovers: How many times this client saw its group's leader go away.
+        leader_healthy: A follower's view of its leader's health (``None`` otherwise).
+        in_sync: Whether a follower holds what its leader's last heartbeat listed.
     """
 
     app_id: str
@@ -82,13 +93,26 @@ class ClientStats:
     last_sync: float | None
     namespaces: Mapping[str, NamespaceStats]
     poll_cuts: int = 0
+    role: str = "solo"
+    leader_pid: int | None = None
+    followers: int | None = None
+    group: str | None = None
+    degraded: str | None = None
+    failovers: int = 0
+    leader_healthy: bool | None = None
+    in_sync: bool | None = None
 
     @property
     def healthy(self) -> bool:
-        """Running in this process with every namespace served by Apollo itself."""
-        return self.state == "running" and all(
+        """Running with every namespace served by Apollo; a follower also needs a healthy
+        leader whose last heartbeat matches what it holds (or, degraded, its own polls)."""
+        if self.state != "running" or not all(
             ns.source is Source.REMOTE for ns in self.namespaces.values()
-        )
+        ):
+            return False
+        if self.role == "follower" and self.degraded is None:
+            return bool(self.leader_healthy) and bool(self.in_sync)
+        return True
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form, e.g. for ``return JSONResponse(client.stats().as_dict())``."""
@@ -101,6 +125,14 @@ class ClientStats:
             "last_poll_success": self.last_poll_success,
             "last_sync": self.last_sync,
             "poll_cuts": self.poll_cuts,
+            "role": self.role,
+            "leader_pid": self.leader_pid,
+            "followers": self.followers,
+            "group": self.group,
+            "degraded": self.degraded,
+            "failovers": self.failovers,
+            "leader_healthy": self.leader_healthy,
+            "in_sync": self.in_sync,
             "namespaces": {name: ns.as_dict() for name, ns in self.namespaces.items()},
         }
 
@@ -140,4 +172,22 @@ def collect_stats(
         last_sync=max(times) if times else None,
         namespaces=MappingProxyType(namespaces),
         poll_cuts=client.poll_cuts,
+        **_sharing_stats(client),
     )
+
+
+def _sharing_stats(client: ApolloClient) -> dict[str, Any]:
+    share = client._share
+    if share is None:
+        return {}
+    following = share.role == "follower"
+    return {
+        "role": share.role,
+        "leader_pid": share.leader_pid,
+        "followers": share.followers if share.role == "leader" else None,
+        "group": share.fingerprint,
+        "degraded": share.degraded,
+        "failovers": share.failovers,
+        "leader_healthy": share.leader_healthy if following else None,
+        "in_sync": share.in_sync if following else None,
+    }

@@ -299,7 +299,8 @@ class SyncApolloClient(OnChange):
             self._started, self._start_generation = True, generation
 
     async def _load_and_suspend(self) -> None:
-        await self._client.start()
+        # A preforking master never leads a sharing group: nothing may keep running here.
+        await self._client._start(share=False)
         await self._client._suspend()
 
     def close(self) -> None:

@@ -62,6 +62,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
             value=await apollo.get("greeting"),
             source=apollo.sources["application"].value,
             imported_in=IMPORTED_IN,
+            role=apollo.stats().role,  # "solo", or with APOLLO_SHARE_POLL=true leader/follower
         )
         yield state
     report("stopped", state=apollo.state.value)

@@ -87,7 +87,12 @@ class Run:
     """One server process (its own session, so its whole tree can be checked and reaped)."""
 
     def __init__(
-        self, case: Case, apollo: ApolloTestServer, tmp_path: Path, app_id: str = APP_ID
+        self,
+        case: Case,
+        apollo: ApolloTestServer,
+        tmp_path: Path,
+        app_id: str = APP_ID,
+        **extra_env: str,
     ) -> None:
         self.case = case
         self.report = tmp_path / "report.jsonl"
@@ -103,6 +108,7 @@ class Run:
             ),
             "PYTHONWARNINGS": "default",  # show every warning once, so the log check sees it
             "PYTHONUNBUFFERED": "1",
+            **extra_env,
         }
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(

@@ -1,0 +1,179 @@
+"""One long poll per host (share_poll=True) inside one process: election, push, failover.
+
+Several clients in one process stand for several processes: the leader lock is an ``flock``,
+which conflicts between two open files of one process just as between processes, and the
+followers talk to the leader over the real Unix socket. Real worker processes are in
+tests/test_share_servers.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aioapollo import ApolloClient, ConfigChangeEvent, Hooks, RoleEvent
+from aioapollo.testing import ApolloTestServer
+
+from .conftest import APP, ClientFactory
+
+
+class Roles(Hooks):
+    def __init__(self) -> None:
+        self.events: list[RoleEvent] = []
+
+    def on_role(self, event: RoleEvent) -> None:
+        self.events.append(event)
+
+
+class Heard:
+    """Collects one client's change events; ``next()`` waits for the next one."""
+
+    def __init__(self, client: ApolloClient) -> None:
+        self.queue: asyncio.Queue[ConfigChangeEvent] = asyncio.Queue()
+        client.on_change(self._on)
+
+    async def _on(self, event: ConfigChangeEvent) -> None:
+        await self.queue.put(event)
+
+    async def next(self, timeout: float = 5.0) -> ConfigChangeEvent:
+        async with asyncio.timeout(timeout):
+            return await self.queue.get()
+
+
+@pytest.fixture
+def shared(make_client: ClientFactory, tmp_path: Path) -> Any:
+    share_dir = tmp_path / "share"
+
+    def factory(**kwargs: Any) -> ApolloClient:
+        kwargs.setdefault("share_dir", share_dir)
+        return make_client(share_poll=True, **kwargs)
+
+    return factory
+
+
+async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():  # noqa: ASYNC110 - state changed by the client's own tasks
+            await asyncio.sleep(0.01)
+
+
+async def test_one_leader_polls_and_every_client_hears_a_publish(
+    server: ApolloTestServer, shared: Any
+) -> None:
+    roles = Roles()
+    clients = [shared(hooks=[roles]) for _ in range(4)]
+    for client in clients:
+        await client.start()
+    stats = [c.stats() for c in clients]
+    assert [s.role for s in stats].count("leader") == 1
+    assert [s.role for s in stats].count("follower") == 3
+    leader = next(c for c in clients if c.stats().role == "leader")
+    assert {s.group for s in stats} == {leader.stats().group}
+    assert all(s.leader_pid == os.getpid() for s in stats)
+    await server.wait_for_polls(1)
+    assert server.held_polls == 1
+    await wait_for(lambda: leader.stats().followers == 3)
+    await wait_for(lambda: all(c.stats().healthy for c in clients))
+    heard = [Heard(c) for c in clients]
+    before = len(server.requests)
+    server.publish(APP, "application", {"greeting": "bonjour", "timeout": "30"})
+    events = [await h.next() for h in heard]
+    assert all(e.changed_keys == {"greeting"} for e in events)
+    assert all(c.get_nowait("greeting") == "bonjour" for c in clients)
+    assert {c.notification_ids["application"] for c in clients} == {
+        leader.notification_ids["application"]
+    }
+    assert server.held_polls == 1
+    # The group fetched the new release once (a solo client each would have fetched 4x).
+    fetches = [r for r in server.requests[before:] if r.path.startswith("/configs/")]
+    assert len(fetches) == 1
+    assert [e.role for e in roles.events].count("leader") == 1
+
+
+async def test_followers_fire_listeners_once_per_change_and_never_on_first_load(
+    server: ApolloTestServer, shared: Any
+) -> None:
+    leader = shared()
+    await leader.start()
+    follower = shared()
+    heard = Heard(follower)
+    await follower.start()
+    assert follower.stats().role == "follower"
+    for n in range(3):
+        server.publish(APP, "application", {"greeting": f"v{n}", "timeout": "30"})
+        event = await heard.next()
+        assert event.snapshot.get("greeting") == f"v{n}"
+    assert heard.queue.empty()
+
+
+async def test_the_leader_goes_away_and_a_follower_takes_over_without_missing_a_release(
+    server: ApolloTestServer, shared: Any
+) -> None:
+    first = shared()
+    await first.start()
+    followers = [shared() for _ in range(2)]
+    for f in followers:
+        await f.start()
+    heard = [Heard(f) for f in followers]
+    await first.aclose()  # the leader leaves: EOF on every follower
+    # A publish right away, during the failover: every survivor must see it.
+    server.publish(APP, "application", {"greeting": "during", "timeout": "30"})
+    for h in heard:
+        assert (await h.next()).snapshot.get("greeting") == "during"
+    await wait_for(lambda: sorted(f.stats().role for f in followers) == ["follower", "leader"])
+    assert all(f.stats().failovers == 1 for f in followers)
+    new_leader = next(f for f in followers if f.stats().role == "leader")
+    await wait_for(lambda: new_leader.stats().followers == 1)
+    server.publish(APP, "application", {"greeting": "after", "timeout": "30"})
+    for h in heard:
+        assert (await h.next()).snapshot.get("greeting") == "after"
+    await server.wait_for_polls(1)
+    assert all(h.queue.empty() for h in heard)
+
+
+async def test_different_options_make_separate_groups(
+    server: ApolloTestServer, shared: Any
+) -> None:
+    plain, labelled = shared(), shared(label="canary")
+    await plain.start()
+    await labelled.start()
+    assert plain.stats().role == labelled.stats().role == "leader"
+    assert plain.stats().group != labelled.stats().group
+    await server.wait_for_polls(2)
+
+
+async def test_a_secret_changes_the_group_and_never_shows_in_it(
+    shared: Any,
+) -> None:
+    a, b = shared(secret="s3cret-one"), shared(secret="s3cret-two")
+    group_a = a._join_group()
+    group_b = b._join_group()
+    assert group_a is not None and group_b is not None
+    assert group_a.fingerprint != group_b.fingerprint
+    assert "s3cret" not in group_a.fingerprint
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o750])
+async def test_a_share_dir_others_can_enter_runs_solo_with_one_warning(
+    server: ApolloTestServer,
+    shared: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    mode: int,
+) -> None:
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    loose.chmod(mode)
+    client = shared(share_dir=loose)
+    with caplog.at_level(logging.WARNING, logger="aioapollo"):
+        await client.start()
+    assert client.stats().role == "solo"
+    warnings = [r for r in caplog.records if "runs solo" in r.getMessage()]
+    assert len(warnings) == 1
+    assert oct(mode)[2:] in warnings[0].getMessage()
+    await server.wait_for_polls(1)
