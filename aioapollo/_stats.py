@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from ._listeners import ListenerStats
 from ._models import NamespaceSnapshot, Source
 
 if TYPE_CHECKING:
@@ -70,6 +71,8 @@ class ClientStats:
         last_poll_success: Epoch seconds of the last long poll answered 200/304.
         last_sync: Epoch seconds of the last successful exchange with Apollo (poll or fetch).
         namespaces: Per-namespace details.
+        listeners: Change-listener dispatch counters (queue depth, abandoned calls, ...),
+            when collected.
     """
 
     app_id: str
@@ -79,6 +82,7 @@ class ClientStats:
     last_poll_success: float | None
     last_sync: float | None
     namespaces: Mapping[str, NamespaceStats]
+    listeners: ListenerStats | None = None
 
     @property
     def healthy(self) -> bool:
@@ -89,7 +93,7 @@ class ClientStats:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form, e.g. for ``return JSONResponse(client.stats().as_dict())``."""
-        return {
+        shown: dict[str, Any] = {
             "app_id": self.app_id,
             "cluster": self.cluster,
             "state": self.state,
@@ -99,6 +103,9 @@ class ClientStats:
             "last_sync": self.last_sync,
             "namespaces": {name: ns.as_dict() for name, ns in self.namespaces.items()},
         }
+        if self.listeners is not None:
+            shown["listeners"] = self.listeners.as_dict()
+        return shown
 
 
 def collect_stats(

@@ -7,6 +7,7 @@ that falls behind gets one event per namespace, the diff from what it last saw t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
@@ -15,8 +16,16 @@ from typing import Any
 
 import pytest
 
-from aioapollo import ApolloClient, ChangeType, ClientOptions, ConfigChangeEvent, SyncApolloClient
-from aioapollo._listeners import ListenerRegistry, ListenerStats
+from aioapollo import (
+    ApolloClient,
+    ChangeType,
+    ClientOptions,
+    ClientStats,
+    ConfigChangeEvent,
+    ListenerStats,
+    SyncApolloClient,
+)
+from aioapollo._listeners import ListenerRegistry
 from aioapollo.testing import ApolloTestServer
 
 from ._workers import Changes, aioapollo_threads
@@ -406,6 +415,20 @@ async def test_stats_count_errors_and_show_the_shape(
         listeners=2, queue_depth=0, coalesced=0, abandoned=0, stalled=0, errors=1
     )
     assert stats.as_dict()["errors"] == 1
+
+
+def test_client_stats_carry_listener_counters_once_given() -> None:
+    stats = ClientStats("app", "default", "running", 1, None, None, {})
+    assert "listeners" not in stats.as_dict()  # not collected: the summary is unchanged
+    counted = dataclasses.replace(stats, listeners=ListenerRegistry().stats())
+    assert counted.as_dict()["listeners"] == {
+        "listeners": 0,
+        "queue_depth": 0,
+        "coalesced": 0,
+        "abandoned": 0,
+        "stalled": 0,
+        "errors": 0,
+    }
 
 
 # ---------------------------------------------------------------------- SyncApolloClient
