@@ -16,7 +16,7 @@ from ._exceptions import (
     NamespaceUnavailableError,
 )
 from ._hooks import ChangeEvent, ErrorEvent, FetchEvent, Hooks, PollEvent, RoleEvent
-from ._listeners import ChangeListener
+from ._listeners import ChangeListener, ListenerStats
 from ._models import ChangeType, ConfigChange, ConfigChangeEvent, NamespaceSnapshot, Source
 from ._reload import reload_server_on_change
 from ._stats import ClientStats, NamespaceStats
@@ -45,6 +45,7 @@ __all__ = [
     "ErrorEvent",
     "FetchEvent",
     "Hooks",
+    "ListenerStats",
     "NamespaceNotFoundError",
     "NamespaceSnapshot",
     "NamespaceStats",

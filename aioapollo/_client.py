@@ -130,7 +130,9 @@ class ApolloClient(Loading, OnChange):
         self._snapshots: dict[str, NamespaceSnapshot] = {}
         self._states = {name: NamespaceState(name) for name in opts.namespaces}
         self._formats = {name: namespace_format(name) for name in opts.namespaces}
-        self._listeners = ListenerRegistry()
+        self._listeners = ListenerRegistry(
+            timeout=opts.listener_timeout, close_timeout=opts.close_timeout
+        )
         self._cache = (
             DiskCache(opts.cache_dir, opts.app_id, opts.cluster) if opts.cache_dir else None
         )

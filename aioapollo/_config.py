@@ -164,6 +164,10 @@ class ClientOptions:
     #: ``None``: ``$XDG_RUNTIME_DIR/aioapollo``, else ``<tmp>/aioapollo-<euid>``, chosen by
     #: ``start()`` (a server may drop privileges after importing the app).
     share_dir: Path | None = None
+    #: How long one change-listener call may take. Past it, a coroutine listener is
+    #: cancelled and a plain one is left to finish on its own (it gets no events until it
+    #: does); the other listeners go on. ``None`` waits for ever.
+    listener_timeout: float | None = 60.0
 
     def __repr__(self) -> str:
         # The secret is left out and server URLs lose any user:password (basic auth).
@@ -206,6 +210,8 @@ class ClientOptions:
             )
         if self.ssl is not None and not isinstance(self.ssl, bool | ssl.SSLContext):
             raise TypeError("ssl must be an ssl.SSLContext, True/None (verify) or False")
+        if self.listener_timeout is not None and not self.listener_timeout > 0:
+            raise ValueError("listener_timeout must be a positive number of seconds or None")
         if self.max_body_bytes < 1:
             raise ValueError("max_body_bytes must be positive")
         if not self.server_hold > 0:

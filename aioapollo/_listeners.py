@@ -1,9 +1,24 @@
-"""Change listeners: registration with key/prefix/namespace filters, and ordered dispatch.
+"""Change listeners: registration with key/prefix/namespace filters, and bounded dispatch.
 
-Events are queued by the poller and delivered by a separate dispatcher task, so a slow
-listener never delays polling. Each event goes to the matching listeners in registration
-order; coroutine listeners are awaited, plain callables run in a worker thread so they cannot
-block the event loop. A listener that raises is logged and the others still run.
+Events are queued by the poller and delivered by a dispatcher task, so a slow listener never
+delays polling. Each event goes to the matching listeners in registration order; coroutine
+listeners are awaited on the loop, plain callables run on one reusable worker thread so they
+cannot block it. A listener that raises is logged and the others still run.
+
+Nothing here can grow without bound or be held up for ever by one listener:
+
+- The queue holds at most one event per namespace. A release of a namespace whose event is
+  still waiting is folded into it: the combined event is the diff from the values before the
+  first release to the newest ones (A -> B -> A cancels out), so the queue is bounded by the
+  namespace count and always leads to the latest state.
+- A call that passes ``timeout`` (``listener_timeout``) is given up on. A coroutine is
+  cancelled. A thread cannot be: it goes on as a daemon, and a fresh worker thread serves the
+  next call. Until the abandoned call returns, that listener's events are held back (folded
+  per namespace the same way) and then delivered: one event per namespace, the diff from what
+  it last saw to now. So there is at most one abandoned thread per listener.
+- A coroutine listener that ignores its cancellation holds up the task running it, so calls
+  run in a delivery task that the dispatcher replaces when one is stuck; on close, the
+  dispatcher waits for that task at most ``close_timeout`` and ends regardless.
 """
 
 from __future__ import annotations
@@ -12,19 +27,26 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any, TypeAlias, TypeVar, overload
 
 from . import _threads
-from ._models import ConfigChangeEvent
+from ._models import ChangeType, ConfigChange, ConfigChangeEvent, NamespaceSnapshot
 
-__all__ = ["ChangeListener", "ListenerRegistry", "OnChange"]
+__all__ = ["ChangeListener", "ListenerRegistry", "ListenerStats", "OnChange"]
 
 logger = logging.getLogger("aioapollo")
 
 ChangeListener: TypeAlias = Callable[[ConfigChangeEvent], Awaitable[None] | None]
 
+#: ``ClientOptions.listener_timeout`` and ``close_timeout``'s defaults (a test keeps them equal).
+DEFAULT_TIMEOUT: float | None = 60.0
+DEFAULT_CLOSE_TIMEOUT = 5.0
+
+#: Share of ``close_timeout`` the dispatcher waits for a cancelled call at close, so that it
+#: has ended by the time the client's own wait (``close_timeout``) looks at it.
+_CLOSE_SHARE = 0.9
 
 L = TypeVar("L", bound=ChangeListener)
 
@@ -68,8 +90,9 @@ class OnChange:
         The listener gets a :class:`ConfigChangeEvent` once per real change of a namespace
         (never for the first load), in every process that polls. With ``keys``/``prefixes``
         it is called only when a changed key matches; with ``namespaces`` only for those
-        namespaces. Coroutine functions run on the client's loop, plain functions in a helper
-        thread.
+        namespaces. Coroutine functions run on the client's loop, plain functions on the
+        client's listener thread. A listener that falls behind gets one event spanning the
+        releases it missed (``event.releases``); see docs/listeners.md.
         """
         if listener is not None:
             self.add_listener(listener)
@@ -83,26 +106,173 @@ class OnChange:
 
 
 @dataclass(frozen=True, slots=True)
-class _Entry:
-    listener: ChangeListener
-    keys: frozenset[str]
-    prefixes: tuple[str, ...]
-    namespaces: frozenset[str]
+class ListenerStats:
+    """Counters of a client's listener dispatch (no config values).
 
-    def wants(self, event: ConfigChangeEvent) -> bool:
-        if self.namespaces and event.namespace not in self.namespaces:
-            return False
+    Attributes:
+        listeners: Registered listeners.
+        queue_depth: Events waiting: queued (at most one per namespace) or held back for a
+            listener whose abandoned call still runs (at most one per namespace each).
+        coalesced: Times an event was folded into a waiting one of the same namespace
+            instead of being delivered on its own.
+        abandoned: Calls given up on: past ``listener_timeout``, or still running at close.
+        stalled: Listeners whose abandoned call still runs (they get no events meanwhile;
+            for plain functions, each is one thread).
+        errors: Listener calls that raised.
+    """
+
+    listeners: int
+    queue_depth: int
+    coalesced: int
+    abandoned: int
+    stalled: int
+    errors: int
+
+    def as_dict(self) -> dict[str, int]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+class _Entry:
+    """One registered listener and its filters (changed in place when it is added again)."""
+
+    __slots__ = ("is_async", "keys", "listener", "namespaces", "prefixes")
+
+    def __init__(
+        self,
+        listener: ChangeListener,
+        keys: frozenset[str],
+        prefixes: tuple[str, ...],
+        namespaces: frozenset[str],
+    ) -> None:
+        self.listener = listener
+        self.keys = keys
+        self.prefixes = prefixes
+        self.namespaces = namespaces
+        self.is_async = inspect.iscoroutinefunction(listener) or inspect.iscoroutinefunction(
+            getattr(listener, "__call__", None)  # noqa: B004
+        )
+
+    def wants_namespace(self, namespace: str) -> bool:
+        return not self.namespaces or namespace in self.namespaces
+
+    def wants(self, changes: Mapping[str, ConfigChange]) -> bool:
         if not self.keys and not self.prefixes:
             return True
-        return any(key in self.keys or key.startswith(self.prefixes) for key in event.changes)
+        return any(key in self.keys or key.startswith(self.prefixes) for key in changes)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A namespace's changes waiting for delivery: one release or several folded together."""
+
+    namespace: str
+    changes: Mapping[str, ConfigChange]
+    snapshot: NamespaceSnapshot
+    releases: int
+
+    def then(self, newer: _Pending) -> _Pending:
+        """This change followed by ``newer``: the diff from before this one to after that."""
+        combined = dict(self.changes)
+        for key, change in newer.changes.items():
+            first = self.changes.get(key)
+            if first is None:
+                combined[key] = change
+                continue
+            old, new = first.old_value, change.new_value
+            if old == new:  # back where it was, or added then deleted
+                del combined[key]
+            else:
+                kind = (
+                    ChangeType.ADDED
+                    if old is None
+                    else ChangeType.DELETED
+                    if new is None
+                    else ChangeType.MODIFIED
+                )
+                combined[key] = ConfigChange(self.namespace, key, old, new, kind)
+        return _Pending(self.namespace, combined, newer.snapshot, self.releases + newer.releases)
+
+
+@dataclass(eq=False)
+class _Run:
+    """Delivery state of one dispatcher run (``open()`` starts a fresh one)."""
+
+    #: Events not yet handed to the listeners, in order, one per namespace.
+    pending: dict[str, _Pending] = field(default_factory=dict)
+    #: Per listener, what it has not been given yet, in order, one per namespace.
+    backlogs: dict[_Entry, dict[str, _Pending]] = field(default_factory=dict)
+    #: Listeners whose abandoned call still runs.
+    busy: set[_Entry] = field(default_factory=set)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Set when the delivery task must be replaced (stuck) or has ended.
+    replace: asyncio.Event = field(default_factory=asyncio.Event)
+    deliverer: asyncio.Task[None] | None = None
+    #: Delivery tasks replaced while stuck in a listener that ignores cancellation.
+    stuck: set[asyncio.Task[None]] = field(default_factory=set)
+    worker: _Worker | None = None
+
+
+class _Worker:
+    """One OS thread that runs plain listeners' calls, one at a time, until retired."""
+
+    def __init__(self) -> None:
+        self._signal = _threads.allocate_lock()  # released = a job (or retirement) waits
+        self._signal.acquire()
+        self._job: Callable[[], None] | None = None
+        self.thread = _threads.OsThread(self._main, "aioapollo-listener")
+        self.thread.start()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Run ``job`` next (the previous one has reported back)."""
+        self._job = job
+        self._signal.release()
+
+    def retire(self) -> None:
+        """End the thread once its current call, if any, returns."""
+        self._job = None
+        with contextlib.suppress(RuntimeError):  # a signal is pending already
+            self._signal.release()
+
+    def _main(self) -> None:
+        while True:
+            self._signal.acquire()
+            job, self._job = self._job, None
+            if job is None:
+                return
+            job()
+
+
+class _Abandoned(Exception):
+    """A plain listener's call passed its timeout (internal)."""
 
 
 class ListenerRegistry:
-    """Holds listeners and delivers events to them from one dispatcher task."""
+    """Holds listeners and delivers events to them; see the module docstring.
 
-    def __init__(self) -> None:
+    Args:
+        timeout: How long one call may take before it is abandoned (``None``: no limit).
+        close_timeout: How long calls get to stop once cancelled, at close or at a timeout.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+    ) -> None:
+        self._timeout = timeout
+        self._close_timeout = close_timeout
         self._entries: list[_Entry] = []
-        self._queue: asyncio.Queue[ConfigChangeEvent] | None = None
+        self._run: _Run | None = None
+        #: Delivery tasks given up on at close, kept referenced until they end.
+        self._orphans: set[asyncio.Task[None]] = set()
+        #: See :class:`ListenerStats`.
+        self.coalesced = 0
+        self.abandoned = 0
+        self.errors = 0
+
+    # ------------------------------------------------------------------ registration
 
     def add(
         self,
@@ -120,9 +290,11 @@ class ListenerRegistry:
         entry = _Entry(
             listener, frozenset(keys or ()), tuple(prefixes or ()), frozenset(namespaces or ())
         )
-        for i, existing in enumerate(self._entries):
+        for existing in self._entries:
             if existing.listener == listener:  # == so bound methods match
-                self._entries[i] = entry
+                # Same entry, new filters: whatever it is owed or running stays its own.
+                existing.keys, existing.prefixes = entry.keys, entry.prefixes
+                existing.namespaces = entry.namespaces
                 return
         self._entries.append(entry)
 
@@ -137,74 +309,305 @@ class ListenerRegistry:
     def __len__(self) -> int:
         return len(self._entries)
 
+    # ------------------------------------------------------------------ counters
+
+    @property
+    def queue_depth(self) -> int:
+        """Events waiting for delivery (see :class:`ListenerStats`)."""
+        run = self._run
+        if run is None:
+            return 0
+        return len(run.pending) + sum(len(backlog) for backlog in list(run.backlogs.values()))
+
+    @property
+    def stalled(self) -> int:
+        """Listeners whose abandoned call still runs."""
+        run = self._run
+        return 0 if run is None else len(run.busy)
+
+    def stats(self) -> ListenerStats:
+        """All counters at once."""
+        return ListenerStats(
+            listeners=len(self._entries),
+            queue_depth=self.queue_depth,
+            coalesced=self.coalesced,
+            abandoned=self.abandoned,
+            stalled=self.stalled,
+            errors=self.errors,
+        )
+
+    # ------------------------------------------------------------------ dispatch
+
     def emit(self, event: ConfigChangeEvent) -> None:
-        """Queue an event for the dispatcher (dropped when no dispatcher runs)."""
-        if self._queue is not None and self._entries:
-            self._queue.put_nowait(event)
+        """Queue an event for the dispatcher (dropped when no dispatcher runs).
+
+        An event of a namespace that still has one waiting is folded into it.
+        """
+        run = self._run
+        if run is None or not self._entries:
+            return
+        item = _Pending(event.namespace, event.changes, event.snapshot, event.releases)
+        held = run.pending.get(event.namespace)
+        if held is None:
+            run.pending[event.namespace] = item
+        else:
+            run.pending[event.namespace] = held.then(item)
+            self.coalesced += 1
+        run.wake.set()
 
     def open(self) -> None:
         """Start accepting events (a fresh queue: one from before a fork is the parent's)."""
-        self._queue = asyncio.Queue()
+        self._run = _Run()
 
     async def run(self) -> None:
-        """The dispatcher task: deliver queued events until cancelled."""
-        queue = self._queue
-        if queue is None:
+        """The dispatcher task: deliver queued events until cancelled.
+
+        Calls run in a delivery task of their own, replaced when a listener holds it past
+        its timeout by ignoring its cancellation. Cancelled, this stops the delivery within
+        ``close_timeout`` whatever the listeners do.
+        """
+        run = self._run
+        if run is None:
             raise RuntimeError("open() the registry before running its dispatcher")
+        name = f"{_task_name()}-delivery"
         try:
             while True:
-                event = await queue.get()
-                for entry in list(self._entries):
-                    if entry.wants(event):
-                        await self._call(entry.listener, event)
+                run.replace.clear()
+                task = asyncio.create_task(self._deliver(run), name=name)
+                run.deliverer = task
+                task.add_done_callback(lambda t: run.replace.set() if run.deliverer is t else None)
+                await run.replace.wait()
+                if run.deliverer is task:  # it ended: a bug in delivery, not in a listener
+                    task.result()  # raises it, for the client to log
+                    raise RuntimeError("listener delivery ended")  # pragma: no cover
         finally:
-            if self._queue is queue:  # not a newer queue (a restart after fork made one)
-                self._queue = None
+            if self._run is run:  # not a newer run (a restart after fork made one)
+                self._run = None
+            await self._stop(run)
 
-    async def _call(self, listener: ChangeListener, event: ConfigChangeEvent) -> None:
-        try:
-            if inspect.iscoroutinefunction(listener) or inspect.iscoroutinefunction(
-                getattr(listener, "__call__", None)  # noqa: B004
-            ):
-                result = listener(event)
-                if inspect.isawaitable(result):
-                    await result
-            else:
-                outcome = await _in_daemon_thread(listener, event)
-                if inspect.isawaitable(outcome):
-                    await outcome
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception(
-                "change listener %s failed on namespace %r",
-                getattr(listener, "__qualname__", repr(listener)),
-                event.namespace,
+    async def _stop(self, run: _Run) -> None:
+        """Cancel the calls in flight; wait for them at most ``close_timeout`` (a share)."""
+        if run.worker is not None:
+            run.worker.retire()  # a call in flight keeps its thread until it returns
+            run.worker = None
+        tasks = [t for t in (run.deliverer, *run.stuck) if t is not None and not t.done()]
+        run.deliverer = None
+        for task in tasks:
+            task.cancel()
+        if not tasks:
+            return
+        _, late = await asyncio.wait(tasks, timeout=self._close_timeout * _CLOSE_SHARE)
+        for task in late:
+            self.abandoned += 1
+            self._orphans.add(task)
+            task.add_done_callback(self._orphans.discard)
+            logger.warning(
+                "change listener task %s did not stop within close_timeout: a listener "
+                "ignores cancellation; abandoning it",
+                task.get_name(),
             )
 
+    async def _deliver(self, run: _Run) -> None:
+        """Hand out events: everything owed to free listeners first, then the next event."""
+        me = asyncio.current_task()
+        while True:
+            run.wake.clear()
+            entries = list(self._entries)
+            for entry in list(run.backlogs):
+                if entry not in entries:  # removed meanwhile
+                    del run.backlogs[entry]
+            for entry in entries:
+                if entry in run.busy or not run.backlogs.get(entry):
+                    continue
+                await self._flush(run, entry)
+                if run.deliverer is not me:
+                    return  # replaced while stuck in a listener; the new task goes on
+            if run.pending:
+                item = run.pending.pop(next(iter(run.pending)))
+                for entry in entries:
+                    if not entry.wants_namespace(item.namespace):
+                        continue
+                    backlog = run.backlogs.setdefault(entry, {})
+                    held = backlog.get(item.namespace)
+                    if held is None:
+                        backlog[item.namespace] = item
+                    else:  # this listener's abandoned call is still running
+                        backlog[item.namespace] = held.then(item)
+                        self.coalesced += 1
+                continue
+            await run.wake.wait()
 
-async def _in_daemon_thread(listener: ChangeListener, event: ConfigChangeEvent) -> object:
-    """Run a plain listener in a daemon thread: one that hangs cannot block interpreter exit
-    (the default executor's threads are joined at exit, a hung one would hang it)."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[object] = loop.create_future()
+    async def _flush(self, run: _Run, entry: _Entry) -> None:
+        """Give ``entry`` what it is owed, one event per namespace, in order."""
+        backlog = run.backlogs[entry]
+        me = asyncio.current_task()
+        while backlog:
+            item = backlog.pop(next(iter(backlog)))
+            if not item.changes or not entry.wants(item.changes):
+                continue  # cancelled out, or nothing this listener asked for
+            event = ConfigChangeEvent(item.namespace, item.changes, item.snapshot, item.releases)
+            if not await self._call(run, entry, event) or run.deliverer is not me:
+                return  # abandoned: the rest waits until the call returns
 
-    def settle(result: object, error: BaseException | None) -> None:
-        if not future.done():
-            if error is None:
-                future.set_result(result)
-            else:
-                future.set_exception(error)
-
-    def work() -> None:
-        result: object = None
-        error: BaseException | None = None
+    async def _call(self, run: _Run, entry: _Entry, event: ConfigChangeEvent) -> bool:
+        """One call; False when it was abandoned and still runs."""
         try:
-            result = listener(event)
-        except BaseException as exc:  # delivered to the awaiting dispatcher
-            error = exc
-        with contextlib.suppress(RuntimeError):  # the loop may be closed by now
-            loop.call_soon_threadsafe(settle, result, error)
+            if entry.is_async:
+                outcome: object = entry.listener(event)
+            else:
+                outcome = await self._in_thread(run, entry, event)
+            if inspect.isawaitable(outcome):
+                await self._await(run, entry, event, outcome)
+        except _Abandoned:
+            return False
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            self._failed(entry, event, exc)  # raised by the listener, not a cancellation
+        except Exception as exc:
+            self._failed(entry, event, exc)
+        return True
 
-    _threads.OsThread(work, "aioapollo-listener").start()
-    return await future
+    def _failed(
+        self, entry: _Entry, event: ConfigChangeEvent, error: BaseException, late: bool = False
+    ) -> None:
+        self.errors += 1
+        logger.error(
+            "change listener %s failed on namespace %r%s",
+            _name(entry.listener),
+            event.namespace,
+            " (after it was abandoned)" if late else "",
+            exc_info=error,
+        )
+
+    async def _await(
+        self, run: _Run, entry: _Entry, event: ConfigChangeEvent, outcome: Awaitable[object]
+    ) -> None:
+        """Await a coroutine listener on this task, cancelling it at the timeout."""
+        if self._timeout is None:
+            await outcome
+            return
+        me = asyncio.current_task()
+        assert me is not None
+        # Should the listener ignore the timeout's cancellation, this task is stuck in it:
+        # then the dispatcher hands delivery to a fresh task.
+        watch = asyncio.get_running_loop().call_later(
+            self._timeout + self._close_timeout, self._stuck, run, me, entry, event
+        )
+        scope = asyncio.timeout(self._timeout)
+        try:
+            async with scope:
+                await outcome
+        except TimeoutError:
+            if not scope.expired():
+                raise  # the listener's own TimeoutError
+            if run.deliverer is me:  # not counted as stuck already
+                self.abandoned += 1
+                logger.warning(
+                    "change listener %s took longer than listener_timeout (%g s) on "
+                    "namespace %r: cancelled",
+                    _name(entry.listener),
+                    self._timeout,
+                    event.namespace,
+                )
+        finally:
+            watch.cancel()
+            if run.deliverer is not me:  # it was stuck and has returned at last
+                run.busy.discard(entry)
+                run.stuck.discard(me)
+                run.wake.set()
+
+    def _stuck(
+        self, run: _Run, task: asyncio.Task[Any], entry: _Entry, event: ConfigChangeEvent
+    ) -> None:
+        if run.deliverer is not task:
+            return
+        self.abandoned += 1
+        logger.warning(
+            "change listener %s ignored its cancellation at listener_timeout (%g s) on "
+            "namespace %r: abandoned; it gets no events until it returns",
+            _name(entry.listener),
+            self._timeout,
+            event.namespace,
+        )
+        run.busy.add(entry)
+        run.stuck.add(task)
+        run.deliverer = None
+        run.replace.set()
+
+    async def _in_thread(self, run: _Run, entry: _Entry, event: ConfigChangeEvent) -> object:
+        """Call a plain listener on the worker thread; raise _Abandoned past the timeout."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[bool, object]] = loop.create_future()
+
+        def settle(outcome: tuple[bool, object]) -> None:
+            if not future.done():
+                future.set_result(outcome)
+
+        def job() -> None:
+            try:
+                outcome: tuple[bool, object] = (True, entry.listener(event))
+            except BaseException as exc:  # reported on the loop
+                outcome = (False, exc)
+            with contextlib.suppress(RuntimeError):  # the loop is closed by now
+                loop.call_soon_threadsafe(settle, outcome)
+
+        if run.worker is None:
+            run.worker = _Worker()
+        worker = run.worker
+        worker.submit(job)
+        try:
+            done, _ = await asyncio.wait([future], timeout=self._timeout)
+        except asyncio.CancelledError:  # closing: the thread finishes the call on its own
+            if not future.done():
+                self.abandoned += 1
+            raise
+        if not done:
+            worker.retire()  # it ends once the call returns; the next call gets a fresh one
+            run.worker = None
+            self.abandoned += 1
+            run.busy.add(entry)
+            future.add_done_callback(lambda f: self._returned(run, entry, event, f))
+            logger.warning(
+                "change listener %s took longer than listener_timeout (%g s) on namespace "
+                "%r: abandoned; it gets no events until it returns",
+                _name(entry.listener),
+                self._timeout,
+                event.namespace,
+            )
+            raise _Abandoned
+        ok, value = future.result()
+        if not ok:
+            assert isinstance(value, BaseException)
+            if isinstance(value, Exception):
+                raise value
+            self._failed(entry, event, value)  # SystemExit & co. from a helper thread
+        return value if ok else None
+
+    def _returned(
+        self,
+        run: _Run,
+        entry: _Entry,
+        event: ConfigChangeEvent,
+        future: asyncio.Future[tuple[bool, object]],
+    ) -> None:
+        """An abandoned plain call returned: what it missed is delivered now."""
+        ok, value = future.result()
+        if not ok:
+            assert isinstance(value, BaseException)
+            self._failed(entry, event, value, late=True)
+        elif inspect.iscoroutine(value):
+            value.close()  # too late to await it; closed so that it does not warn
+        logger.info("change listener %s returned after it was abandoned", _name(entry.listener))
+        run.busy.discard(entry)
+        run.wake.set()
+
+
+def _name(listener: object) -> str:
+    return getattr(listener, "__qualname__", None) or type(listener).__qualname__
+
+
+def _task_name() -> str:
+    task = asyncio.current_task()
+    return task.get_name() if task is not None else "aioapollo-listeners"

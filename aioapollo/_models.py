@@ -63,17 +63,25 @@ class ConfigChange:
 
 @dataclass(frozen=True, slots=True)
 class ConfigChangeEvent:
-    """Every change of one namespace in one release.
+    """Every change of one namespace since the listener's previous event for it.
+
+    Usually that is one release. A listener that fell behind (the dispatcher was busy, or
+    its own previous call was still running) gets one event for the releases it missed: the
+    diff from the values it last saw to the newest ones, so a key changed and changed back
+    is not in it, and ``releases`` says how many releases it spans.
 
     Attributes:
         namespace: The namespace name as configured on the client.
         changes: ``{key: ConfigChange}`` for every key that changed.
-        snapshot: The namespace as it is after the change.
+        snapshot: The namespace as it is after the change (its ``release_key`` is the
+            newest release's).
+        releases: How many releases the event spans (1 unless the listener fell behind).
     """
 
     namespace: str
     changes: Mapping[str, ConfigChange]
     snapshot: NamespaceSnapshot
+    releases: int = 1
 
     @property
     def changed_keys(self) -> frozenset[str]:

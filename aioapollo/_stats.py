@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from ._listeners import ListenerStats
 from ._models import NamespaceSnapshot, Source
 
 if TYPE_CHECKING:
@@ -83,6 +84,8 @@ class ClientStats:
         failovers: How many times this client saw its group's leader go away.
         leader_healthy: A follower's view of its leader's health (``None`` otherwise).
         in_sync: Whether a follower holds what its leader's last heartbeat listed.
+        listeners: Change-listener dispatch counters (queue depth, abandoned calls, ...),
+            when collected.
     """
 
     app_id: str
@@ -101,6 +104,7 @@ class ClientStats:
     failovers: int = 0
     leader_healthy: bool | None = None
     in_sync: bool | None = None
+    listeners: ListenerStats | None = None
 
     @property
     def healthy(self) -> bool:
@@ -116,7 +120,7 @@ class ClientStats:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form, e.g. for ``return JSONResponse(client.stats().as_dict())``."""
-        return {
+        shown: dict[str, Any] = {
             "app_id": self.app_id,
             "cluster": self.cluster,
             "state": self.state,
@@ -135,6 +139,9 @@ class ClientStats:
             "in_sync": self.in_sync,
             "namespaces": {name: ns.as_dict() for name, ns in self.namespaces.items()},
         }
+        if self.listeners is not None:
+            shown["listeners"] = self.listeners.as_dict()
+        return shown
 
 
 def collect_stats(
@@ -172,6 +179,7 @@ def collect_stats(
         last_sync=max(times) if times else None,
         namespaces=MappingProxyType(namespaces),
         poll_cuts=client.poll_cuts,
+        listeners=client._listeners.stats(),
         **_sharing_stats(client),
     )
 

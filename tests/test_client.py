@@ -175,7 +175,7 @@ async def test_aclose_cancels_tasks(make_client: ClientFactory) -> None:
     client = make_client()
     await client.start()
     tasks = {t for t in asyncio.all_tasks() if t.get_name().startswith("aioapollo-")}
-    assert len(tasks) == 3
+    assert len(tasks) == 4  # poll, refresh, the listener dispatcher and its delivery task
     await client.aclose()
     assert all(t.done() for t in tasks)
 
