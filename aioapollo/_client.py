@@ -119,9 +119,7 @@ class ApolloClient(Loading, OnChange):
         self._states = {name: NamespaceState(name) for name in opts.namespaces}
         self._formats = {name: namespace_format(name) for name in opts.namespaces}
         self._listeners = ListenerRegistry()
-        self._cache = (
-            DiskCache(opts.cache_dir, opts.app_id, opts.cluster) if opts.cache_dir else None
-        )
+        self._cache = DiskCache.for_options(opts)
         self._transport: Transport | None = None
         self._pool: ServicePool | None = None
         self._pollers: list[Poller] = []

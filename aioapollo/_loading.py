@@ -88,9 +88,10 @@ class Loading:
         if cached is not None:
             self._install(name, cached.items, cached.release_key, Source.CACHE, emit=False)
             logger.warning(
-                "namespace %r served from the local cache (saved %s): %s",
+                "namespace %r served from the local cache (saved %s%s): %s",
                 name,
                 time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(cached.saved_at)),
+                " by an earlier version, in the old layout" if cached.legacy else "",
                 remote_error,
             )
             return
