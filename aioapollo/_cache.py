@@ -17,6 +17,9 @@ Files of earlier versions (``{cache_dir}/{app_id}/config-cache/{app}+{cluster}+{
 one per app, cluster and namespace for every label and environment) are read only when the new
 file is missing and the client sets no label, no ip and no data center; see
 :func:`legacy_readable`. They are never written or deleted.
+
+Every method here blocks on the file system: the client calls them from a worker thread
+(:mod:`aioapollo._cachewriter` for writes), never on its event loop.
 """
 
 from __future__ import annotations
@@ -72,7 +75,11 @@ class CachedRelease:
 
 
 class DiskCache:
-    """Reads and writes cache files. Errors degrade to memory-only; they never raise."""
+    """Reads and writes one client's cache files (blocking: call it from a worker thread).
+
+    Reads never raise: a missing, unreadable or foreign file is ``None``. :meth:`save` raises
+    :class:`OSError`; :class:`~aioapollo._cachewriter.CacheWriter` decides what that means.
+    """
 
     def __init__(
         self, root: Path, app_id: str, cluster: str, answer: str, *, legacy: bool = False
@@ -83,7 +90,6 @@ class DiskCache:
         self._cluster = cluster
         self._answer = answer
         self._legacy = legacy
-        self._disabled = False
 
     @classmethod
     def for_options(cls, options: ClientOptions) -> DiskCache | None:
@@ -188,9 +194,9 @@ class DiskCache:
     ) -> bool:
         """Atomically write a namespace's release unless the file holds it already.
 
-        Returns whether a file was written; a failure logs one warning and disables the cache.
+        Returns whether a file was written; raises :class:`OSError` when it cannot be.
         """
-        if self._disabled or self.holds(namespace, release_key):
+        if self.holds(namespace, release_key):
             return False
         payload = {
             "format": _FORMAT,
@@ -203,27 +209,18 @@ class DiskCache:
             "configurations": dict(items),
         }
         data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        _private_dir(self._dir, tighten=(self._base, self._dir))
+        fd, tmp = tempfile.mkstemp(dir=self._dir, prefix=".tmp-", suffix=".json")
         try:
-            _private_dir(self._dir, tighten=(self._base, self._dir))
-            fd, tmp = tempfile.mkstemp(dir=self._dir, prefix=".tmp-", suffix=".json")
-            try:
-                with os.fdopen(fd, "wb") as fh:  # mkstemp creates the file with mode 0600
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, self.path(namespace))
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
-        except OSError as exc:
-            self._disabled = True
-            logger.warning(
-                "cannot write the config cache in %s (%s); continuing with memory only",
-                self._dir,
-                exc.strerror or type(exc).__name__,
-            )
-            return False
+            with os.fdopen(fd, "wb") as fh:  # mkstemp creates the file with mode 0600
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path(namespace))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         return True
 
 

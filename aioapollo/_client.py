@@ -120,6 +120,7 @@ class ApolloClient(Loading, OnChange):
         self._formats = {name: namespace_format(name) for name in opts.namespaces}
         self._listeners = ListenerRegistry()
         self._cache = DiskCache.for_options(opts)
+        self._writer = None  # a CacheWriter from start() to aclose()
         self._transport: Transport | None = None
         self._pool: ServicePool | None = None
         self._pollers: list[Poller] = []
@@ -363,6 +364,7 @@ class ApolloClient(Loading, OnChange):
         # complete, so it is waiting on its queue by the time an event is emitted.
         self._listeners.open()
         dispatcher = self._spawn(self._listeners.run(), "listeners")
+        self._open_cache_writer()
         try:
             await transport.open()
             await self._initial_load(pool)
@@ -371,6 +373,7 @@ class ApolloClient(Loading, OnChange):
         except BaseException:
             dispatcher.cancel()
             await asyncio.wait([dispatcher])
+            await self._close_cache_writer(self._options.close_timeout)
             self._transport = self._pool = None
             if self._state is ClientState.STARTING:
                 self._state = previous
@@ -427,6 +430,8 @@ class ApolloClient(Loading, OnChange):
     async def _stop_tasks(self) -> None:
         self._live = False
         tasks, self._tasks = self._tasks, []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._options.close_timeout
         try:
             for task in tasks:
                 task.cancel()
@@ -434,6 +439,8 @@ class ApolloClient(Loading, OnChange):
                 _, pending = await asyncio.wait(tasks, timeout=self._options.close_timeout)
                 for task in pending:
                     logger.warning("task %s did not stop within close_timeout", task.get_name())
+            # The dispatcher is stopped: pending cache writes no longer wait for it.
+            await self._close_cache_writer(deadline - loop.time())
         finally:
             transport, self._transport = self._transport, None
             if transport is not None:
@@ -465,7 +472,9 @@ class ApolloClient(Loading, OnChange):
         # Every task, lock and socket belongs to the parent's loop: drop them untouched, but
         # keep them referenced. A collected task's coroutine would run its `finally` blocks
         # here (resetting state the child has rebuilt since, or closing the parent's sockets).
-        _fork.keep_forever(self._tasks, self._locks, self._ready, self._closed, self._pollers)
+        _fork.keep_forever(
+            self._tasks, self._locks, self._ready, self._closed, self._pollers, self._writer
+        )
         self._live = False
         self._state = ClientState.FORKED
         self._tasks = []
@@ -473,6 +482,7 @@ class ApolloClient(Loading, OnChange):
         self._ready = None
         self._closed = None
         self._pollers = []
+        self._writer = None
         if self._transport is not None:
             self._transport.abandon()
             self._transport = None

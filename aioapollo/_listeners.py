@@ -146,6 +146,12 @@ class ListenerRegistry:
         """Start accepting events (a fresh queue: one from before a fork is the parent's)."""
         self._queue = asyncio.Queue()
 
+    async def picked_up(self) -> None:
+        """Return once the dispatcher has taken every event from its queue (at once when none
+        waits or no dispatcher runs); it does not wait for the listeners to finish."""
+        if self._queue is not None:
+            await self._queue.join()
+
     async def run(self) -> None:
         """The dispatcher task: deliver queued events until cancelled."""
         queue = self._queue
@@ -154,12 +160,16 @@ class ListenerRegistry:
         try:
             while True:
                 event = await queue.get()
+                queue.task_done()  # taken: wakes picked_up()
                 for entry in list(self._entries):
                     if entry.wants(event):
                         await self._call(entry.listener, event)
         finally:
             if self._queue is queue:  # not a newer queue (a restart after fork made one)
                 self._queue = None
+            while not queue.empty():  # never taken now: let picked_up() return
+                queue.get_nowait()
+                queue.task_done()
 
     async def _call(self, listener: ChangeListener, event: ConfigChangeEvent) -> None:
         try:
