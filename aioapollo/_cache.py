@@ -1,10 +1,25 @@
-"""The local fallback cache: one JSON file per (app, cluster, namespace), written atomically.
+"""The local fallback cache: one JSON file per namespace and per answer, written atomically.
 
-Files live in ``{cache_dir}/{app_id}/config-cache/{app}+{cluster}+{namespace}.json`` with
-mode 0600 in directories of mode 0700 (configs hold passwords). Writes go to a temporary file
-in the same directory and are renamed over the target, so readers in other worker processes
-see the old file or the new one, never a mix. A file that does not parse, or that belongs to
-another app/cluster/namespace, is ignored with a warning.
+Layout::
+
+    {cache_dir}/{app_id}/config-cache/{answer}/{app_id}+{cluster}+{namespace}.json
+
+``{answer}`` is the first 16 hex digits of :func:`~aioapollo._config.answer_key`: a hash of
+everything that decides what Apollo answers (app id, cluster, data center, label, ip and the
+servers asked). Two processes on one host that differ in any of these (a gray-release label, an
+environment) therefore never read or overwrite each other's file. Files have mode 0600 in
+directories of mode 0700 (configs hold passwords). Writes go to a temporary file in the same
+directory and are renamed over the target, so readers in other worker processes see the old
+file or the new one, never a mix. A file that does not parse, or that belongs to another
+app/cluster/namespace/answer, is ignored with a warning.
+
+Files of earlier versions (``{cache_dir}/{app_id}/config-cache/{app}+{cluster}+{ns}.json``,
+one per app, cluster and namespace for every label and environment) are read only when the new
+file is missing and the client sets no label, no ip and no data center; see
+:func:`legacy_readable`. They are never written or deleted.
+
+Every method here blocks on the file system: the client calls them from a worker thread
+(:mod:`aioapollo._cachewriter` for writes), never on its event loop.
 """
 
 from __future__ import annotations
@@ -17,12 +32,35 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-__all__ = ["CachedRelease", "DiskCache"]
+from ._config import ClientOptions, answer_key
+
+__all__ = ["CachedRelease", "DiskCache", "legacy_readable"]
 
 logger = logging.getLogger("aioapollo")
 
 _FORMAT = "aioapollo-cache/1"
+#: Hex digits of the answer key naming a cache directory (64 bits: collisions are not a risk
+#: between the handful of setups that share one host).
+_ANSWER_DIGITS = 16
+
+
+def legacy_readable(options: ClientOptions) -> bool:
+    """Whether a file of the old layout may stand in for this client's missing cache file.
+
+    The old layout kept one file per app, cluster and namespace, whatever the label, ip, data
+    center or servers of the process that wrote it, so such a file cannot say which answer it
+    holds. A client that sets a label, an ip or a data center may be answered differently from
+    the rest (a gray release, the data center's cluster) and is never given one. A client that
+    sets none of them is answered like every such process on this host, and that is what the
+    file holds, unless a process with a label, ip or data center, or of another environment,
+    shared the directory: the bug the new layout fixes, which cannot be detected afterwards.
+    Such a client reads the old file only while its own file is missing and Apollo cannot be
+    reached at start; its next successful fetch writes its own file. The old file is left in
+    place for earlier versions that may still run on the host.
+    """
+    return options.label is None and options.ip is None and options.data_center is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,37 +70,81 @@ class CachedRelease:
     release_key: str | None
     items: dict[str, str]
     saved_at: float
+    #: Read from a file of the old layout (see :func:`legacy_readable`).
+    legacy: bool = False
 
 
 class DiskCache:
-    """Reads and writes cache files. Errors degrade to memory-only; they never raise."""
+    """Reads and writes one client's cache files (blocking: call it from a worker thread).
 
-    def __init__(self, root: Path, app_id: str, cluster: str) -> None:
-        self._dir = root / app_id / "config-cache"
+    Reads never raise: a missing, unreadable or foreign file is ``None``. :meth:`save` raises
+    :class:`OSError`; :class:`~aioapollo._cachewriter.CacheWriter` decides what that means.
+    """
+
+    def __init__(
+        self, root: Path, app_id: str, cluster: str, answer: str, *, legacy: bool = False
+    ) -> None:
+        self._base = root / app_id / "config-cache"
+        self._dir = self._base / answer[:_ANSWER_DIGITS]
         self._app_id = app_id
         self._cluster = cluster
-        self._disabled = False
+        self._answer = answer
+        self._legacy = legacy
+
+    @classmethod
+    def for_options(cls, options: ClientOptions) -> DiskCache | None:
+        """The cache of a client with these options (``None`` when it has none)."""
+        if options.cache_dir is None:
+            return None
+        return cls(
+            options.cache_dir,
+            options.app_id,
+            options.cluster,
+            answer_key(options),
+            legacy=legacy_readable(options),
+        )
 
     @property
     def directory(self) -> Path:
-        """The directory holding this app's cache files."""
+        """The directory holding this client's cache files."""
         return self._dir
+
+    def _name(self, namespace: str) -> str:
+        return f"{self._app_id}+{self._cluster}+{namespace}.json".replace(os.sep, "_")
 
     def path(self, namespace: str) -> Path:
         """The file for one namespace."""
-        name = f"{self._app_id}+{self._cluster}+{namespace}.json".replace(os.sep, "_")
-        return self._dir / name
+        return self._dir / self._name(namespace)
+
+    def legacy_path(self, namespace: str) -> Path:
+        """Where earlier versions kept that namespace's file (shared by every answer)."""
+        return self._base / self._name(namespace)
 
     def load(self, namespace: str) -> CachedRelease | None:
-        """Read a namespace's cached release, or ``None`` (missing, unreadable, corrupt)."""
-        path = self.path(namespace)
+        """Read a namespace's cached release, or ``None`` (missing, unreadable, corrupt).
+
+        Falls back to the old layout's file when this one is missing and the options allow
+        it (see :func:`legacy_readable`).
+        """
+        found = self._read(self.path(namespace), namespace, self._answer)
+        if found is not None or not self._legacy:  # a bad new file is not replaced by an old one
+            return found or None
+        old = self._read(self.legacy_path(namespace), namespace, None)
+        if not old:
+            return None
+        return CachedRelease(old.release_key, old.items, old.saved_at, legacy=True)
+
+    def _read(
+        self, path: Path, namespace: str, answer: str | None
+    ) -> CachedRelease | Literal[False] | None:
+        """The release in ``path``: None when the file is missing, False when it is bad."""
         try:
             raw = path.read_bytes()
         except FileNotFoundError:
             return None
         except OSError as exc:
             logger.warning("cache file %s is unreadable (%s); ignoring it", path, exc.strerror)
-            return None
+            return False
         try:
             data = json.loads(raw)
             ok = (
@@ -71,6 +153,7 @@ class DiskCache:
                 and data.get("appId") == self._app_id
                 and data.get("cluster") == self._cluster
                 and data.get("namespace") == namespace
+                and (answer is None or data.get("answer") == answer)
                 and isinstance(data.get("configurations"), dict)
                 and all(isinstance(v, str) for v in data["configurations"].values())
             )
@@ -78,7 +161,7 @@ class DiskCache:
             ok = False
         if not ok:
             logger.warning("cache file %s is corrupt or not ours; ignoring it", path)
-            return None
+            return False
         key = data.get("releaseKey")
         saved = data.get("savedAt")
         return CachedRelease(
@@ -111,9 +194,9 @@ class DiskCache:
     ) -> bool:
         """Atomically write a namespace's release unless the file holds it already.
 
-        Returns whether a file was written; a failure logs one warning and disables the cache.
+        Returns whether a file was written; raises :class:`OSError` when it cannot be.
         """
-        if self._disabled or self.holds(namespace, release_key):
+        if self.holds(namespace, release_key):
             return False
         payload = {
             "format": _FORMAT,
@@ -122,37 +205,28 @@ class DiskCache:
             "namespace": namespace,
             "releaseKey": release_key,
             "savedAt": now,
+            "answer": self._answer,
             "configurations": dict(items),
         }
         data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-        target = self.path(namespace)
+        _private_dir(self._dir, tighten=(self._base, self._dir))
+        fd, tmp = tempfile.mkstemp(dir=self._dir, prefix=".tmp-", suffix=".json")
         try:
-            _private_dir(self._dir)
-            fd, tmp = tempfile.mkstemp(dir=self._dir, prefix=".tmp-", suffix=".json")
-            try:
-                with os.fdopen(fd, "wb") as fh:  # mkstemp creates the file with mode 0600
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, target)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
-        except OSError as exc:
-            self._disabled = True
-            logger.warning(
-                "cannot write the config cache in %s (%s); continuing with memory only",
-                self._dir,
-                exc.strerror or type(exc).__name__,
-            )
-            return False
+            with os.fdopen(fd, "wb") as fh:  # mkstemp creates the file with mode 0600
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path(namespace))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         return True
 
 
-def _private_dir(path: Path) -> None:
+def _private_dir(path: Path, tighten: tuple[Path, ...]) -> None:
     """Create ``path`` and any missing parent with mode 0700 (``mkdir(parents=True)`` would
-    give the parents the umask's mode); tighten ``path`` itself if it is open to others."""
+    give the parents the umask's mode); tighten the ``tighten`` folders if open to others."""
     missing = []
     probe = path
     while not probe.exists():
@@ -161,6 +235,7 @@ def _private_dir(path: Path) -> None:
     for folder in reversed(missing):
         with contextlib.suppress(FileExistsError):  # another process made it meanwhile
             folder.mkdir(mode=0o700)
-    if path.stat().st_mode & 0o077:
-        with contextlib.suppress(OSError):  # not ours to change: the files are 0600 anyway
-            path.chmod(0o700)
+    for folder in tighten:
+        if folder.stat().st_mode & 0o077:
+            with contextlib.suppress(OSError):  # not ours to change: the files are 0600 anyway
+                folder.chmod(0o700)

@@ -133,9 +133,8 @@ class ApolloClient(Loading, OnChange):
         self._listeners = ListenerRegistry(
             timeout=opts.listener_timeout, close_timeout=opts.close_timeout
         )
-        self._cache = (
-            DiskCache(opts.cache_dir, opts.app_id, opts.cluster) if opts.cache_dir else None
-        )
+        self._cache = DiskCache.for_options(opts)
+        self._writer = None  # a CacheWriter from start() to aclose()
         self._transport: Transport | None = None
         self._pool: ServicePool | None = None
         self._pollers: list[Poller] = []
@@ -401,6 +400,7 @@ class ApolloClient(Loading, OnChange):
         # complete, so it is waiting on its queue by the time an event is emitted.
         self._listeners.open()
         dispatcher = self._spawn(self._listeners.run(), "listeners")
+        self._open_cache_writer()
         try:
             await transport.open()
             if sharing is None:
@@ -412,6 +412,7 @@ class ApolloClient(Loading, OnChange):
         except BaseException:
             dispatcher.cancel()
             await asyncio.wait([dispatcher])
+            await self._close_cache_writer(self._options.close_timeout)
             self._transport = self._pool = self._share = None
             if sharing is not None:
                 await sharing.close()
@@ -606,6 +607,8 @@ class ApolloClient(Loading, OnChange):
         self._live = False
         tasks, self._tasks = [*self._remote, *self._tasks], []
         self._remote = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._options.close_timeout
         try:
             for task in tasks:
                 task.cancel()
@@ -613,6 +616,8 @@ class ApolloClient(Loading, OnChange):
                 _, pending = await asyncio.wait(tasks, timeout=self._options.close_timeout)
                 for task in pending:
                     logger.warning("task %s did not stop within close_timeout", task.get_name())
+            # The dispatcher is stopped: pending cache writes no longer wait for it.
+            await self._close_cache_writer(deadline - loop.time())
         finally:
             share, self._share = self._share, None
             if share is not None:
@@ -651,7 +656,13 @@ class ApolloClient(Loading, OnChange):
         # Every task, lock and socket belongs to the parent's loop: drop them untouched, but
         # keep them referenced (see _process.keep_forever).
         _process.keep_forever(
-            self._tasks, self._remote, self._locks, self._ready, self._closed, self._pollers
+            self._tasks,
+            self._remote,
+            self._locks,
+            self._ready,
+            self._closed,
+            self._pollers,
+            self._writer,
         )
         if self._share is not None:
             self._share.forked()  # closes the inherited lock and sockets, never unlocks
@@ -664,6 +675,7 @@ class ApolloClient(Loading, OnChange):
         self._ready = None
         self._closed = None
         self._pollers = []
+        self._writer = None
         if self._transport is not None:
             self._transport.abandon()
             self._transport = None

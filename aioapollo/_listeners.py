@@ -205,6 +205,8 @@ class _Run:
     #: Listeners whose abandoned call still runs.
     busy: set[_Entry] = field(default_factory=set)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Set while ``pending`` is empty: every event queued so far has been taken.
+    drained: asyncio.Event = field(default_factory=asyncio.Event)
     #: Set when the delivery task must be replaced (stuck) or has ended.
     replace: asyncio.Event = field(default_factory=asyncio.Event)
     deliverer: asyncio.Task[None] | None = None
@@ -353,11 +355,23 @@ class ListenerRegistry:
         else:
             run.pending[event.namespace] = held.then(item)
             self.coalesced += 1
+        run.drained.clear()
         run.wake.set()
 
     def open(self) -> None:
         """Start accepting events (a fresh queue: one from before a fork is the parent's)."""
         self._run = _Run()
+
+    async def picked_up(self) -> None:
+        """Return once the dispatcher has taken every event queued so far (at once when none
+        waits or no dispatcher runs); it does not wait for the listeners to finish.
+
+        Taking an event and starting its first listener call happen in one step of the
+        dispatcher, so a task woken by this runs after that call has begun.
+        """
+        run = self._run
+        if run is not None and run.pending:
+            await run.drained.wait()
 
     async def run(self) -> None:
         """The dispatcher task: deliver queued events until cancelled.
@@ -383,6 +397,7 @@ class ListenerRegistry:
         finally:
             if self._run is run:  # not a newer run (a restart after fork made one)
                 self._run = None
+            run.drained.set()  # nothing will be taken now: let picked_up() return
             await self._stop(run)
 
     async def _stop(self, run: _Run) -> None:
@@ -424,6 +439,8 @@ class ListenerRegistry:
                     return  # replaced while stuck in a listener; the new task goes on
             if run.pending:
                 item = run.pending.pop(next(iter(run.pending)))
+                if not run.pending:
+                    run.drained.set()
                 for entry in entries:
                     if not entry.wants_namespace(item.namespace):
                         continue

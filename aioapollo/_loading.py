@@ -8,12 +8,12 @@ blocks a reader (snapshots are replaced whole).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Mapping
 
 from ._cache import DiskCache
+from ._cachewriter import CacheWriter
 from ._config import ClientOptions
 from ._discovery import ServicePool
 from ._exceptions import (
@@ -49,6 +49,7 @@ class Loading:
     _transport: Transport | None
     _pool: ServicePool | None
     _cache: DiskCache | None
+    _writer: CacheWriter | None
     _listeners: ListenerRegistry
     _hooks: HookSet
     _synced: dict[str, float]
@@ -86,13 +87,15 @@ class Loading:
             return
         except (ApolloError, TimeoutError) as exc:
             remote_error: Exception = exc
-        cached = self._cache.load(name) if self._cache else None
+        # Read in a thread, as every cache file access: the loop never waits on the disk.
+        cached = await asyncio.to_thread(self._cache.load, name) if self._cache else None
         if cached is not None:
             self._install(name, cached.items, cached.release_key, Source.CACHE, emit=False)
             logger.warning(
-                "namespace %r served from the local cache (saved %s): %s",
+                "namespace %r served from the local cache (saved %s%s): %s",
                 name,
                 time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(cached.saved_at)),
+                " by an earlier version, in the old layout" if cached.legacy else "",
                 remote_error,
             )
             return
@@ -194,7 +197,7 @@ class Loading:
                             return
                         if reply.status == 200:
                             if self._apply(name, parse_config(reply.body), release_key):
-                                await self._save(name)
+                                self._write_to_cache(name)  # after _apply queued the event
                             self._synced[name] = time.time()
                             return
                         error = config_status_error(reply, base, opts, name)
@@ -310,21 +313,33 @@ class Loading:
                     )
                 )
 
-    async def _save(self, name: str) -> None:
+    def _open_cache_writer(self) -> None:
+        """Start this run's background cache writer (none without a cache)."""
+        if self._cache is None:
+            self._writer = None
+            return
+        self._writer = CacheWriter(
+            self._cache, picked_up=self._listeners.picked_up, name=self.app_id
+        )
+        self._writer.open()
+
+    async def _close_cache_writer(self, within: float) -> None:
+        """Write what is pending (for at most ``within`` seconds), then stop the writer."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            await writer.aclose(within)
+
+    def _write_to_cache(self, name: str) -> None:
+        """Hand a release just applied from Apollo to the cache writer.
+
+        The writer starts the write only once the listener dispatcher has taken the change
+        event that :meth:`_install` queued before this call (see ``_cachewriter``).
+        """
         snap = self._snapshots[name]
         if self._share is not None and self._share.role == FOLLOWER:
             return  # the leader writes the cache of its group
-        if self._cache is not None and snap.source is Source.REMOTE:
-            cache = self._cache
-            # Let the listener dispatcher deliver this change first: the write (json.dumps in
-            # the worker thread holds the GIL, then fsync) must not delay the listeners.
-            await asyncio.sleep(0)
-            if cache.holds(name, snap.release_key):
-                return  # another worker wrote it: one small read, no thread hop
-            with contextlib.suppress(RuntimeError):  # no thread left at interpreter exit
-                await asyncio.to_thread(
-                    cache.save, name, snap.release_key, snap._dict, snap.fetched_at
-                )
+        if self._writer is not None and snap.source is Source.REMOTE:
+            self._writer.submit(name, snap.release_key, snap._dict, snap.fetched_at)
 
 
 def with_source(snap: NamespaceSnapshot, source: Source) -> NamespaceSnapshot:

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from aioapollo import ApolloClient, ConfigChangeEvent
+from aioapollo._cache import DiskCache
+from aioapollo._config import ClientOptions
 from aioapollo.testing import ApolloTestServer
 
 APP = "test-app"
@@ -40,6 +42,14 @@ async def server() -> AsyncIterator[ApolloTestServer]:
 
 
 ClientFactory = Callable[..., ApolloClient]
+
+
+def cache_of(root: Path, config_server: str, **options: Any) -> DiskCache:
+    """The disk cache of a client of ``APP`` with these settings (for its files' paths)."""
+    opts = ClientOptions.build(APP, config_server=config_server, cache_dir=root, **options)
+    cache = DiskCache.for_options(opts)
+    assert cache is not None
+    return cache
 
 
 @pytest.fixture

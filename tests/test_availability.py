@@ -19,7 +19,7 @@ from aioapollo import (
 )
 from aioapollo.testing import ApolloTestServer
 
-from .conftest import APP, FAST, ClientFactory, Events
+from .conftest import APP, FAST, ClientFactory, Events, cache_of, wait_until
 
 
 def _dead_url() -> str:
@@ -128,10 +128,12 @@ async def test_down_at_start_with_warm_cache_then_catch_up(tmp_path: Path) -> No
         async with ApolloClient(APP, config_server=server.url, cache_dir=cache, **FAST):
             pass
         port = server.port
-    files = list((cache / APP / "config-cache").iterdir())
+    folder = cache_of(cache, server.url).directory
+    files = list(folder.iterdir())
     assert [f.name for f in files] == [f"{APP}+default+application.json"]
     assert stat.S_IMODE(files[0].stat().st_mode) == 0o600
-    assert stat.S_IMODE((cache / APP / "config-cache").stat().st_mode) == 0o700
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE(folder.parent.stat().st_mode) == 0o700
 
     events = Events()
     client = ApolloClient(APP, config_server=f"http://127.0.0.1:{port}", cache_dir=cache, **FAST)
@@ -166,10 +168,11 @@ async def test_down_at_start_without_cache_names_namespaces(tmp_path: Path) -> N
 async def test_corrupt_cache_file_is_ignored_with_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    folder = tmp_path / APP / "config-cache"
-    folder.mkdir(parents=True)
-    (folder / f"{APP}+default+application.json").write_text('{"format": "aioapollo-cache/1", ')
-    client = ApolloClient(APP, config_server=_dead_url(), cache_dir=tmp_path, **FAST)
+    url = _dead_url()
+    file = cache_of(tmp_path, url).path("application")
+    file.parent.mkdir(parents=True)
+    file.write_text('{"format": "aioapollo-cache/1", ')
+    client = ApolloClient(APP, config_server=url, cache_dir=tmp_path, **FAST)
     with pytest.raises(NamespaceUnavailableError):
         await client.start()
     assert any("corrupt" in r.message for r in caplog.records)
@@ -239,14 +242,15 @@ async def test_cache_dir_that_cannot_be_written_degrades_to_memory(
     client = make_client(cache_dir=blocker)
     await client.start()
     assert await client.get("greeting") == "hello"
+    # The write fails in the background writer, after start() returned.
+    await wait_until(lambda: any("memory only" in r.message for r in caplog.records))
+    await client.aclose()
     warnings = [r for r in caplog.records if "memory only" in r.message]
-    assert len(warnings) == 1
+    assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
 
 
 def test_cache_file_written_by_many_processes_is_never_torn(tmp_path: Path) -> None:
-    from aioapollo._cache import DiskCache
-
-    cache = DiskCache(tmp_path, APP, "default")
+    cache = cache_of(tmp_path, "http://127.0.0.1:1")
     running: set[int] = set()
     for n in range(16):
         pid = os.fork()
@@ -325,9 +329,8 @@ async def test_missing_secret_is_named_as_such(
 
 
 def test_a_release_already_on_disk_is_not_written_again(tmp_path: Path) -> None:
-    from aioapollo._cache import DiskCache
-
-    first, second = DiskCache(tmp_path, APP, "default"), DiskCache(tmp_path, APP, "default")
+    first = cache_of(tmp_path, "http://127.0.0.1:1")
+    second = cache_of(tmp_path, "http://127.0.0.1:1")
     assert first.save("application", "r1+p1", {"k": "v"}, 1.0) is True
     inode = first.path("application").stat().st_ino
     # Another worker, notified of the same release, finds it written and skips the write.

@@ -175,7 +175,9 @@ async def test_aclose_cancels_tasks(make_client: ClientFactory) -> None:
     client = make_client()
     await client.start()
     tasks = {t for t in asyncio.all_tasks() if t.get_name().startswith("aioapollo-")}
-    assert len(tasks) == 4  # poll, refresh, the listener dispatcher and its delivery task
+    kinds = sorted(t.get_name().split("-")[1] for t in tasks)
+    # poll, refresh, the cache writer, the listener dispatcher and its delivery task
+    assert kinds == ["cache", "listeners", "listeners", "poll", "refresh"], kinds
     await client.aclose()
     assert all(t.done() for t in tasks)
 

@@ -1,17 +1,17 @@
-"""First load and change delivery: no per-key diff for a first load; listeners before the cache."""
+"""First load: no per-key diff and no change event for a namespace's first load.
+
+(Listeners hearing of a change before its cache write: ``test_cache_writer.py``.)
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import Any
 
 import pytest
 
-from aioapollo import ConfigChangeEvent
 from aioapollo.testing import ApolloTestServer
 
-from .conftest import APP, ClientFactory, Events, wait_until
+from .conftest import APP, ClientFactory, Events
 
 
 async def test_first_load_logs_the_key_count_and_emits_nothing(
@@ -35,35 +35,3 @@ async def test_first_load_logs_the_key_count_and_emits_nothing(
         "extra": "ADDED",
     }
     assert await client.get("greeting") == "hi"
-
-
-async def test_listeners_hear_of_a_change_before_it_is_written_to_the_disk_cache(
-    server: ApolloTestServer,
-    make_client: ClientFactory,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from aioapollo._cache import DiskCache
-
-    order: list[str] = []
-    heard = asyncio.Event()
-    real_to_thread = asyncio.to_thread
-
-    def to_thread(func: Any, /, *args: Any, **kwargs: Any) -> Any:
-        if getattr(func, "__func__", None) is DiskCache.save:
-            order.append("cache write submitted")
-        return real_to_thread(func, *args, **kwargs)
-
-    async def listener(event: ConfigChangeEvent) -> None:
-        order.append("listener")
-        heard.set()
-
-    monkeypatch.setattr(asyncio, "to_thread", to_thread)
-    client = make_client()
-    client.add_listener(listener)
-    await client.start()
-    assert order == ["cache write submitted"]  # the first load is cached too
-
-    server.publish(APP, "application", {"greeting": "hi", "timeout": "30"})
-    await asyncio.wait_for(heard.wait(), 5)
-    await wait_until(lambda: len(order) == 3)
-    assert order == ["cache write submitted", "listener", "cache write submitted"]

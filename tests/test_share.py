@@ -85,9 +85,13 @@ async def test_one_leader_polls_and_every_client_hears_a_publish(
     events = [await h.next() for h in heard]
     assert all(e.changed_keys == {"greeting"} for e in events)
     assert all(c.get_nowait("greeting") == "bonjour" for c in clients)
-    assert {c.notification_ids["application"] for c in clients} == {
-        leader.notification_ids["application"]
-    }
+    # The release and then its notification id (advanced once the fetch succeeded) arrive.
+    await wait_for(
+        lambda: (
+            {c.notification_ids["application"] for c in clients}
+            == {leader.notification_ids["application"]}
+        )
+    )
     assert server.held_polls == 1
     # The group fetched the new release once (a solo client each would have fetched 4x).
     fetches = [r for r in server.requests[before:] if r.path.startswith("/configs/")]

@@ -27,7 +27,7 @@ from aioapollo import (
 )
 from aioapollo.testing import ApolloTestServer
 
-from ..conftest import APP, FAST, ClientFactory, Events, wait_until
+from ..conftest import APP, FAST, ClientFactory, Events, cache_of, wait_until
 
 CONFIGS = f"/configs/{APP}/default/application"
 
@@ -96,9 +96,9 @@ async def test_bad_refetch_keeps_values_and_applies_the_release_later(
     assert client.sources["application"] is Source.REMOTE
     assert await client.get("timeout") == "30"
     assert any("refetching namespace 'application' failed" in r.message for r in caplog.records)
-    cache_file = tmp_path / "cache" / APP / "config-cache" / f"{APP}+default+application.json"
+    cache_file = cache_of(tmp_path / "cache", server.url).path("application")
     # The event comes before the cache write (a worker thread): wait for the file to follow.
-    await wait_until(lambda: '"new"' in cache_file.read_text())
+    await wait_until(lambda: cache_file.exists() and '"new"' in cache_file.read_text())
     assert json.loads(cache_file.read_text())["configurations"] == {
         "greeting": "new",
         "timeout": "30",

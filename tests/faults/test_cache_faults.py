@@ -15,10 +15,9 @@ from pathlib import Path
 import pytest
 
 from aioapollo import ApolloClient, Source
-from aioapollo._cache import DiskCache
 from aioapollo.testing import ApolloTestServer
 
-from ..conftest import APP, FAST, Events, wait_until
+from ..conftest import APP, FAST, Events, cache_of, wait_until
 from ._support import dead_url
 
 GOOD = {
@@ -36,6 +35,7 @@ BAD_FILES: dict[str, bytes] = {
     "truncated": json.dumps(GOOD).encode()[:40],
     "empty": b"",
     "foreign-app": json.dumps({**GOOD, "appId": "someone-else"}).encode(),
+    "foreign-answer": json.dumps({**GOOD, "answer": "f" * 64}).encode(),  # copied across
     "foreign-format": b"greeting=cached\ntimeout=30\n",  # a Java client .properties cache
     "wrong-types": json.dumps({**GOOD, "configurations": {"greeting": 5}}).encode(),
 }
@@ -54,10 +54,10 @@ def umask_zero() -> Iterator[None]:
 async def test_bad_cache_file_is_ignored_then_rewritten_by_the_next_good_fetch(
     kind: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    cache = DiskCache(tmp_path, APP, "default")
+    url = dead_url()  # Apollo is down at start: the client must look at the cache
+    cache = cache_of(tmp_path, url)
     cache.directory.mkdir(parents=True, mode=0o700)
     cache.path("application").write_bytes(BAD_FILES[kind])
-    url = dead_url()  # Apollo is down at start: the client must look at the cache
     events = Events()
     client = ApolloClient(APP, config_server=url, cache_dir=tmp_path, allow_empty=True, **FAST)
     client.on_change(events)
@@ -83,21 +83,23 @@ async def test_cache_dirs_and_files_are_private_whatever_the_umask(
     root = tmp_path / "missing" / "cache"  # does not exist yet: created on the first save
     async with ApolloClient(APP, config_server=server.url, cache_dir=root, **FAST):
         pass
-    folder = root / APP / "config-cache"
+    folder = cache_of(root, server.url).directory  # root/APP/config-cache/<answer>
     files = list(folder.iterdir())
     assert [f.name for f in files] == [f"{APP}+default+application.json"]
     assert stat.S_IMODE(files[0].stat().st_mode) == 0o600
-    for created in (folder, folder.parent, root, root.parent):
+    for created in (folder, folder.parent, folder.parent.parent, root, root.parent):
         assert stat.S_IMODE(created.stat().st_mode) == 0o700, created
 
 
 async def test_a_cache_dir_open_to_others_is_tightened(
     server: ApolloTestServer, tmp_path: Path
 ) -> None:
-    folder = tmp_path / APP / "config-cache"
+    folder = cache_of(tmp_path, server.url).directory
     folder.mkdir(parents=True)
-    folder.chmod(0o777)
+    for opened in (folder, folder.parent):  # the answer's folder and config-cache
+        opened.chmod(0o777)
     async with ApolloClient(APP, config_server=server.url, cache_dir=tmp_path, **FAST):
         pass
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-    assert not [p for p in folder.iterdir() if p.name.startswith(".tmp-")]
+    assert stat.S_IMODE(folder.parent.stat().st_mode) == 0o700
+    assert [p.name for p in folder.iterdir()] == [f"{APP}+default+application.json"]

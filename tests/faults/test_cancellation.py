@@ -17,7 +17,7 @@ import pytest
 from aioapollo import ApolloClient, ClientState
 from aioapollo.testing import ApolloTestServer
 
-from ..conftest import APP, FAST, Events, wait_until
+from ..conftest import APP, FAST, Events, cache_of, wait_until
 from ._support import aioapollo_tasks, assert_fully_closed, client_sockets
 
 #: Bounds the sweeps; a start over loopback takes a few dozen loop iterations.
@@ -111,7 +111,7 @@ async def test_cancel_the_poller_at_every_await_point(
 ) -> None:
     """aclose() at every point of a notify-refetch-save-dispatch round (and in between)."""
     rounds = 0
-    cache_file = tmp_path / APP / "config-cache" / f"{APP}+default+application.json"
+    cache_file = cache_of(tmp_path, server.url).path("application")
     for steps in range(MAX_STEPS):
         events = Events()
         client = ApolloClient(APP, config_server=server.url, cache_dir=tmp_path, **FAST)
@@ -124,7 +124,9 @@ async def test_cancel_the_poller_at_every_await_point(
         for _ in range(steps):
             await asyncio.sleep(0)
         # Complete once the listener ran and the cache file was written (in a thread).
-        delivered = bool(events.seen) and f'"v{steps}"' in cache_file.read_text()
+        delivered = (
+            bool(events.seen) and cache_file.exists() and f'"v{steps}"' in cache_file.read_text()
+        )
         async with asyncio.timeout(FAST["close_timeout"] + 1):
             await client.aclose()
         assert client.state is ClientState.CLOSED

@@ -1,0 +1,247 @@
+"""Cache writes off the event loop: one background writer per client, the latest release wins.
+
+:class:`CacheWriter` is owned by an :class:`~aioapollo.ApolloClient` from ``start()`` to
+``aclose()``. The client hands it each release it applied from Apollo with :meth:`submit`,
+which never blocks and never touches a file: it puts the release in the namespace's *slot*,
+replacing whatever waited there, and wakes the writer task.
+
+**Latest wins.** The writer task takes one slot at a time and writes it with
+``asyncio.to_thread`` (a real OS thread; inside ``SyncApolloClient``'s loop too, see
+``_threads._Loop``). Releases submitted while a write runs only replace the slot, so a burst of
+100 releases of one namespace costs at most two writes: the one already running, then the
+newest. The file-system work (reading the file's head to skip a release another worker wrote,
+JSON encoding, the temporary file, fsync, rename) all happens in that thread.
+
+**Listeners first, by design.** The client submits a write only after it has queued the
+release's change event for the listener dispatcher (``ListenerRegistry.emit``). Before each
+write the writer awaits ``ListenerRegistry.picked_up()``, which returns once the dispatcher
+has *taken* every queued event, that release's included. Taking an event and calling its first
+listener happen in one step of the dispatcher task (a coroutine listener runs up to its first
+real ``await``, a plain one's thread is started; listeners that return without suspending are
+all called in that step), so the write cannot start before delivery has begun. If more
+releases were submitted during the wait, the writer waits again: the release it writes is
+always one whose event was taken. It does not wait for listeners to *finish*: a slow listener
+never holds the cache back. One bound: if the dispatcher is still busy with earlier events
+after ``listener_grace`` seconds (5 s; a listener that hangs), the write goes ahead. Those
+listeners hear of nothing meanwhile anyway, so the write cannot delay them, and one stuck
+listener must not leave the cache stale.
+
+**Failures are not for ever.** An :class:`OSError` (disk full, directory gone or replaced,
+permissions), or any other error of a write, keeps the release in its slot and retries it
+``retry_initial`` seconds later (1 s), doubling up to ``retry_max`` (5 min); newer releases
+still replace it meanwhile. The first failure logs one warning, the write that succeeds again
+logs one info line; the values in memory are never affected. ``aclose()`` writes what is
+pending within its timeout, except during such an outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from ._cache import DiskCache
+
+__all__ = ["CacheWriter"]
+
+logger = logging.getLogger("aioapollo")
+
+
+@dataclass(frozen=True, slots=True)
+class _Release:
+    release_key: str | None
+    items: Mapping[str, str]  # a snapshot's dict: never mutated once installed
+    saved_at: float
+
+
+class CacheWriter:
+    """Writes a client's releases to its :class:`DiskCache` from a background task.
+
+    Args:
+        cache: Where to write.
+        picked_up: Awaited before each write; returns once the listener dispatcher has taken
+            every event queued so far (``ListenerRegistry.picked_up``). ``None``: no wait.
+        retry_initial: Seconds before the first retry after a failed write.
+        retry_max: Cap of the doubling retry delay.
+        listener_grace: Longest wait for the dispatcher before writing anyway.
+        name: For the task's name.
+    """
+
+    def __init__(
+        self,
+        cache: DiskCache,
+        *,
+        picked_up: Callable[[], Awaitable[None]] | None = None,
+        retry_initial: float = 1.0,
+        retry_max: float = 300.0,
+        listener_grace: float = 5.0,
+        name: str = "",
+    ) -> None:
+        self._cache = cache
+        self._picked_up = picked_up
+        self._retry_initial = retry_initial
+        self._retry_max = retry_max
+        self._grace = listener_grace
+        self._name = name
+        self._slots: dict[str, _Release] = {}
+        self._submitted = 0
+        self._failures = 0
+        self._delay = 0.0
+        self._retry_at = 0.0
+        self._holding = False
+        self._closing = False
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ introspection
+
+    @property
+    def pending(self) -> tuple[str, ...]:
+        """Namespaces with a release waiting to be written."""
+        return tuple(self._slots)
+
+    @property
+    def failing(self) -> bool:
+        """Whether the last write failed (writes are being retried with backoff)."""
+        return self._failures > 0
+
+    @property
+    def retry_delay(self) -> float:
+        """Seconds between retries while failing (doubling up to ``retry_max``), else 0."""
+        return self._delay if self._failures else 0.0
+
+    @property
+    def holding(self) -> bool:
+        """Whether a write waits for the listener dispatcher to take its event."""
+        return self._holding
+
+    # ------------------------------------------------------------------ use
+
+    def open(self) -> None:
+        """Start the writer task on the running loop."""
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name=f"aioapollo-cache-{self._name}")
+        self._task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("the cache writer of %s crashed", self._name, exc_info=task.exception())
+
+    def submit(
+        self,
+        namespace: str,
+        release_key: str | None,
+        items: Mapping[str, str],
+        saved_at: float,
+    ) -> None:
+        """Queue a release for writing, replacing any release of that namespace still waiting.
+
+        Call it after the release's change event was emitted. Never blocks.
+        """
+        if self._wake is None or self._closing:
+            return
+        self._slots.pop(namespace, None)  # re-inserted last: namespaces are written in turn
+        self._slots[namespace] = _Release(release_key, items, saved_at)
+        self._submitted += 1
+        self._wake.set()
+
+    async def aclose(self, within: float) -> None:
+        """Write what is pending (for at most ``within`` seconds), then stop the task."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._closing = True
+        assert self._wake is not None
+        self._wake.set()
+        try:
+            await asyncio.wait([task], timeout=max(within, 0.0))
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.wait([task])
+        if self._slots and not self.failing:
+            logger.warning(
+                "closed before the cache was written for %s; it keeps the previous release",
+                ", ".join(repr(name) for name in self._slots),
+            )
+
+    # ------------------------------------------------------------------ the task
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        wake = self._wake
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._slots or (self.failing and self._retry_at > loop.time()):
+                if self._closing:
+                    return  # done, or the disk is failing: a close does not wait for it
+                wake.clear()
+                if not self._slots:
+                    await wake.wait()
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), self._retry_at - loop.time())
+                continue
+            if not self._closing:
+                await self._listeners_reached()
+            name = next(iter(self._slots))
+            release = self._slots.pop(name)
+            try:
+                await asyncio.to_thread(
+                    self._cache.save, name, release.release_key, release.items, release.saved_at
+                )
+            except RuntimeError:  # interpreter exit: no thread can be started any more
+                self._slots.clear()
+                return
+            except Exception as exc:  # OSError, or anything else: the writer stays alive
+                self._slots.setdefault(name, release)  # unless a newer release came meanwhile
+                self._failed(exc, loop.time())
+                continue
+            if self._failures:
+                logger.info(
+                    "the config cache in %s is written again, after %d failed attempt(s)",
+                    self._cache.directory,
+                    self._failures,
+                )
+                self._failures = 0
+
+    async def _listeners_reached(self) -> None:
+        """Wait until the dispatcher has taken the events of every release submitted so far."""
+        if self._picked_up is None:
+            return
+        loop = asyncio.get_running_loop()
+        self._holding = True
+        try:
+            async with asyncio.timeout_at(loop.time() + self._grace):
+                while True:
+                    seen = self._submitted
+                    await self._picked_up()
+                    if self._submitted == seen:
+                        return
+        except TimeoutError:
+            logger.debug(
+                "listeners still busy after %g s: writing the cache without waiting for them",
+                self._grace,
+            )
+        finally:
+            self._holding = False
+
+    def _failed(self, exc: Exception, now: float) -> None:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        if self._failures == 0:
+            self._delay = self._retry_initial
+            logger.warning(
+                "cannot write the config cache in %s (%s); continuing with memory only "
+                "and retrying in the background",
+                self._cache.directory,
+                reason,
+            )
+        else:
+            self._delay = min(self._delay * 2, self._retry_max)
+            logger.debug(
+                "config cache write failed again (%s); next try in %g s", reason, self._delay
+            )
+        self._failures += 1
+        self._retry_at = now + self._delay

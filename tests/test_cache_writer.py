@@ -1,0 +1,352 @@
+"""The background cache writer: off the loop, latest release wins, failures heal, listeners first.
+
+Every test runs the client's real disk cache (a subclass that notes its calls) on real files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aioapollo import ApolloClient, ConfigChangeEvent, Source, SyncApolloClient
+from aioapollo._cache import DiskCache
+from aioapollo._cachewriter import CacheWriter
+from aioapollo.testing import ApolloTestServer
+
+from .conftest import APP, FAST, ClientFactory, Events, cache_of, wait_until
+
+
+class Recorder(DiskCache):
+    """A client's real disk cache that notes each call, and any made on an event loop."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.attempts: list[float] = []  # monotonic time of each save() call
+        self.saved: list[str | None] = []  # release keys of the saves that did not raise
+        self.on_loop: list[str] = []  # methods called from a thread running an event loop
+        self.entered = threading.Event()  # a save() has started
+        self.go = threading.Event()  # save() waits for it (set: no wait)
+        self.go.set()
+        self.heard: set[str | None] | None = None  # releases the listeners have been given
+        self.unheard: list[str | None] = []  # releases written before any listener heard
+
+    @classmethod
+    def of(cls, client: ApolloClient) -> Recorder:
+        """Put a recorder in place of ``client``'s cache (before ``start()``)."""
+        cache = cls.for_options(client.options)
+        assert isinstance(cache, Recorder)
+        client._cache = cache
+        return cache
+
+    def _check(self, what: str) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # a plain thread: fine
+        self.on_loop.append(what)
+
+    def load(self, namespace: str) -> Any:
+        self._check("load")
+        return super().load(namespace)
+
+    def holds(self, namespace: str, release_key: str | None) -> bool:
+        self._check("holds")
+        return super().holds(namespace, release_key)
+
+    def save(self, namespace: str, release_key: str | None, items: Any, now: float) -> bool:
+        self._check("save")
+        self.attempts.append(time.monotonic())
+        self.entered.set()
+        assert self.go.wait(30), "the test never let the write go on"
+        if self.heard is not None and release_key not in self.heard:
+            self.unheard.append(release_key)
+        written = super().save(namespace, release_key, items, now)
+        self.saved.append(release_key)
+        return written
+
+
+# ---------------------------------------------------------------------------- latest wins
+
+
+async def test_a_burst_of_100_releases_costs_two_writes_the_last_one_the_latest(
+    server: ApolloTestServer, make_client: ClientFactory, events: Events
+) -> None:
+    client = make_client()
+    cache = Recorder.of(client)
+    cache.go.clear()  # the first write (start's release) takes as long as the burst
+    client.on_change(events)
+    await client.start()
+    first = client.snapshot().release_key
+    await wait_until(cache.entered.is_set)
+    for i in range(100):
+        last = server.publish(APP, "application", {"greeting": f"v{i}"})
+        await events.next()  # the client applied every one of them
+    assert client.snapshot().release_key == last
+    cache.go.set()
+    await wait_until(lambda: len(cache.saved) == 2)
+    await client.aclose()
+    assert cache.saved == [first, last]
+    stored = cache.load("application")
+    assert stored is not None and stored.release_key == last
+    assert stored.items["greeting"] == "v99"
+
+
+async def test_releases_submitted_without_a_pause_are_written_once(tmp_path: Path) -> None:
+    cache = Recorder(tmp_path, APP, "default", "a" * 64)
+    writer = CacheWriter(cache, name=APP)
+    writer.open()
+    for i in range(100):
+        writer.submit("application", f"r{i}", {"k": str(i)}, 0.0)
+    await writer.aclose(5.0)
+    assert cache.saved == ["r99"]
+    assert writer.pending == ()
+
+
+# ---------------------------------------------------------------------------- failures
+
+
+async def test_a_failing_cache_retries_with_doubling_delays_then_recovers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aioapollo")
+    root = tmp_path / "cache"
+    root.write_text("")  # the cache directory is a file: every write fails (root or not)
+    cache = Recorder(root, APP, "default", "a" * 64)
+    writer = CacheWriter(cache, retry_initial=0.05, retry_max=0.2, name=APP)
+    writer.open()
+    writer.submit("application", "r1", {"k": "1"}, 0.0)
+    await wait_until(lambda: len(cache.attempts) >= 5)
+    assert writer.failing and writer.retry_delay == 0.2  # 0.05, 0.1, 0.2, then capped
+    gaps = [b - a for a, b in zip(cache.attempts, cache.attempts[1:], strict=False)]
+    for gap, delay in zip(gaps, [0.05, 0.1, 0.2, 0.2], strict=False):
+        assert gap >= delay - 0.002, (gaps, delay)
+    writer.submit("application", "r2", {"k": "2"}, 0.0)  # a newer release replaces it
+    root.unlink()  # the disk is back
+    await wait_until(lambda: cache.saved == ["r2"], timeout=10)
+    assert not writer.failing and writer.retry_delay == 0.0
+    writer.submit("application", "r3", {"k": "3"}, 0.0)  # written at once again
+    await wait_until(lambda: cache.saved == ["r2", "r3"])
+    await writer.aclose(5.0)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [r.message.split(" (")[0] for r in warnings] == [
+        f"cannot write the config cache in {cache.directory}"
+    ]
+    infos = [r for r in caplog.records if r.levelno == logging.INFO]
+    assert len(infos) == 1 and "written again" in infos[0].message
+
+
+async def test_a_client_whose_cache_failed_writes_it_again_once_the_disk_is_back(
+    server: ApolloTestServer,
+    make_client: ClientFactory,
+    events: Events,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="aioapollo")
+    root = tmp_path / "cache"
+    root.write_text("")  # a file where the cache directory should be
+    client = make_client(cache_dir=root)
+    client.on_change(events)
+    await client.start()
+    await wait_until(lambda: client._writer is not None and client._writer.failing)
+    server.publish(APP, "application", {"greeting": "while failing"})
+    await events.next()
+    root.unlink()
+    cache = cache_of(root, server.url)
+    # Retried after 1 s (the default first delay): the newest release lands.
+    await wait_until(cache.path("application").exists, timeout=10)
+    server.publish(APP, "application", {"greeting": "after"})
+    await events.next()
+    await wait_until(lambda: '"after"' in cache.path("application").read_text())
+    await client.aclose()
+    messages = [r.message for r in caplog.records]
+    assert sum("memory only" in m for m in messages) == 1
+    assert sum("written again" in m for m in messages) == 1
+
+
+# ---------------------------------------------------------------------------- ordering
+
+
+async def test_listeners_hear_of_a_release_before_its_cache_write(
+    server: ApolloTestServer, make_client: ClientFactory
+) -> None:
+    """The write of a release waits until the dispatcher took its event, even when the
+    dispatcher is still busy with the previous event's listener."""
+    client = make_client()
+    cache = Recorder.of(client)
+    heard: set[str | None] = set()
+    busy = asyncio.Event()  # set: the first listener call may return
+
+    async def listener(event: ConfigChangeEvent) -> None:
+        heard.add(event.snapshot.release_key)
+        if len(heard) == 1:
+            await busy.wait()
+
+    client.on_change(listener)
+    await client.start()
+    await wait_until(lambda: len(cache.saved) == 1)  # start's own release (no event)
+    cache.heard = heard
+    one = server.publish(APP, "application", {"greeting": "one"})
+    await wait_until(lambda: one in cache.saved)  # heard (the listener now blocks), written
+    two = server.publish(APP, "application", {"greeting": "two"})
+    await wait_until(lambda: client.get_nowait("greeting") == "two")  # applied, event queued
+    writer = client._writer
+    assert writer is not None
+    # Either the writer holds the write for the busy dispatcher, or (wrongly) wrote it.
+    await wait_until(lambda: writer.holding or two in cache.saved)
+    assert two not in cache.saved and two not in heard
+    busy.set()
+    await wait_until(lambda: two in cache.saved)
+    assert cache.unheard == []
+    assert cache.saved[1:] == [one, two]
+
+
+async def test_a_hung_listener_does_not_hold_the_cache_back_for_ever(
+    server: ApolloTestServer, make_client: ClientFactory
+) -> None:
+    client = make_client()
+    cache = Recorder.of(client)
+    never = asyncio.Event()
+
+    async def hangs(event: ConfigChangeEvent) -> None:
+        await never.wait()
+
+    client.on_change(hangs)
+    await client.start()
+    assert client._writer is not None
+    client._writer._grace = 0.2  # 5 s in production
+    server.publish(APP, "application", {"greeting": "one"})  # the listener hangs on it
+    await wait_until(lambda: len(cache.saved) == 2)
+    two = server.publish(APP, "application", {"greeting": "two"})  # its event is never taken
+    await wait_until(lambda: two in cache.saved)
+    await client.aclose()
+
+
+async def test_picked_up_returns_once_the_dispatcher_took_every_queued_event(
+    server: ApolloTestServer, make_client: ClientFactory
+) -> None:
+    client = make_client(cache_dir=None)
+    busy = asyncio.Event()
+    calls: list[str] = []
+
+    async def listener(event: ConfigChangeEvent) -> None:
+        calls.append(event.changes["greeting"].new_value or "")
+        await busy.wait()
+
+    client.on_change(listener)
+    await client.start()
+    await client._listeners.picked_up()  # nothing queued: at once
+    server.publish(APP, "application", {"greeting": "one"})
+    await wait_until(lambda: calls == ["one"])
+    server.publish(APP, "application", {"greeting": "two"})
+    await wait_until(lambda: client.get_nowait("greeting") == "two")
+    waiting = asyncio.ensure_future(client._listeners.picked_up())
+    for _ in range(20):  # let the loop run: the dispatcher is busy, "two" stays in its queue
+        await asyncio.sleep(0)
+    assert not waiting.done()
+    busy.set()
+    await asyncio.wait_for(waiting, 5)
+    assert calls == ["one", "two"]  # taken means its listeners were reached
+
+
+# ---------------------------------------------------------------------------- off the loop
+
+_FILE_EVENTS = {"open", "os.mkdir", "os.rename", "os.remove", "os.chmod", "os.listdir"}
+_watched: list[tuple[str, list[str]]] = []
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    """Note file-system calls under a watched folder made from a thread running a loop."""
+    if not _watched or event not in _FILE_EVENTS or not args:
+        return
+    if not isinstance(args[0], str | bytes | os.PathLike):
+        return  # an fd
+    path = os.fsdecode(args[0])
+    for root, found in _watched:
+        if path.startswith(root):
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                continue
+            found.append(f"{event} {path}")
+
+
+sys.addaudithook(_audit)
+
+
+@pytest.fixture
+def loop_file_calls(tmp_path: Path) -> Iterator[list[str]]:
+    """File-system calls under ``tmp_path/cache`` made on an event loop's thread."""
+    found: list[str] = []
+    entry = (str(tmp_path / "cache"), found)
+    _watched.append(entry)
+    try:
+        yield found
+    finally:
+        _watched.remove(entry)
+
+
+async def test_the_async_client_never_touches_cache_files_on_its_loop(
+    tmp_path: Path, loop_file_calls: list[str]
+) -> None:
+    root = tmp_path / "cache"
+    async with ApolloTestServer(hold_seconds=0.5) as server:
+        server.publish(APP, "application", {"greeting": "hello"})
+        url = server.url
+        events = Events()
+        client = ApolloClient(APP, config_server=url, cache_dir=root, **FAST)
+        warm = Recorder.of(client)
+        client.on_change(events)
+        async with client:  # writes the first release
+            server.publish(APP, "application", {"greeting": "changed"})
+            await events.next()
+    # Apollo is down: a cold start reads the file (and looks for an old-layout one).
+    cold_client = ApolloClient(APP, config_server=url, cache_dir=root, **FAST)
+    cold = Recorder.of(cold_client)
+    async with cold_client:
+        assert cold_client.sources["application"] is Source.CACHE
+        assert await cold_client.get("greeting") == "changed"
+    assert len(warm.saved) == 2 and len(cold.attempts) == 0
+    assert warm.on_loop == [] and cold.on_loop == []
+    assert loop_file_calls == []
+
+
+async def test_the_sync_client_never_touches_cache_files_on_its_loop(
+    server: ApolloTestServer, tmp_path: Path, loop_file_calls: list[str]
+) -> None:
+    cfg = SyncApolloClient(APP, config_server=server.url, cache_dir=tmp_path / "cache", **FAST)
+    cache = Recorder.of(cfg._client)
+    try:
+        await asyncio.to_thread(cfg.start)
+        server.publish(APP, "application", {"greeting": "changed"})
+        await wait_until(lambda: cfg.get("greeting") == "changed")
+    finally:
+        await asyncio.to_thread(cfg.close)
+    assert len(cache.saved) == 2
+    assert cache.on_loop == [] and loop_file_calls == []
+
+
+async def test_start_does_not_wait_for_the_disk(
+    server: ApolloTestServer, make_client: ClientFactory
+) -> None:
+    client = make_client()
+    cache = Recorder.of(client)
+    cache.go.clear()  # the disk hangs
+    try:
+        await asyncio.wait_for(client.start(), 5)
+        assert await client.get("greeting") == "hello"
+        await wait_until(cache.entered.is_set)
+        assert cache.saved == []
+    finally:
+        cache.go.set()
+    await client.aclose()
+    assert cache.saved == [client.snapshot().release_key]
