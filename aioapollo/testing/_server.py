@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -50,6 +51,10 @@ class ApolloTestServer:
         clock: Returns the server's time in epoch milliseconds (for signature tests).
         config_services: URLs listed by ``/services/config``; this server's URL by default.
         max_requests: Keep only this many recorded requests (all by default).
+        state_file: Keep the releases in this file, so a server started again with it
+            serves them again and keeps growing the notification ids (see
+            :class:`ReleaseStore`); its ids also start above the current time in
+            milliseconds, so they exceed those of any earlier run. Not with ``store``.
     """
 
     def __init__(
@@ -64,7 +69,12 @@ class ApolloTestServer:
         clock: Callable[[], int] | None = None,
         config_services: Iterable[str] | None = None,
         max_requests: int | None = None,
+        state_file: str | os.PathLike[str] | None = None,
     ) -> None:
+        if state_file is not None:
+            if store is not None:
+                raise ValueError("give store or state_file, not both")
+            store = ReleaseStore(state_file=state_file, notification_id_base=_now_ms())
         self.host = host
         self.hold_seconds = hold_seconds
         self.incremental_sync = incremental_sync
