@@ -202,7 +202,7 @@ async def notifications(
     hub = server.hub
     if server.closing:
         return empty(304)
-    waiter = hub.register(every_key, reply_names)
+    waiter = hub.register(every_key, reply_names, lambda: request.transport is not None)
     try:
         reply = immediate_reply(namespaces, keys, server.store.notification_ids(every_key))
         if reply:
