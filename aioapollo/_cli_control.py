@@ -32,7 +32,6 @@ from ._cli_common import (
 )
 from ._serve import CONTROL_TOKEN_ENV
 from ._wire import FORMATS, namespace_format
-from .testing._control import CONTROL_PREFIX, CONTROL_TOKEN_HEADER
 
 __all__ = ["CONTROL_COMMANDS", "add_commands", "run"]
 
@@ -233,8 +232,12 @@ class _Control:
     """Requests to one test server's control API, retrying the connection until a deadline."""
 
     def __init__(self, base: URL, token: str | None, timeout: float, command: str) -> None:
+        # Imported here: `get` and `watch` need not load the test server's modules.
+        from .testing._control import CONTROL_PREFIX, CONTROL_TOKEN_HEADER
+
         self.base = base
         self.command = command
+        self.prefix = CONTROL_PREFIX
         self.headers = {CONTROL_TOKEN_HEADER: token} if token else {}
         self.timeout = timeout
         self.deadline = 0.0
@@ -280,7 +283,7 @@ class _Control:
         parts: list[str],
         body: dict[str, Any] | None = None,
     ) -> Any:
-        url = self.base.with_path(CONTROL_PREFIX).joinpath(*parts)
+        url = self.base.with_path(self.prefix).joinpath(*parts)
         loop = asyncio.get_running_loop()
         while True:
             try:
@@ -329,7 +332,7 @@ class _Control:
         if status in (404, 405) or (status == 200 and body is None):
             raise CommandFailed(
                 EXIT_USAGE,
-                f"{self.base} is not an aioapollo test server (it has no {CONTROL_PREFIX}/ "
+                f"{self.base} is not an aioapollo test server (it has no {self.prefix}/ "
                 f"API): `aioapollo {self.command}` works only with `aioapollo serve`; a real "
                 "Apollo's releases are made in its portal",
             )

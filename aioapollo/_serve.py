@@ -144,9 +144,11 @@ async def _serve_until_stopped(setup: _Setup, args: argparse.Namespace) -> int:
         return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    handled = []
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signum, stop.set)  # not on Windows, nor off the main thread
+            handled.append(signum)
     wrote_ready = False
     try:
         logger.info(
@@ -178,6 +180,10 @@ async def _serve_until_stopped(setup: _Setup, args: argparse.Namespace) -> int:
             with contextlib.suppress(OSError):
                 ready.unlink()
         await server.close()
+        # Now, while the loop is open: closing it first leaves a moment in which a second
+        # SIGTERM (`kill` twice) finds its wakeup fd closed and prints a traceback.
+        for signum in handled:
+            loop.remove_signal_handler(signum)
     return 0
 
 

@@ -95,7 +95,7 @@ class ApolloTestServer:
         if control_token is not None and not control_token:
             raise ValueError("control_token must not be empty")
         if control_token is None and not is_loopback(host):
-            control_token = secrets.token_urlsafe(24)
+            control_token = secrets.token_hex(20)  # hex: never starts with "-", unlike a flag
         self._control_token = control_token
         self.host = host
         self.hold_seconds = hold_seconds

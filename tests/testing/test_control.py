@@ -157,6 +157,7 @@ async def test_off_loopback_the_control_api_needs_the_token(
     async with ApolloTestServer(host="0.0.0.0") as server:
         token = server.control_token
         assert token is not None and len(token) >= 20
+        assert token.isalnum()  # safe as a flag value: never starts with "-"
         control = f"{server.url}/__aioapollo__"
         body = {"appId": APP, "namespace": "application", "items": {"k": "v"}}
         for headers in ({}, {TOKEN_HEADER: "wrong"}, {TOKEN_HEADER: token[:-1]}):
