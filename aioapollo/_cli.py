@@ -40,8 +40,6 @@ from ._wire import namespace_format
 
 __all__ = ["EXIT_AUTH", "EXIT_MISSING", "EXIT_OK", "EXIT_UNAVAILABLE", "EXIT_USAGE", "main"]
 
-_Fail = CommandFailed
-
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -157,7 +155,7 @@ def _main(args: argparse.Namespace) -> int:
             "watch": _watch,
         }[args.command]
         return _run(command(client, args))
-    except _Fail as exc:
+    except CommandFailed as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed
@@ -210,9 +208,9 @@ def _client(args: argparse.Namespace) -> ApolloClient:
     try:
         kwargs = options_from_env(**overrides)
     except ValueError:
-        raise _Fail(EXIT_USAGE, "no appId: set APP_ID or pass --app-id") from None
+        raise CommandFailed(EXIT_USAGE, "no appId: set APP_ID or pass --app-id") from None
     if not kwargs.get("config_server") and not kwargs.get("meta_server"):
-        raise _Fail(
+        raise CommandFailed(
             EXIT_USAGE,
             "no Apollo address: set APOLLO_CONFIG_SERVICE (or APOLLO_META) "
             "or pass --config-server (or --meta-server)",
@@ -223,7 +221,7 @@ def _client(args: argparse.Namespace) -> ApolloClient:
         kwargs.setdefault("fetch_retry_delay", 0.2)
         return ApolloClient(kwargs.pop("app_id"), start_timeout=args.timeout, **kwargs)
     except (TypeError, ValueError) as exc:
-        raise _Fail(EXIT_USAGE, str(exc)) from None
+        raise CommandFailed(EXIT_USAGE, str(exc)) from None
 
 
 async def _start(client: ApolloClient) -> None:
@@ -232,12 +230,12 @@ async def _start(client: ApolloClient) -> None:
             await client.start()
     except NamespaceUnavailableError as exc:
         if any(isinstance(c, ApolloAuthError) for c in exc.causes.values()):
-            raise _Fail(EXIT_AUTH, str(exc)) from None
-        raise _Fail(EXIT_UNAVAILABLE, str(exc)) from None
+            raise CommandFailed(EXIT_AUTH, str(exc)) from None
+        raise CommandFailed(EXIT_UNAVAILABLE, str(exc)) from None
     except ApolloAuthError as exc:
-        raise _Fail(EXIT_AUTH, str(exc)) from None
+        raise CommandFailed(EXIT_AUTH, str(exc)) from None
     except (ApolloError, TimeoutError) as exc:
-        raise _Fail(EXIT_UNAVAILABLE, str(exc) or "timed out loading from Apollo") from None
+        raise CommandFailed(EXIT_UNAVAILABLE, str(exc) or "timed out loading from Apollo") from None
 
 
 async def _get(client: ApolloClient, args: argparse.Namespace) -> int:
@@ -249,7 +247,7 @@ async def _get(client: ApolloClient, args: argparse.Namespace) -> int:
     if value is None:
         kind = namespace_format(args.namespace)
         if kind != "properties":
-            raise _Fail(
+            raise CommandFailed(
                 EXIT_USAGE,
                 f"namespace {args.namespace!r} is a {kind} file: it has no keys, only its "
                 f"whole text; print it with `{PROG} dump {args.namespace}`",
@@ -257,7 +255,9 @@ async def _get(client: ApolloClient, args: argparse.Namespace) -> int:
         if args.default is not None:
             value = args.default
         else:
-            raise _Fail(EXIT_MISSING, f"key {args.key!r} not found in namespace {args.namespace!r}")
+            raise CommandFailed(
+                EXIT_MISSING, f"key {args.key!r} not found in namespace {args.namespace!r}"
+            )
     _write(sys.stdout, value + "\n")
     return EXIT_OK
 
