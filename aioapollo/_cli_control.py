@@ -86,8 +86,8 @@ def add_commands(sub: Any) -> None:
         "publish",
         parents=[common],
         help=f"[{_ONLY}] release a namespace on an `aioapollo serve` test server",
-        description="Release a namespace on an `aioapollo serve` test server and print the "
-        "new releaseKey. A release is whole: keys you leave out are gone from it.",
+        description=f"{_ONLY}. Release a namespace on an `aioapollo serve` test server and "
+        "print the new releaseKey. A release is whole: keys you leave out are gone from it.",
         epilog=epilog,
     )
     publish.add_argument(
@@ -126,7 +126,7 @@ def add_commands(sub: Any) -> None:
         "delete",
         parents=[common],
         help=f"[{_ONLY}] withdraw a namespace's release on an `aioapollo serve` test server",
-        description="Withdraw a namespace's release on an `aioapollo serve` test server "
+        description=f"{_ONLY}. Withdraw a namespace's release on an `aioapollo serve` test server "
         "(clients then get 404 for it), or with --gray its gray release. Exit code 1 when "
         "there is nothing to delete.",
         epilog=epilog,
