@@ -1,4 +1,5 @@
-"""The ``aioapollo`` command line: ``get``, ``dump``, ``watch`` and ``serve`` (the test server).
+"""The ``aioapollo`` command line: ``get``, ``dump``, ``watch``; ``serve`` (the test server) and,
+for the test server only, ``publish`` and ``delete`` (in ``_cli_control``).
 
 Settings come from the same environment variables as :meth:`ApolloClient.from_env`; flags win.
 Values are printed on stdout because the user asked for them; nothing here logs a value.
@@ -19,28 +20,25 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
-from . import _serve
+from . import _cli_control, _serve
+from ._cli_common import (
+    EXIT_AUTH,
+    EXIT_MISSING,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    PROG,
+    CommandFailed,
+    positive_seconds,
+)
 from ._client import ApolloClient
 from ._config import options_from_env
 from ._exceptions import ApolloAuthError, ApolloError, NamespaceUnavailableError
 from ._models import ChangeType, ConfigChangeEvent
 from ._version import __version__
+from ._wire import namespace_format
 
 __all__ = ["EXIT_AUTH", "EXIT_MISSING", "EXIT_OK", "EXIT_UNAVAILABLE", "EXIT_USAGE", "main"]
-
-EXIT_OK = 0
-EXIT_MISSING = 1
-EXIT_USAGE = 2
-EXIT_UNAVAILABLE = 3
-EXIT_AUTH = 4
-
-PROG = "aioapollo"
-
-
-class _Fail(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--ip", help="client IP reported for gray releases")
     group.add_argument(
         "--timeout",
-        type=_positive_float,
+        type=positive_seconds,
         default=10.0,
         help="seconds to wait for the first load (10)",
     )
@@ -70,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Read and watch Apollo configuration. The access-key secret is read from "
-        "APOLLO_ACCESS_KEY_SECRET only (never a flag: flags show in `ps`).",
+        "APOLLO_ACCESS_KEY_SECRET only (never a flag: flags show in `ps`). `serve` runs a "
+        "local Apollo test server; `publish` and `delete` drive that test server only.",
         epilog="exit codes: 0 ok, 1 key not found, 2 usage/configuration error, "
         "3 Apollo unreachable or namespace not loadable, 4 access denied",
     )
@@ -106,22 +105,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--count", type=_positive, default=None, help="exit 0 after this many changed namespaces"
     )
 
-    serve = sub.add_parser("serve", help="run a local Apollo test server (config + meta service)")
+    serve = sub.add_parser(
+        "serve",
+        help="run a local Apollo test server (config + meta service)",
+        description="Run aioapollo's Apollo test server (config and meta service) until "
+        "Ctrl-C or SIGTERM. It prints 'aioapollo test server ready on URL' once listening.",
+    )
     _serve.add_arguments(serve)
+    _cli_control.add_commands(sub)
     return parser
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be a positive number of seconds")
-    return value
-
-
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
     return value
 
 
@@ -134,6 +135,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command == "serve":  # a long-running server: it configures logging itself
         return _serve.serve(args)
+    if args.command in _cli_control.CONTROL_COMMANDS:
+        try:
+            return _cli_control.run(args)
+        except CommandFailed as exc:
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return exc.code
     level = (logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 3)]
     with _logging_to_stderr(level):
         return _main(args)
@@ -148,7 +155,7 @@ def _main(args: argparse.Namespace) -> int:
             "watch": _watch,
         }[args.command]
         return _run(command(client, args))
-    except _Fail as exc:
+    except CommandFailed as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed
@@ -201,9 +208,9 @@ def _client(args: argparse.Namespace) -> ApolloClient:
     try:
         kwargs = options_from_env(**overrides)
     except ValueError:
-        raise _Fail(EXIT_USAGE, "no appId: set APP_ID or pass --app-id") from None
+        raise CommandFailed(EXIT_USAGE, "no appId: set APP_ID or pass --app-id") from None
     if not kwargs.get("config_server") and not kwargs.get("meta_server"):
-        raise _Fail(
+        raise CommandFailed(
             EXIT_USAGE,
             "no Apollo address: set APOLLO_CONFIG_SERVICE (or APOLLO_META) "
             "or pass --config-server (or --meta-server)",
@@ -214,7 +221,7 @@ def _client(args: argparse.Namespace) -> ApolloClient:
         kwargs.setdefault("fetch_retry_delay", 0.2)
         return ApolloClient(kwargs.pop("app_id"), start_timeout=args.timeout, **kwargs)
     except (TypeError, ValueError) as exc:
-        raise _Fail(EXIT_USAGE, str(exc)) from None
+        raise CommandFailed(EXIT_USAGE, str(exc)) from None
 
 
 async def _start(client: ApolloClient) -> None:
@@ -223,12 +230,12 @@ async def _start(client: ApolloClient) -> None:
             await client.start()
     except NamespaceUnavailableError as exc:
         if any(isinstance(c, ApolloAuthError) for c in exc.causes.values()):
-            raise _Fail(EXIT_AUTH, str(exc)) from None
-        raise _Fail(EXIT_UNAVAILABLE, str(exc)) from None
+            raise CommandFailed(EXIT_AUTH, str(exc)) from None
+        raise CommandFailed(EXIT_UNAVAILABLE, str(exc)) from None
     except ApolloAuthError as exc:
-        raise _Fail(EXIT_AUTH, str(exc)) from None
+        raise CommandFailed(EXIT_AUTH, str(exc)) from None
     except (ApolloError, TimeoutError) as exc:
-        raise _Fail(EXIT_UNAVAILABLE, str(exc) or "timed out loading from Apollo") from None
+        raise CommandFailed(EXIT_UNAVAILABLE, str(exc) or "timed out loading from Apollo") from None
 
 
 async def _get(client: ApolloClient, args: argparse.Namespace) -> int:
@@ -238,10 +245,19 @@ async def _get(client: ApolloClient, args: argparse.Namespace) -> int:
     finally:
         await client.aclose()
     if value is None:
+        kind = namespace_format(args.namespace)
+        if kind != "properties":
+            raise CommandFailed(
+                EXIT_USAGE,
+                f"namespace {args.namespace!r} is a {kind} file: it has no keys, only its "
+                f"whole text; print it with `{PROG} dump {args.namespace}`",
+            )
         if args.default is not None:
             value = args.default
         else:
-            raise _Fail(EXIT_MISSING, f"key {args.key!r} not found in namespace {args.namespace!r}")
+            raise CommandFailed(
+                EXIT_MISSING, f"key {args.key!r} not found in namespace {args.namespace!r}"
+            )
     _write(sys.stdout, value + "\n")
     return EXIT_OK
 

@@ -4,22 +4,70 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import os
 import signal
 import sys
-from contextlib import suppress
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["add_arguments", "serve"]
+if TYPE_CHECKING:
+    from .testing import ApolloTestServer
+
+__all__ = ["CONTROL_TOKEN_ENV", "add_arguments", "port_number", "serve"]
 
 logger = logging.getLogger("aioapollo.cli")
+
+#: Environment variable holding the test server's control token (``serve`` and the CLI).
+CONTROL_TOKEN_ENV = "AIOAPOLLO_CONTROL_TOKEN"
+
+
+def port_number(text: str) -> int:
+    """An ``argparse`` type: a TCP port, 0 to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number (0 to 65535), got {text!r}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``serve`` command's flags."""
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8080, help="port, 0 for any free one (8080)")
     parser.add_argument(
-        "--data", metavar="FILE", help="seed releases from a JSON or YAML file (see the README)"
+        "--port", type=port_number, default=8080, help="port, 0 for any free one (8080)"
+    )
+    parser.add_argument(
+        "--data",
+        metavar="FILE",
+        help="seed releases from a JSON or YAML file (format: 'Seed file format' in "
+        "docs/testing.md); with --state, only when the state file does not exist yet",
+    )
+    parser.add_argument(
+        "--state",
+        metavar="FILE",
+        help="keep releases, secrets and notification ids in FILE (JSON, mode 0600, replaced "
+        "atomically on every change) and load them at start: a restart serves the same "
+        "releases",
+    )
+    parser.add_argument(
+        "--ready-file",
+        metavar="PATH",
+        help="once listening, write the server's URL to PATH (atomically; removed on exit), "
+        "for scripts that wait for the server",
+    )
+    parser.add_argument(
+        "--control-token",
+        metavar="TOKEN",
+        help=f"token the /__aioapollo__/ control API requires (env {CONTROL_TOKEN_ENV}, "
+        "preferred: a flag shows in `ps`); off loopback one is always required, and one is "
+        "generated and printed at start when none is given",
     )
     parser.add_argument(
         "--hold-seconds",
@@ -33,20 +81,62 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="also log every request")
 
 
-async def _serve_until_stopped(args: argparse.Namespace) -> int:
-    from .testing import ApolloTestServer
-    from .testing._seed import SeedError, apply_seed, load_seed
-
-    server = ApolloTestServer(host=args.host, port=args.port, max_requests=10_000)
+def _write_ready_file(path: Path, url: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        count = apply_seed(server, load_seed(args.data)) if args.data else 0
-    except (SeedError, TypeError, ValueError) as exc:
-        print(f"aioapollo serve: {exc}", file=sys.stderr)
-        return 2
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(url + "\n")
+        os.chmod(tmp, 0o644)  # the URL is not a secret; readers may be other users
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@dataclass
+class _Setup:
+    server: ApolloTestServer
+    seeded: int
+    token_given: bool
+    ready: Path | None
+
+
+def _prepare(args: argparse.Namespace) -> _Setup:
+    """Build and seed the server (no event loop needed); raises ``ValueError`` to exit 2."""
+    from .testing import ApolloTestServer, ReleaseStore
+    from .testing._seed import apply_seed, load_seed
+
+    token = args.control_token or os.environ.get(CONTROL_TOKEN_ENV) or None
+    ready = Path(args.ready_file) if args.ready_file else None
+    if ready is not None:
+        with contextlib.suppress(FileNotFoundError):
+            ready.unlink()  # a stale file from an earlier run must not look ready
+    restored = bool(args.state) and Path(args.state).exists()
+    # Ids above the current time in ms: above any earlier run's, as Apollo's only grow.
+    store = ReleaseStore(state_file=args.state, notification_id_base=int(time.time() * 1000))
+    server = ApolloTestServer(
+        host=args.host, port=args.port, max_requests=10_000, store=store, control_token=token
+    )
+    seed = load_seed(args.data) if args.data else {}
+    count = apply_seed(server, seed, releases=not restored)
+    if restored:
+        logger.info(
+            "loaded state from %s%s",
+            args.state,
+            "; the seed's apps were not applied (delete the state file to seed again)"
+            if args.data
+            else "",
+        )
     if args.hold_seconds is not None:
         server.hold_seconds = args.hold_seconds
     if args.incremental_sync:
         server.incremental_sync = True
+    return _Setup(server, count, token is not None, ready)
+
+
+async def _serve_until_stopped(setup: _Setup, args: argparse.Namespace) -> int:
+    server, ready = setup.server, setup.ready
     try:
         await server.start()
     except OSError as exc:
@@ -54,22 +144,46 @@ async def _serve_until_stopped(args: argparse.Namespace) -> int:
         return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    handled = []
     for signum in (signal.SIGINT, signal.SIGTERM):
-        with suppress(NotImplementedError, RuntimeError, ValueError):  # Windows, not main thread
-            loop.add_signal_handler(signum, stop.set)
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, stop.set)  # not on Windows, nor off the main thread
+            handled.append(signum)
+    wrote_ready = False
     try:
         logger.info(
-            "serving Apollo on %s (%d releases seeded, hold %gs), control API: %s/__aioapollo__/",
+            "serving Apollo on %s (%d releases seeded, hold %gs), control API: %s/__aioapollo__/%s",
             server.url,
-            count,
+            setup.seeded,
             server.hold_seconds,
             server.url,
+            " (control token required)" if server.control_token else "",
         )
-        print(f"aioapollo test server on {server.url}", flush=True)
+        if server.control_token is not None and not setup.token_given:
+            print(
+                f"control token for {server.url}/__aioapollo__/ (export {CONTROL_TOKEN_ENV}=... "
+                f"for the aioapollo CLI): {server.control_token}",
+                flush=True,
+            )
+        print(f"aioapollo test server ready on {server.url}", flush=True)
+        if ready is not None:
+            try:
+                _write_ready_file(ready, server.url)
+                wrote_ready = True
+            except OSError as exc:
+                print(f"aioapollo serve: cannot write {ready}: {exc}", file=sys.stderr)
+                return 2
         await stop.wait()
         logger.info("stopping")
     finally:
+        if wrote_ready and ready is not None:
+            with contextlib.suppress(OSError):
+                ready.unlink()
         await server.close()
+        # Now, while the loop is open: closing it first leaves a moment in which a second
+        # SIGTERM (`kill` twice) finds its wakeup fd closed and prints a traceback.
+        for signum in handled:
+            loop.remove_signal_handler(signum)
     return 0
 
 
@@ -82,7 +196,14 @@ def serve(args: argparse.Namespace) -> int:
     )
     if not args.verbose:
         logging.getLogger("asyncio").setLevel(logging.WARNING)
+    from .testing._seed import SeedError
+
     try:
-        return asyncio.run(_serve_until_stopped(args))
+        setup = _prepare(args)
+    except (SeedError, TypeError, ValueError) as exc:
+        print(f"aioapollo serve: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_serve_until_stopped(setup, args))
     except KeyboardInterrupt:  # no signal handlers (Windows)
         return 0

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import os
+import re
+import shutil
 import signal
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from aioapollo._cli import EXIT_AUTH, EXIT_MISSING, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, main
 from aioapollo.testing import ApolloTestServer
 
+from ._procs import free_port
 from .conftest import APP
 
 #: Generous: a subprocess imports aiohttp first, on a machine shared with other test runs.
@@ -25,7 +32,7 @@ PROC_TIMEOUT = 30.0
 def env(server: ApolloTestServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Point the CLI at the test server through the environment, as a user would."""
     for name in list(os.environ):
-        if name.startswith("APOLLO_") or name in ("APP_ID", "IDC"):
+        if name.startswith("APOLLO_") or name in ("APP_ID", "IDC", "AIOAPOLLO_CONTROL_TOKEN"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("APP_ID", APP)
     monkeypatch.setenv("APOLLO_CONFIG_SERVICE", server.url)
@@ -82,6 +89,42 @@ async def test_dump_file_namespace_raw(
     assert capsys.readouterr().out == '{"pool": 5}\n'
     assert await run("dump", "db.json", "--format", "json") == EXIT_OK
     assert json.loads(capsys.readouterr().out) == {"content": '{"pool": 5}'}
+
+
+async def test_get_on_a_file_namespace_points_at_its_text(
+    server: ApolloTestServer, env: dict[str, str], capsys: pytest.CaptureFixture
+) -> None:
+    server.publish(APP, "db.json", '{"pool": 5}')
+    for argv in (
+        ["get", "pool", "-n", "db.json"],
+        ["get", "pool", "-n", "db.json", "--default", "1"],
+    ):
+        assert await run(*argv) == EXIT_USAGE
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert "'db.json' is a json file" in captured.err
+        assert "aioapollo dump db.json" in captured.err
+        assert "not found" not in captured.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["get", "k", "--timeout", "abc"], "--timeout: expected a positive number of seconds"),
+        (["get", "k", "--timeout", "-1"], "--timeout: expected a positive number of seconds"),
+        (["watch", "--count", "x"], "--count: expected a whole number of at least 1, got 'x'"),
+        (["serve", "--port", "http"], "--port: expected a port number (0 to 65535)"),
+        (["publish", "--timeout", "soon", "k=v"], "--timeout: expected a positive number"),
+        (["publish", "--wait-polls", "0", "k=v"], "--wait-polls: expected a whole number"),
+    ],
+)
+async def test_bad_flag_values_say_what_is_expected(
+    argv: list[str], message: str, env: dict[str, str], capsys: pytest.CaptureFixture
+) -> None:
+    assert await run(*argv) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert message in err
+    assert "invalid" not in err and "_positive" not in err
 
 
 @pytest.mark.parametrize(
@@ -256,7 +299,7 @@ async def test_subprocess_serve(env: dict[str, str], capsys: pytest.CaptureFixtu
         assert proc.stdout is not None
         async with asyncio.timeout(PROC_TIMEOUT):
             banner = (await proc.stdout.readline()).decode()
-        assert banner.startswith("aioapollo test server on http://127.0.0.1:")
+        assert banner.startswith("aioapollo test server ready on http://127.0.0.1:")
         url = banner.split()[-1]
         async with aiohttp.ClientSession() as http:
             reply = await http.post(
@@ -293,4 +336,261 @@ async def test_subprocess_dump_into_a_closed_pipe_exits_0(env: dict[str, str]) -
         os.close(write_end)
     code, _, err = await finish(proc)
     assert code == EXIT_OK, err
+    assert "Traceback" not in err
+
+
+# ------------------------------------------- publish / delete (test server only)
+
+
+async def test_publish_and_delete_drive_the_test_server(
+    server: ApolloTestServer,
+    env: dict[str, str],
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    assert await run("publish", "greeting=hi", "url=jdbc:x?a=b", "empty=") == EXIT_OK
+    key = capsys.readouterr().out.strip()
+    release = server.store.release(APP, "application")
+    assert release is not None and release.key == key
+    assert dict(release.configurations) == {"greeting": "hi", "url": "jdbc:x?a=b", "empty": ""}
+
+    yaml_file = tmp_path / "app.yaml"
+    yaml_file.write_text("port: 9000\n", encoding="utf-8")
+    assert await run("publish", "-n", "app.yaml", "--file", str(yaml_file)) == EXIT_OK
+    assert await run("publish", "-n", "db.json", "--content", '{"pool": 5}') == EXIT_OK
+    monkeypatch.setattr(sys, "stdin", io.StringIO("<a/>"))
+    assert await run("publish", "-n", "x.xml", "--file", "-") == EXIT_OK
+    capsys.readouterr()
+    assert await run("dump", "app.yaml") == EXIT_OK
+    assert await run("dump", "db.json") == EXIT_OK
+    assert await run("dump", "x.xml") == EXIT_OK
+    assert capsys.readouterr().out == 'port: 9000\n{"pool": 5}\n<a/>\n'
+
+    monkeypatch.setenv("APOLLO_CLUSTER", "east")
+    assert await run("publish", "greeting=east") == EXIT_OK
+    assert await run("publish", "--cluster", "west", "--public", "-n", "shared", "p=1") == EXIT_OK
+    monkeypatch.delenv("APOLLO_CLUSTER")
+    east = server.store.release(APP, "application", "east")
+    assert east is not None and east.configurations["greeting"] == "east"
+    assert server.store.public_owner("shared") == APP
+
+    assert await run("publish", "--gray-ip", "10.0.0.9", "greeting=gray") == EXIT_OK
+    assert await run("publish", "-n", "db.json", "--gray-label", "canary", "--content", "{}") == 0
+    capsys.readouterr()
+    assert await run("get", "greeting", "--ip", "10.0.0.9") == EXIT_OK
+    assert await run("get", "greeting", "--ip", "10.0.0.8") == EXIT_OK
+    assert await run("dump", "db.json", "--label", "canary") == EXIT_OK
+    assert capsys.readouterr().out == "gray\nhi\n{}\n"
+
+    assert await run("delete", "--gray") == EXIT_OK
+    assert await run("get", "greeting", "--ip", "10.0.0.9") == EXIT_OK
+    assert capsys.readouterr().out == "hi\n"
+    assert await run("delete", "-n", "app.yaml") == EXIT_OK
+    assert server.store.release(APP, "app.yaml") is None
+    assert await run("delete", "-n", "app.yaml") == EXIT_MISSING
+    assert await run("delete", "--gray") == EXIT_MISSING
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        f"aioapollo: error: nothing to delete: no release of {APP}+default+app.yaml",
+        f"aioapollo: error: nothing to delete: no gray release of {APP}+default+application",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["publish", "-n", "db.json", "pool=5"], "'db.json' is a json namespace"),
+        (["publish", "--content", "secret-canary"], "'application' is a properties namespace"),
+        (["publish"], "nothing to publish"),
+        (["publish", "-n", "db.json"], "give the text of 'db.json'"),
+        (["publish", "k=v", "secret-canary"], "KEY=VALUE argument 2 has no '='"),
+        (["publish", "=secret-canary"], "KEY=VALUE argument 1 has an empty key"),
+        (["publish", "-n", "a.txt", "--file", "/nonexistent/x"], "cannot read /nonexistent/x"),
+        (["publish", "--server", "ftp://h", "k=v"], "--server must be an http:// or https:// URL"),
+    ],
+)
+async def test_publish_usage_errors_exit_2_without_echoing_values(
+    argv: list[str], message: str, env: dict[str, str], capsys: pytest.CaptureFixture
+) -> None:
+    assert await run(*argv) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert message in err
+    assert "secret-canary" not in err
+
+
+async def test_publish_needs_an_app_id(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.delenv("APP_ID")
+    assert await run("delete") == EXIT_USAGE
+    assert capsys.readouterr().err == "aioapollo: error: no appId: set APP_ID or pass --app-id\n"
+
+
+async def test_publish_refuses_a_server_without_the_control_api(
+    env: dict[str, str], capsys: pytest.CaptureFixture
+) -> None:
+    async def not_found(request: web.Request) -> web.Response:  # how Spring answers
+        body = {"status": 404, "error": "Not Found", "path": request.path}
+        return web.json_response(body, status=404)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", not_found)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        assert await run("publish", "--server", url, "k=v") == EXIT_USAGE
+        assert await run("delete", "--server", url) == EXIT_USAGE
+    finally:
+        await runner.cleanup()
+    err = capsys.readouterr().err
+    assert err.count("is not an aioapollo test server") == 2
+    assert "works only with `aioapollo serve`" in err
+
+
+async def test_publish_keeps_trying_until_the_server_listens(
+    env: dict[str, str], capsys: pytest.CaptureFixture
+) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    assert await run("publish", "--server", url, "--timeout", "0.5", "k=v") == EXIT_UNAVAILABLE
+    assert time.monotonic() - started >= 0.5  # it retried up to its deadline, not once
+    assert "is `aioapollo serve` running there?" in capsys.readouterr().err
+
+    publishing = asyncio.create_task(run("publish", "--server", url, "--app-id", "late", "k=v"))
+    async with ApolloTestServer(port=port) as late:
+        async with asyncio.timeout(PROC_TIMEOUT):
+            assert await publishing == EXIT_OK
+        release = late.store.release("late", "application")
+        assert release is not None and dict(release.configurations) == {"k": "v"}
+
+
+async def test_publish_sends_the_control_token(
+    env: dict[str, str], capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with ApolloTestServer(host="0.0.0.0") as guarded:
+        token = guarded.control_token
+        assert token is not None
+        argv = ["publish", "--server", guarded.url, "k=v"]
+        assert await run(*argv) == EXIT_AUTH
+        assert "set AIOAPOLLO_CONTROL_TOKEN" in capsys.readouterr().err
+        assert await run(*argv, "--control-token", "wrong") == EXIT_AUTH
+        assert "refused" in capsys.readouterr().err
+        assert guarded.store.release(APP, "application") is None
+        assert await run(*argv, "--control-token", token) == EXIT_OK
+        monkeypatch.setenv("AIOAPOLLO_CONTROL_TOKEN", token)
+        assert await run("delete", "--server", guarded.url) == EXIT_OK
+        assert guarded.store.release(APP, "application") is None
+    assert token not in str(capsys.readouterr())
+
+
+async def test_publish_waits_for_a_watcher(
+    server: ApolloTestServer, env: dict[str, str], capsys: pytest.CaptureFixture
+) -> None:
+    server.hold_seconds = 30  # a watcher's poll stays held until the publish
+    assert await run("publish", "--wait-polls", "1", "--timeout", "0.3", "k=v") == EXIT_UNAVAILABLE
+    assert "0 of 1 clients were long-polling" in capsys.readouterr().err
+    watching = asyncio.create_task(run("watch", "--count", "1"))
+    assert await run("publish", "--wait-polls", "1", "greeting=bye", "timeout=30") == EXIT_OK
+    async with asyncio.timeout(PROC_TIMEOUT):
+        assert await watching == EXIT_OK
+    assert '[application] greeting: "hello" → "bye"' in capsys.readouterr().out.splitlines()
+
+
+# ------------------------------------------------------- the docs' shell blocks run
+
+
+ROOT = Path(__file__).resolve().parent.parent
+_BASH = re.compile(r"```bash\n(.*?)```", re.S)
+
+
+def _readme_cli_block() -> str:
+    readme = (ROOT / "README.md").read_text("utf-8")
+    found = _BASH.search(readme, readme.index("**Command line**"))
+    assert found is not None
+    return found.group(1)
+
+
+def _cli_try_it_blocks() -> str:
+    text = (ROOT / "docs" / "cli.md").read_text("utf-8")
+    section = text[text.index("### Try it") :]
+    following = re.compile(r"^#{1,3} ", re.M).search(section, 1)  # the next heading
+    section = section[: following.start()] if following else section
+    blocks = _BASH.findall(section)
+    assert blocks, "docs/cli.md 'Try it' has no bash block"
+    return "".join(blocks)
+
+
+#: Each block, and lines its output must contain (what its comments promise).
+DOC_BLOCKS = {
+    "README.md CLI": (
+        _readme_cli_block,
+        ["30", '"timeout": "30"', '[application] timeout: "30" → "45"'],
+    ),
+    "docs/cli.md Try it": (
+        _cli_try_it_blocks,
+        ["30", "3", "jdbc:mysql://db/app", "feature.x=on", "port: 9000", '{"pool": 5}'],
+    ),
+}
+
+#: Stops the script at the first failing command, names it, and never leaves a job behind.
+PRELUDE = """set -euo pipefail
+trap 'echo "FAILED (exit $?): $BASH_COMMAND" >&2' ERR
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+"""
+
+
+@pytest.mark.parametrize("where", sorted(DOC_BLOCKS))
+async def test_doc_shell_blocks_run_as_written(where: str, tmp_path: Path) -> None:
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("no bash")
+    venv_bin = Path(sys.executable).parent
+    if not (venv_bin / "aioapollo").exists():
+        pytest.skip("the aioapollo console script is not installed next to this interpreter")
+    extract, expected = DOC_BLOCKS[where]
+    script = extract()
+    assert "aioapollo serve --port 8080 &" in script  # the block starts its own server
+    port = str(free_port())  # 8080 may be taken on a shared machine: the same block, another port
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("APOLLO_") and k not in ("APP_ID", "IDC", "AIOAPOLLO_CONTROL_TOKEN")
+    }
+    env.update(
+        PATH=f"{venv_bin}{os.pathsep}{env.get('PATH', '')}",
+        HOME=str(tmp_path),
+        XDG_CACHE_HOME=str(tmp_path / "cache"),
+        PYTHONIOENCODING="utf-8",
+    )
+    proc = await asyncio.create_subprocess_exec(
+        bash,
+        "-c",
+        PRELUDE + script.replace("8080", port),
+        cwd=tmp_path,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        async with asyncio.timeout(120):
+            raw_out, raw_err = await proc.communicate()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # anything the script left running
+        await proc.wait()
+    out, err = raw_out.decode(), raw_err.decode()
+    assert proc.returncode == 0, f"{where} failed:\n{out}\n{err}"
+    assert "FAILED" not in err
+    assert f"aioapollo test server ready on http://127.0.0.1:{port}" in out
+    lines = out.splitlines()
+    for text in expected:
+        assert any(text in line for line in lines), f"{where}: no {text!r} in:\n{out}"
     assert "Traceback" not in err

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import socket
+import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
@@ -28,6 +29,7 @@ from aioapollo import (
     NamespaceUnavailableError,
     Source,
 )
+from aioapollo._cache import DiskCache
 from aioapollo._cli import EXIT_UNAVAILABLE, EXIT_USAGE, main
 from aioapollo.testing import ApolloTestServer
 
@@ -225,10 +227,13 @@ async def test_meta_server_credentials_never_show(
 async def test_a_warm_cache_is_served_and_the_discovery_reason_logged(
     server: ApolloTestServer, make_client: ClientFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with make_client():  # fills the cache
-        pass
     async with plain_server() as not_meta:
-        async with make_client(config_server=None, meta_server=not_meta) as client:
+        # A warm cache for this very client (cache files are keyed by the servers asked).
+        client = make_client(config_server=None, meta_server=not_meta)
+        cache = DiskCache.for_options(client.options)
+        assert cache is not None
+        cache.save("application", "rk-1", {"greeting": "hello"}, time.time())
+        async with client:
             assert client.sources["application"] is Source.CACHE
             assert await client.get("greeting") == "hello"
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

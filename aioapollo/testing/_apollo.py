@@ -202,11 +202,11 @@ async def notifications(
     hub = server.hub
     if server.closing:
         return empty(304)
-    waiter = hub.register(every_key, reply_names)
+    waiter = hub.register(every_key, reply_names, lambda: request.transport is not None)
     try:
         reply = immediate_reply(namespaces, keys, server.store.notification_ids(every_key))
         if reply:
-            return json_response(reply, content_type=JSON_UTF8)
+            return json_response(reply)
         try:
             async with asyncio.timeout(server.hold_seconds):
                 result = await waiter.future
@@ -216,7 +216,7 @@ async def notifications(
         hub.unregister(waiter)
     if result is None:
         return empty(304)
-    return json_response(result, content_type=JSON_UTF8)
+    return json_response(result)
 
 
 def services(server: ApolloTestServer) -> web.Response:

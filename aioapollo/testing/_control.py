@@ -1,12 +1,13 @@
 """Control endpoints under ``/__aioapollo__/``: drive a running test server over HTTP (e.g. curl).
 
 Apollo has no path starting with ``/__aioapollo__``, so these cannot clash with the protocol.
-They are neither recorded nor subject to faults, and have no authentication: keep the server on
-a loopback address.
+They are neither recorded nor subject to faults. When the server has a control token (always,
+off loopback) every request must send it in the ``X-Aioapollo-Control-Token`` header.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -20,9 +21,10 @@ from ._models import Fault
 if TYPE_CHECKING:
     from ._server import ApolloTestServer
 
-__all__ = ["CONTROL_PREFIX", "handle_control"]
+__all__ = ["CONTROL_PREFIX", "CONTROL_TOKEN_HEADER", "handle_control"]
 
 CONTROL_PREFIX = "/__aioapollo__"
+CONTROL_TOKEN_HEADER = "X-Aioapollo-Control-Token"
 
 T = TypeVar("T")
 
@@ -122,7 +124,7 @@ async def _route(server: ApolloTestServer, request: web.Request, parts: list[str
     method = request.method
     match method, parts:
         case "GET", ["health"]:
-            return {"status": "UP", "url": server.url}
+            return {"status": "UP", "url": server.url, "heldPolls": server.hub.live_held}
         case "POST", ["publish"]:
             return await _publish(server, await _body(request))
         case "POST", ["namespaces"]:
@@ -170,6 +172,12 @@ async def _route(server: ApolloTestServer, request: web.Request, parts: list[str
 
 async def handle_control(server: ApolloTestServer, request: web.Request) -> web.Response:
     """Answer a ``/__aioapollo__/...`` request; errors are ``{"error": "..."}``."""
+    if not _authorized(server.control_token, request):
+        message = (
+            f"this test server wants its control token in the {CONTROL_TOKEN_HEADER} header "
+            "(the aioapollo CLI sends AIOAPOLLO_CONTROL_TOKEN)"
+        )
+        return json_response({"error": message}, status=401)
     rest = request.raw_path.partition("?")[0][len(CONTROL_PREFIX) :].strip("/")
     parts = [unquote(part) for part in rest.split("/")] if rest else []
     try:
@@ -181,3 +189,10 @@ async def handle_control(server: ApolloTestServer, request: web.Request) -> web.
     except (ValueError, TypeError) as exc:
         return json_response({"error": str(exc)}, status=400)
     return json_response(result)
+
+
+def _authorized(token: str | None, request: web.Request) -> bool:
+    if token is None:
+        return True
+    sent = request.headers.get(CONTROL_TOKEN_HEADER, "")
+    return hmac.compare_digest(sent.encode("utf-8", "surrogateescape"), token.encode("utf-8"))

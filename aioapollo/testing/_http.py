@@ -55,8 +55,8 @@ def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def json_response(value: Any, *, status: int = 200, content_type: str = JSON) -> web.Response:
-    """A JSON reply with an exact ``Content-Type`` header."""
+def json_response(value: Any, *, status: int = 200, content_type: str = JSON_UTF8) -> web.Response:
+    """A JSON reply with an exact ``Content-Type`` header (the config service's, by default)."""
     return web.Response(
         status=status, body=dumps(value).encode(), headers={"Content-Type": content_type}
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,6 +106,7 @@ class Waiter:
     keys: frozenset[str]
     reply_names: Mapping[str, str]
     future: asyncio.Future[Notifications | None] = field(repr=False)
+    connected: Callable[[], bool] = field(default=lambda: True, repr=False)
 
 
 class LongPollHub:
@@ -124,12 +125,31 @@ class LongPollHub:
         """How many long polls are held right now."""
         return len(self._waiters)
 
-    def register(self, keys: set[str], reply_names: Mapping[str, str]) -> Waiter:
-        """Hold a poll under ``keys`` (watch keys are matched case-insensitively)."""
+    @property
+    def live_held(self) -> int:
+        """How many held long polls still have their client connected.
+
+        A client that went away stays in :attr:`held` until its hold ends (the handler is
+        not cancelled), so this is what tells "N clients are listening now".
+        """
+        return sum(1 for waiter in self._waiters if waiter.connected())
+
+    def register(
+        self,
+        keys: set[str],
+        reply_names: Mapping[str, str],
+        connected: Callable[[], bool] | None = None,
+    ) -> Waiter:
+        """Hold a poll under ``keys`` (watch keys are matched case-insensitively).
+
+        ``connected`` tells whether its client is still there (for :attr:`live_held`).
+        """
         loop = asyncio.get_running_loop()
         waiter = Waiter(
             frozenset(key.lower() for key in keys), dict(reply_names), loop.create_future()
         )
+        if connected is not None:
+            waiter.connected = connected
         for key in waiter.keys:
             self._by_key.setdefault(key, set()).add(waiter)
         self._waiters.add(waiter)

@@ -6,7 +6,7 @@ Format (every key optional; YAML needs PyYAML, ``pip install aioapollo[yaml]``):
       holdSeconds: 60
       incrementalSync: false
       timeToleranceSeconds: 60
-      configServices: ["http://apollo.local:8080"]   # what /services/config lists
+      configServices: ["http://127.0.0.1:8080"]   # what /services/config lists
     apps:
       SampleApp:
         secret: null           # a string, a list of strings, or null
@@ -144,8 +144,12 @@ def _gray(server: ApolloTestServer, app_id: str, rule: Any, where: str) -> None:
         raise SeedError(f"{where}: {exc}") from None
 
 
-def apply_seed(server: ApolloTestServer, data: Mapping[str, Any]) -> int:
-    """Publish everything a seed describes to ``server``; returns the number of releases."""
+def apply_seed(server: ApolloTestServer, data: Mapping[str, Any], *, releases: bool = True) -> int:
+    """Publish everything a seed describes to ``server``; returns the number of releases.
+
+    With ``releases=False`` only the ``settings`` are applied (a server that kept its releases in
+    a state file already has them, and may have newer ones).
+    """
     unknown = set(data) - {"apps", "settings"}
     if unknown:
         raise SeedError(f"unknown top-level keys: {', '.join(sorted(unknown))}")
@@ -161,6 +165,8 @@ def apply_seed(server: ApolloTestServer, data: Mapping[str, Any]) -> int:
         if not isinstance(services, list):
             raise SeedError("settings.configServices must be a list of URLs")
         server.config_services = [str(url) for url in services]
+    if not releases:
+        return 0
     section = _mapping(data.get("apps"), "apps")
     apps = {str(app_id): _mapping(app, f"apps.{app_id}") for app_id, app in section.items()}
     count = 0

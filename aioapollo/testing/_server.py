@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import os
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -31,6 +34,16 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether listening on ``host`` keeps the server to this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name, or "" (every address)
+
+
 class ApolloTestServer:
     """A faithful Apollo config service (with its meta service) on 127.0.0.1.
 
@@ -50,6 +63,14 @@ class ApolloTestServer:
         clock: Returns the server's time in epoch milliseconds (for signature tests).
         config_services: URLs listed by ``/services/config``; this server's URL by default.
         max_requests: Keep only this many recorded requests (all by default).
+        state_file: Keep the releases in this file, so a server started again with it
+            serves them again and keeps growing the notification ids (see
+            :class:`ReleaseStore`); its ids also start above the current time in
+            milliseconds, so they exceed those of any earlier run. Not with ``store``.
+        control_token: Require this token, in the ``X-Aioapollo-Control-Token`` header, on
+            every ``/__aioapollo__/`` control request. On a ``host`` other than a loopback
+            address a token is always required: one is generated when none is given (read
+            it from :attr:`control_token`).
     """
 
     def __init__(
@@ -64,7 +85,18 @@ class ApolloTestServer:
         clock: Callable[[], int] | None = None,
         config_services: Iterable[str] | None = None,
         max_requests: int | None = None,
+        state_file: str | os.PathLike[str] | None = None,
+        control_token: str | None = None,
     ) -> None:
+        if state_file is not None:
+            if store is not None:
+                raise ValueError("give store or state_file, not both")
+            store = ReleaseStore(state_file=state_file, notification_id_base=_now_ms())
+        if control_token is not None and not control_token:
+            raise ValueError("control_token must not be empty")
+        if control_token is None and not is_loopback(host):
+            control_token = secrets.token_hex(20)  # hex: never starts with "-", unlike a flag
+        self._control_token = control_token
         self.host = host
         self.hold_seconds = hold_seconds
         self.incremental_sync = incremental_sync
@@ -180,6 +212,11 @@ class ApolloTestServer:
     @config_services.setter
     def config_services(self, urls: Iterable[str] | None) -> None:
         self._config_services = list(urls) if urls is not None else None
+
+    @property
+    def control_token(self) -> str | None:
+        """The token control requests must send (``None``: none needed, on loopback)."""
+        return self._control_token
 
     @property
     def hub(self) -> LongPollHub:

@@ -2,20 +2,25 @@
 
 A :class:`ReleaseStore` plays the part of Apollo's config database. It is thread-safe: every
 method takes one lock, and listeners (the servers holding long polls) are called after it is
-released, in the thread that changed the store.
+released, in the thread that changed the store. With a state file it also outlives the
+process, like the database does: every change is written to the file (see ``_state.py``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import secrets as _secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from .._wire import CONTENT_KEY, namespace_format, strip_properties, watch_key
+from ._state import read_state, strings, text, write_state
 
 __all__ = ["GrayRule", "Release", "ReleaseStore"]
 
@@ -101,9 +106,30 @@ class ReleaseStore:
     an app's namespaces and public namespaces are looked up case-insensitively, the name first
     created being kept. appIds and clusters are compared exactly (secrets excepted, which are
     looked up case-insensitively as Apollo does).
+
+    Args:
+        state_file: Keep the store in this JSON file: it is loaded when it exists and
+            rewritten (atomically, mode 0600) after every change, so releases, releaseKeys,
+            secrets and release-message ids survive a restart. Past releases are not kept,
+            so an incremental-sync client answers a restarted server with a full sync.
+        notification_id_base: Release-message (notification) ids start above this. Real
+            Apollo's ids only ever grow, and a client holding a higher id than the server's
+            newest is held without hearing of new releases; a store replacing an earlier
+            one (a restarted server) should start above that one's ids, e.g. at the current
+            time in milliseconds. Loaded ids count too: the next id is above both.
+
+    Raises:
+        ValueError: ``state_file`` cannot be read or is not a state file.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        state_file: str | os.PathLike[str] | None = None,
+        notification_id_base: int = 0,
+    ) -> None:
+        if isinstance(notification_id_base, bool) or notification_id_base < 0:
+            raise ValueError("notification_id_base must be a non-negative int")
         self._lock = threading.RLock()
         # (appId.lower(), name.lower()) -> stored name: the app's own namespaces.
         self._app_namespaces: dict[tuple[str, str], str] = {}
@@ -113,8 +139,16 @@ class ReleaseStore:
         self._by_key: dict[str, Release] = {}
         self._secrets: dict[str, tuple[str, ...]] = {}
         self._message_ids: dict[str, int] = {}
-        self._last_id = 0
+        self._last_id = int(notification_id_base)
         self._listeners: list[ReleaseListener] = []
+        self._state_file = Path(state_file) if state_file is not None else None
+        if self._state_file is not None:
+            saved = read_state(self._state_file)
+            if saved is not None:
+                try:
+                    self._restore(saved)
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise ValueError(f"state file {self._state_file} is damaged: {exc}") from None
 
     def __repr__(self) -> str:
         with self._lock:
@@ -128,6 +162,11 @@ class ReleaseStore:
         """The store's lock, for callers that need several reads to be consistent."""
         return self._lock
 
+    @property
+    def state_file(self) -> Path | None:
+        """The file this store is kept in, if any."""
+        return self._state_file
+
     # ----------------------------------------------------------------- changing the store
 
     def create_namespace(self, app_id: str, namespace: str, *, public: bool = False) -> str:
@@ -136,6 +175,12 @@ class ReleaseStore:
         A name that is already public and owned by another app is an *associated* namespace:
         the app may publish its own override for it, merged over the public release.
         """
+        with self._lock:
+            stored = self._create(app_id, namespace, public)
+            self._save()
+            return stored
+
+    def _create(self, app_id: str, namespace: str, public: bool) -> str:
         name = strip_properties(namespace)
         if not app_id or not name:
             raise ValueError("app_id and namespace must not be empty")
@@ -186,7 +231,7 @@ class ReleaseStore:
         if not cluster:
             raise ValueError("cluster must not be empty")
         with self._lock:
-            name = self.create_namespace(app_id, namespace, public=public)
+            name = self._create(app_id, namespace, public)
             configurations = _configurations(name, data)
             state = self._states.setdefault((app_id, cluster, name), _State())
             key = self._new_key()
@@ -205,6 +250,7 @@ class ReleaseStore:
             self._by_key[key] = release
             message = watch_key(app_id, cluster, name)
             message_id = self._send(message)
+            self._save()
         logger.info(
             "published %s releaseKey=%s (%d keys%s)",
             message,
@@ -246,6 +292,7 @@ class ReleaseStore:
                 state.release = None
             message = watch_key(app_id, cluster, name)
             message_id = self._send(message)
+            self._save()
         logger.info("withdrew %s of %s", what, message)
         self._notify(message, message_id)
 
@@ -257,6 +304,7 @@ class ReleaseStore:
                 self._secrets[app_id.lower()] = values
             else:
                 self._secrets.pop(app_id.lower(), None)
+            self._save()
         logger.info("access key %s for app %s", "set" if values else "removed", app_id)
 
     def subscribe(self, listener: ReleaseListener) -> Callable[[], None]:
@@ -352,6 +400,107 @@ class ReleaseStore:
         self._last_id += 1
         self._message_ids[message] = self._last_id
         return self._last_id
+
+    def _save(self) -> None:
+        """Write the state file (under the lock, so the last write holds the last change)."""
+        if self._state_file is None:
+            return
+        try:
+            write_state(self._state_file, self._export())
+        except OSError as exc:  # keep serving from memory; say so without any value
+            logger.error("cannot write state file %s: %s", self._state_file, exc.strerror or exc)
+
+    def _export(self) -> dict[str, Any]:
+        def release(held: Release) -> dict[str, Any]:
+            return {
+                "key": held.key,
+                "cluster": held.cluster,
+                "configurations": dict(held.configurations),
+            }
+
+        states = []
+        for (app_id, cluster, name), state in self._states.items():
+            if state.release is None and state.branch is None:
+                continue
+            branch = state.branch
+            states.append(
+                {
+                    "appId": app_id,
+                    "cluster": cluster,
+                    "namespace": name,
+                    "release": release(state.release) if state.release else None,
+                    "gray": None
+                    if branch is None
+                    else {
+                        "clientAppId": branch.rule.client_app_id,
+                        "ips": sorted(branch.rule.ips),
+                        "labels": sorted(branch.rule.labels),
+                        "release": release(branch.release),
+                    },
+                }
+            )
+        return {
+            "lastNotificationId": self._last_id,
+            "notificationIds": dict(self._message_ids),
+            "namespaces": [[app, name] for (app, _), name in self._app_namespaces.items()],
+            "public": [list(owner) for owner in self._public.values()],
+            "releases": states,
+            "secrets": {app: list(values) for app, values in self._secrets.items()},
+        }
+
+    def _restore(self, saved: Mapping[str, Any]) -> None:
+        last = saved["lastNotificationId"]
+        if not isinstance(last, int) or isinstance(last, bool):
+            raise TypeError("lastNotificationId must be an int")
+        ids = saved["notificationIds"]
+        if not isinstance(ids, dict) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in ids.values()
+        ):
+            raise TypeError("notificationIds must map watch keys to ints")
+        for pair in saved["namespaces"]:
+            app, name = strings(pair, "a namespaces entry")
+            self._app_namespaces[(app.lower(), name.lower())] = name
+        for pair in saved["public"]:
+            owner, name = strings(pair, "a public entry")
+            self._public[name.lower()] = (owner, name)
+        for entry in saved["releases"]:
+            app_id = text(entry["appId"], "appId")
+            cluster = text(entry["cluster"], "cluster")
+            name = text(entry["namespace"], "namespace")
+            state = self._states.setdefault((app_id, cluster, name), _State())
+            if entry["release"] is not None:
+                state.release = self._restored(entry["release"], app_id, name)
+            gray = entry["gray"]
+            if gray is not None:
+                held = self._restored(gray["release"], app_id, name)
+                rule = GrayRule(
+                    text(gray["clientAppId"], "clientAppId"),
+                    frozenset(strings(gray["ips"], "ips")),
+                    frozenset(strings(gray["labels"], "labels")),
+                )
+                state.branch = _Branch(held.cluster, rule, held)
+        for app, values in saved["secrets"].items():
+            self._secrets[text(app, "an appId")] = tuple(strings(values, "secrets"))
+        self._message_ids.update({text(key, "a watch key"): value for key, value in ids.items()})
+        self._last_id = max(self._last_id, last, *self._message_ids.values())
+
+    def _restored(self, saved: Mapping[str, Any], app_id: str, name: str) -> Release:
+        items = saved["configurations"]
+        if not isinstance(items, dict):
+            raise TypeError("configurations must be an object")
+        configurations = {
+            text(key, "a configuration key"): text(value, "a configuration value")
+            for key, value in items.items()
+        }
+        held = Release(
+            text(saved["key"], "key"),
+            app_id,
+            text(saved["cluster"], "cluster"),
+            name,
+            MappingProxyType(configurations),
+        )
+        self._by_key[held.key] = held
+        return held
 
     def _notify(self, message: str, message_id: int) -> None:
         with self._lock:

@@ -18,7 +18,7 @@ async def test_full_sync_shape(apollo_server: ApolloTestServer, http: Http) -> N
     key = apollo_server.publish(APP, "application", {"timeout": "100", "db.url": "jdbc:x"})
     reply = await http.get(f"{apollo_server.url}/configs/{APP}/default/application")
     assert reply.status == 200
-    assert reply.headers["Content-Type"] == "application/json"
+    assert reply.headers["Content-Type"] == "application/json;charset=UTF-8"
     assert KEY_FORMAT.fullmatch(key)
     # Exactly these fields: Gson leaves null fields (configSyncType, changes) out.
     assert reply.json() == {
@@ -257,3 +257,28 @@ async def test_other_methods_and_paths(apollo_server: ApolloTestServer, http: Ht
     assert post.json()["exception"].endswith("HttpRequestMethodNotSupportedException")
     for path in ("/configs/SampleApp/default", "/nothing/here", "/configs/SampleApp/default/a/b"):
         assert (await http.get(apollo_server.url + path)).status == 404, path
+
+
+async def test_every_json_reply_says_utf8_like_the_config_service(
+    apollo_server: ApolloTestServer, http: Http
+) -> None:
+    apollo_server.publish(APP, "application", {"k": "v"})
+    apollo_server.set_secret("Locked", "s")
+    base = apollo_server.url
+    urls = {
+        f"{base}/configs/{APP}/default/application": 200,
+        f"{base}/configs/{APP}/default/never": 404,
+        f"{base}/configs/bad%20app/default/application": 400,  # InvalidAppId
+        f"{base}/configs/Locked/default/application": 401,
+        f"{base}/notifications/v2?appId={APP}&cluster=default&notifications=x": 400,
+        f"{base}/services/config": 200,
+        f"{base}/services/admin": 200,
+        f"{base}/nothing/here": 404,
+        f"{base}/__aioapollo__/health": 200,
+        f"{base}/__aioapollo__/nothing": 404,
+    }
+    for url, status in urls.items():
+        reply = await http.get(url)
+        assert reply.status == status, url
+        assert reply.headers["Content-Type"] == "application/json;charset=UTF-8", url
+        reply.json()

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+
+import pytest
+
 from aioapollo._auth import sign
 from aioapollo.testing import ApolloTestServer
 
-from .conftest import Http
+from .conftest import Http, notifications_query
 
 APP = "SampleApp"
 
@@ -15,6 +21,7 @@ async def test_publish_and_read_back(apollo_server: ApolloTestServer, http: Http
     assert (await http.get(f"{control}/health")).json() == {
         "status": "UP",
         "url": apollo_server.url,
+        "heldPolls": 0,
     }
     reply = await http.request(
         "POST",
@@ -132,3 +139,74 @@ async def test_control_errors(apollo_server: ApolloTestServer, http: Http) -> No
     assert not_json.status == 400
     assert (await http.get(control + "/nothing")).status == 404
     assert (await http.request("PATCH", control + "/faults")).status == 404
+
+
+TOKEN_HEADER = "X-Aioapollo-Control-Token"
+
+
+async def test_loopback_needs_no_token(apollo_server: ApolloTestServer, http: Http) -> None:
+    assert apollo_server.control_token is None
+    assert (await http.get(f"{apollo_server.url}/__aioapollo__/health")).status == 200
+
+
+async def test_off_loopback_the_control_api_needs_the_token(
+    http: Http, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aioapollo")
+    # Bound to every address; reached through 127.0.0.1, but the bind address decides.
+    async with ApolloTestServer(host="0.0.0.0") as server:
+        token = server.control_token
+        assert token is not None and len(token) >= 20
+        assert token.isalnum()  # safe as a flag value: never starts with "-"
+        control = f"{server.url}/__aioapollo__"
+        body = {"appId": APP, "namespace": "application", "items": {"k": "v"}}
+        for headers in ({}, {TOKEN_HEADER: "wrong"}, {TOKEN_HEADER: token[:-1]}):
+            reply = await http.request("POST", f"{control}/publish", json=body, headers=headers)
+            assert reply.status == 401, headers
+            assert TOKEN_HEADER in reply.json()["error"]
+            assert token not in reply.body.decode()
+        assert server.store.release(APP, "application") is None
+        assert (await http.get(f"{control}/health")).status == 401
+        ok = await http.request(
+            "POST", f"{control}/publish", json=body, headers={TOKEN_HEADER: token}
+        )
+        assert ok.status == 200
+        # Apollo's own endpoints stay as Apollo has them (access keys are their protection).
+        assert (await http.get(f"{server.url}/configs/{APP}/default/application")).status == 200
+        assert token not in repr(server)
+    assert token not in caplog.text
+
+
+async def test_a_given_token_is_required_on_loopback_too(http: Http) -> None:
+    with pytest.raises(ValueError, match="empty"):
+        ApolloTestServer(control_token="")
+    async with ApolloTestServer(control_token="t0k") as srv:
+        assert srv.control_token == "t0k"
+        health = f"{srv.url}/__aioapollo__/health"
+        assert (await http.get(health)).status == 401
+        assert (await http.get(health, headers={TOKEN_HEADER: "t0k"})).status == 200
+    async with ApolloTestServer(host="localhost") as local:
+        assert local.control_token is None
+
+
+async def test_health_counts_the_clients_still_polling(
+    apollo_server: ApolloTestServer, http: Http
+) -> None:
+    apollo_server.hold_seconds = 30
+    apollo_server.publish(APP, "application", {"k": "v"})
+    last = apollo_server.store.notification_ids([f"{APP}+default+application"])
+    poll_url = f"{apollo_server.url}/notifications/v2?" + notifications_query(
+        APP, [("application", last[f"{APP}+default+application"])]
+    )
+    health = f"{apollo_server.url}/__aioapollo__/health"
+    poll = asyncio.create_task(http.get(poll_url))
+    async with asyncio.timeout(5):
+        await apollo_server.wait_for_polls(1)
+    assert (await http.get(health)).json()["heldPolls"] == 1
+    poll.cancel()  # the client gives up: its connection closes, the server still holds it
+    with contextlib.suppress(asyncio.CancelledError):
+        await poll
+    async with asyncio.timeout(5):
+        while (await http.get(health)).json()["heldPolls"] != 0:  # noqa: ASYNC110 - no event
+            await asyncio.sleep(0.02)
+    assert apollo_server.held_polls == 1  # held until its hold ends; only the live count fell

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
 import pytest
+from yarl import URL
 
+from aioapollo import ApolloClient
 from aioapollo.testing import ApolloTestServer, ReleaseStore
 from aioapollo.testing._seed import SeedError, apply_seed, load_seed
 
@@ -134,3 +138,37 @@ def test_seed_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "yaml", None)  # as if PyYAML were not installed
     with pytest.raises(SeedError, match=r"pip install 'aioapollo\[yaml\]'"):
         load_seed(tmp_path / "seed.yml")
+
+
+def _docs_seed_example() -> str:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "testing.md").read_text("utf-8")
+    found = re.search(r"Seed file format.*?```yaml\n(.*?)```", text, re.S)
+    assert found is not None, "docs/testing.md has no seed example"
+    return found.group(1)
+
+
+async def test_the_docs_seed_example_works_copied_verbatim(tmp_path: Path) -> None:
+    """Discovery must lead back to this server, never to an address on someone's network."""
+    yaml = pytest.importorskip("yaml")
+    example = _docs_seed_example()
+    services = yaml.safe_load(example)["settings"]["configServices"]
+    assert all(ipaddress.ip_address(URL(url).host or "").is_loopback for url in services)
+    # As `serve --port 8080 --data seed.yaml` would run it; on a free port, 8080 may be taken.
+    async with ApolloTestServer() as probe:
+        port = probe.port
+    seed = tmp_path / "apollo-seed.yaml"
+    seed.write_text(example.replace("8080", str(port)), encoding="utf-8")
+    async with ApolloTestServer(port=port) as server:
+        apply_seed(server, load_seed(seed))
+        client = ApolloClient(
+            "my-app",
+            namespaces=["application", "datasource.json"],
+            meta_server=server.url,  # discovery: /services/config lists configServices
+            cache_dir=None,
+            start_timeout=10,
+        )
+        async with client:
+            assert await client.get("timeout") == "30"
+            assert (await client.namespace("datasource.json")).data == {
+                "url": "jdbc:mysql://db/app"
+            }

@@ -1,0 +1,45 @@
+"""What the command line's modules share: the program name, the exit codes, the failure type."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = [
+    "EXIT_AUTH",
+    "EXIT_MISSING",
+    "EXIT_OK",
+    "EXIT_UNAVAILABLE",
+    "EXIT_USAGE",
+    "PROG",
+    "CommandFailed",
+    "positive_seconds",
+]
+
+PROG = "aioapollo"
+
+EXIT_OK = 0
+EXIT_MISSING = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+EXIT_AUTH = 4
+
+
+class CommandFailed(Exception):
+    """A command failed: ``main`` prints ``aioapollo: error: <message>`` and exits ``code``."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def positive_seconds(text: str) -> float:
+    """An ``argparse`` type: a positive number of seconds, with a message that says so."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(
+            f"expected a positive number of seconds (e.g. 10 or 2.5), got {text!r}"
+        )
+    return value
