@@ -35,6 +35,7 @@ from ._client import ApolloClient
 from ._config import options_from_env
 from ._exceptions import ApolloAuthError, ApolloError, NamespaceUnavailableError
 from ._models import ChangeType, ConfigChangeEvent
+from ._share import share_fingerprint
 from ._version import __version__
 from ._wire import namespace_format
 
@@ -105,6 +106,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--count", type=_positive, default=None, help="exit 0 after this many changed namespaces"
     )
 
+    agent = sub.add_parser(
+        "agent",
+        parents=[common],
+        help="poll Apollo for every process of this host that shares (share_poll=True)",
+        description="Join this host's sharing group for these options and lead it whenever "
+        "it can: the one process that polls Apollo and pushes releases to the app's workers "
+        "(run it as a sidecar or a systemd unit, as the app's user). Its options must equal "
+        "the app's, or it forms a group of its own: compare the printed group with the app's "
+        "stats().group. Runs until Ctrl-C or SIGTERM; writes the local cache as the leader.",
+    )
+    agent.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        dest="namespaces",
+        help="namespace to poll; repeat for more (APOLLO_NAMESPACES, else application)",
+    )
+    agent.add_argument(
+        "--share-dir", help="the group's rendezvous directory (APOLLO_SHARE_DIR; private)"
+    )
+
     serve = sub.add_parser(
         "serve",
         help="run a local Apollo test server (config + meta service)",
@@ -153,6 +175,7 @@ def _main(args: argparse.Namespace) -> int:
             "get": _get,
             "dump": _dump,
             "watch": _watch,
+            "agent": _agent,
         }[args.command]
         return _run(command(client, args))
     except CommandFailed as exc:
@@ -205,6 +228,10 @@ def _client(args: argparse.Namespace) -> ApolloClient:
         overrides["namespaces"] = [args.namespace_flag or args.namespace or "application"]
     elif args.namespaces:
         overrides["namespaces"] = args.namespaces
+    if args.command == "agent":
+        overrides["share_poll"] = True
+        if args.share_dir:
+            overrides["share_dir"] = args.share_dir
     try:
         kwargs = options_from_env(**overrides)
     except ValueError:
@@ -216,7 +243,7 @@ def _client(args: argparse.Namespace) -> ApolloClient:
             "or pass --config-server (or --meta-server)",
         )
     try:
-        if not args.use_cache:
+        if not args.use_cache and args.command != "agent":  # the agent writes the host's cache
             kwargs["cache_dir"] = None
         kwargs.setdefault("fetch_retry_delay", 0.2)
         return ApolloClient(kwargs.pop("app_id"), start_timeout=args.timeout, **kwargs)
@@ -298,6 +325,44 @@ def _escape(text: str, is_key: bool) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+async def _agent(client: ApolloClient, args: argparse.Namespace) -> int:
+    """Lead (or stand by to lead) the host's sharing group until stopped."""
+    group = share_fingerprint(client.options)
+    print(
+        f"{PROG} agent: app {client.app_id!r}, cluster {client.options.cluster!r}, "
+        f"namespaces {', '.join(client.namespaces)}; group {group}",
+        flush=True,
+    )
+    stop = asyncio.Event()
+    with _signals_set(stop):
+        await _start(client)
+        try:
+            stats = client.stats()
+            if stats.role == "solo":
+                raise CommandFailed(
+                    EXIT_USAGE, "sharing is not possible here (see the warning above)"
+                )
+            print(f"{PROG} agent: {_role_line(client)}", flush=True)
+            role = stats.role
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await stop.wait()
+                if client.stats().role != role:
+                    role = client.stats().role
+                    print(f"{PROG} agent: {_role_line(client)}", flush=True)
+        finally:
+            await client.aclose()
+    return EXIT_OK
+
+
+def _role_line(client: ApolloClient) -> str:
+    stats = client.stats()
+    if stats.role == "leader":
+        return f"leading (pid {os.getpid()}): this process polls Apollo for the group"
+    return f"following pid {stats.leader_pid}: standing by, leads when that process goes away"
 
 
 async def _watch(client: ApolloClient, args: argparse.Namespace) -> int:

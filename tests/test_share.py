@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import pwd
+import signal
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,13 @@ import pytest
 from aioapollo import ApolloClient, ConfigChangeEvent, Hooks, RoleEvent
 from aioapollo.testing import ApolloTestServer
 
+from ._workers import Child
 from .conftest import APP, ClientFactory
+
+#: Python 3.12+ warns when a process with threads forks; forking such a process is the point.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:This process .* is multi-threaded:DeprecationWarning"
+)
 
 
 class Roles(Hooks):
@@ -181,3 +190,124 @@ async def test_a_share_dir_others_can_enter_runs_solo_with_one_warning(
     assert len(warnings) == 1
     assert oct(mode)[2:] in warnings[0].getMessage()
     await server.wait_for_polls(1)
+
+
+# ---------------------------------------------------------------------- fork
+
+
+async def test_a_killed_leader_is_replaced_although_its_forked_child_lives_on(
+    server: ApolloTestServer, shared: Any
+) -> None:
+    """The leader (a child process here) forks a grandchild, then dies by SIGKILL. The
+    grandchild closed its inherited lock descriptor at fork (never unlocking it), so the
+    kernel frees the lock with the leader and a follower takes over at once."""
+    follower = shared()
+    release = os.pipe()
+
+    async def leader_body(report: Any) -> None:
+        leader = shared()
+        await leader.start()
+        grandchild = os.fork()
+        if grandchild == 0:  # pragma: no cover - the grandchild just lives on
+            os.read(release[0], 1)
+            os._exit(0)
+        report({"role": leader.stats().role, "grandchild": grandchild})
+        await asyncio.Event().wait()  # until killed
+
+    leader_proc = Child.running(leader_body, timeout=60)
+    try:
+        first = await leader_proc.next()
+        assert first["role"] == "leader" and first["grandchild"] > 0
+        await follower.start()
+        assert follower.stats().role == "follower"
+        assert follower.stats().leader_pid == leader_proc.pid
+        os.kill(leader_proc.pid, signal.SIGKILL)
+        await wait_for(lambda: follower.stats().role == "leader", timeout=3.0)
+        assert follower.stats().degraded is None
+    finally:
+        os.write(release[1], b"x")  # the grandchild (now init's) exits
+
+
+async def test_a_follower_started_before_fork_rejoins_in_the_child(
+    server: ApolloTestServer, shared: Any
+) -> None:
+    leader, follower = shared(), shared()
+    await leader.start()
+    await follower.start()
+
+    async def child_body(report: Any) -> None:
+        await follower.start()  # the inherited client restarts in the child's loop
+        stats = follower.stats()
+        report({"role": stats.role, "leader": stats.leader_pid})
+        heard = Heard(follower)
+        report({"ready": True})
+        event = await heard.next(timeout=10)
+        report({"value": event.snapshot.get("greeting")})
+        await follower.aclose()
+
+    child = Child.running(child_body)
+    first = await child.next()
+    assert first == {"role": "follower", "leader": os.getpid()}
+    assert await child.next() == {"ready": True}
+    server.publish(APP, "application", {"greeting": "to-the-child", "timeout": "30"})
+    assert await child.next() == {"value": "to-the-child"}
+    assert await child.exit_code() == 0
+    assert leader.stats().followers is not None
+
+
+async def test_sync_and_async_clients_with_the_same_options_share(
+    server: ApolloTestServer, shared: Any, make_sync: Any, tmp_path: Path
+) -> None:
+    leader = shared()
+    await leader.start()
+    sync = make_sync(share_poll=True, share_dir=tmp_path / "share")
+    await asyncio.to_thread(sync.start)
+    assert sync.stats().role == "follower" and sync.stats().leader_pid == os.getpid()
+    await server.wait_for_polls(1)
+    assert server.held_polls == 1
+    server.publish(APP, "application", {"greeting": "mixed", "timeout": "30"})
+    await wait_for(lambda: sync.get("greeting") == "mixed")
+
+
+async def test_a_socket_served_by_another_user_is_refused(
+    server: ApolloTestServer, shared: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Someone else listens on our group's socket (and holds the lock): never follow it."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to run a listener as another user")
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no 'nobody' user")
+    client = shared()
+    sharing = client._join_group()
+    assert sharing is not None and sharing._socket is not None and sharing._lock is not None
+    assert sharing.try_lead()  # the test holds the lock: the client cannot lead
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(sharing._socket))
+    ready = os.pipe()
+
+    def impostor(report: Any) -> None:
+        os.setuid(nobody.pw_uid)  # listen() records the uid peers will see: nobody's
+        listener.listen()
+        report({"listening": True})
+        conn, _ = listener.accept()
+        conn.sendall(b"AAPO\x01")  # whatever it would say, it is never read as ours
+        os.read(ready[0], 1)
+
+    child = Child(impostor)
+    try:
+        assert await child.next() == {"listening": True}
+        with caplog.at_level(logging.WARNING, logger="aioapollo"):
+            await client.start()
+        assert client.stats().role == "solo"
+        assert any(
+            "runs solo" in r.getMessage() and str(nobody.pw_uid) in r.getMessage()
+            for r in caplog.records
+        ), [r.getMessage() for r in caplog.records]
+        assert client.get_nowait("greeting") == "hello"  # loaded from Apollo itself
+    finally:
+        os.write(ready[1], b"x")
+        await child.exit_code()
+        listener.close()
+        sharing._lock.release()
