@@ -176,3 +176,47 @@ def test_opentelemetry_hooks_share_a_provider() -> None:
         for point in metric.data.data_points
     }
     assert synced == {"app-a", "app-b"}  # both hooks' gauges are observed
+
+
+async def failover(make_client: ClientFactory, share_dir: Any, hooks: Hooks) -> None:
+    """A leader, a follower reporting to ``hooks``; the leader leaves, the follower leads."""
+    leader = make_client(share_poll=True, share_dir=share_dir)
+    follower = make_client(share_poll=True, share_dir=share_dir, hooks=[hooks])
+    await leader.start()
+    await follower.start()
+    await leader.aclose()
+    await wait_until(lambda: follower.stats().role == "leader")
+    await follower.aclose()
+
+
+async def test_role_changes_are_counted(make_client: ClientFactory, tmp_path: Any) -> None:
+    registry = CollectorRegistry()
+    await failover(make_client, tmp_path / "share", PrometheusHooks(registry))
+
+    def value(role: str, previous: str) -> float:
+        labels = {"app_id": APP, "role": role, "previous": previous}
+        return registry.get_sample_value("aioapollo_role_changes_total", labels) or 0.0
+
+    assert value("follower", "solo") == 1  # joined at start
+    assert value("leader", "follower") == 1  # took over: a failover
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    try:
+        await failover(make_client, tmp_path / "share2", OpenTelemetryHooks(provider))
+        data = reader.get_metrics_data()
+    finally:
+        provider.shutdown()
+    assert data is not None
+    changes = [
+        dict(point.attributes)
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "aioapollo.role_changes"
+        for point in metric.data.data_points
+    ]
+    assert {(c["aioapollo.role"], c["aioapollo.previous"]) for c in changes} == {
+        ("follower", "solo"),
+        ("leader", "follower"),
+    }

@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 
 from aioapollo import ApolloClient, ConfigChangeEvent, Hooks, RoleEvent
+from aioapollo import _share as share_mod
+from aioapollo import _sharewire as wire
 from aioapollo.testing import ApolloTestServer
 
 from ._workers import Child
@@ -311,3 +313,53 @@ async def test_a_socket_served_by_another_user_is_refused(
         await child.exit_code()
         listener.close()
         sharing._lock.release()
+
+
+# ---------------------------------------------------------------------- the protocol's edges
+
+
+async def test_a_follower_that_stops_reading_is_dropped_and_slows_no_one(
+    server: ApolloTestServer, shared: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(share_mod, "SLOW_FOLLOWER", 0.5)
+    leader, follower = shared(), shared()
+    await leader.start()
+    await follower.start()
+    sharing = leader._share
+    assert sharing is not None and sharing._socket is not None
+    # A follower that says hello, then never reads again.
+    _reader, writer = await asyncio.open_unix_connection(str(sharing._socket))
+    hello = wire.Hello(fingerprint=sharing.fingerprint, pid=os.getpid())
+    writer.write(wire.encode(hello.to_wire()))
+    await wait_for(lambda: leader.stats().followers == 2)
+    heard = Heard(follower)
+    big = "x" * 1_000_000  # a few of these fill the stalled socket's buffers
+    for n in range(6):
+        server.publish(APP, "application", {"greeting": f"v{n}", "blob": big})
+        event = await heard.next()  # the healthy follower never waits for the stalled one
+        assert event.snapshot.get("greeting") == f"v{n}"
+    await wait_for(lambda: leader.stats().followers == 1)  # the stalled one was dropped
+    writer.close()
+
+
+async def test_a_follower_mirrors_its_leaders_poll_time_and_health(
+    server: ApolloTestServer, shared: Any
+) -> None:
+    leader, follower = shared(), shared()
+    await leader.start()
+    await follower.start()
+    await wait_for(lambda: leader.last_poll_success is not None)
+    await wait_for(lambda: follower.last_poll_success == leader.last_poll_success)
+    stats = follower.stats()
+    assert stats.leader_healthy and stats.in_sync and stats.healthy
+    assert stats.as_dict()["role"] == "follower"
+
+
+async def test_another_local_protocol_version_is_another_group(
+    shared: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """During a rolling deploy, two aioapollo versions never read each other's frames."""
+    client = shared()
+    now = share_mod.share_fingerprint(client.options)
+    monkeypatch.setattr(share_mod, "PROTOCOL_VERSION", wire.PROTOCOL_VERSION + 1)
+    assert share_mod.share_fingerprint(client.options) != now

@@ -21,7 +21,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
         "aioapollo.integrations.otel needs opentelemetry-api: pip install 'aioapollo[otel]'"
     ) from exc
 
-from .._hooks import ChangeEvent, ErrorEvent, FetchEvent, Hooks, PollEvent
+from .._hooks import ChangeEvent, ErrorEvent, FetchEvent, Hooks, PollEvent, RoleEvent
 from .._version import __version__
 
 __all__ = ["OpenTelemetryHooks"]
@@ -55,6 +55,11 @@ class _Instruments:
         )
         self.errors = meter.create_counter(
             "aioapollo.errors", unit="{error}", description="Failed polls, fetches, discoveries"
+        )
+        self.roles = meter.create_counter(
+            "aioapollo.role_changes",
+            unit="{change}",
+            description="Sharing-group role changes (elections and failovers)",
         )
         #: Unix time of the last successful exchange, per app id.
         self.last_sync: dict[str, float] = {}
@@ -120,4 +125,15 @@ class OpenTelemetryHooks(Hooks):
         """Count the error by operation and kind."""
         self._i.errors.add(
             1, {APP_ID: event.app_id, OPERATION: event.operation, ERROR_TYPE: event.kind}
+        )
+
+    def on_role(self, event: RoleEvent) -> None:
+        """Count sharing-role changes (elections and failovers)."""
+        self._i.roles.add(
+            1,
+            {
+                APP_ID: event.app_id,
+                "aioapollo.role": event.role,
+                "aioapollo.previous": event.previous,
+            },
         )

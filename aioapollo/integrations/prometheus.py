@@ -21,7 +21,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
         "pip install 'aioapollo[prometheus]'"
     ) from exc
 
-from .._hooks import ChangeEvent, ErrorEvent, FetchEvent, Hooks, PollEvent
+from .._hooks import ChangeEvent, ErrorEvent, FetchEvent, Hooks, PollEvent, RoleEvent
 
 __all__ = ["PrometheusHooks"]
 
@@ -39,6 +39,7 @@ class _Metrics:
     changes: Counter
     errors: Counter
     last_sync: Gauge
+    roles: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry, prefix: str) -> _Metrics:
@@ -85,6 +86,13 @@ class _Metrics:
                 f"{prefix}_last_sync_timestamp_seconds",
                 "Unix time of the last successful exchange with Apollo (poll or fetch).",
                 ["app_id"],
+                registry=registry,
+            ),
+            roles=Counter(
+                f"{prefix}_role_changes",
+                "Sharing-group role changes (share_poll=True) by new role: 'leader' after a "
+                "previous role of 'follower' is a failover this process took over.",
+                ["app_id", "role", "previous"],
                 registry=registry,
             ),
         )
@@ -140,3 +148,7 @@ class PrometheusHooks(Hooks):
     def on_error(self, event: ErrorEvent) -> None:
         """Count the error by operation and kind."""
         self._m.errors.labels(event.app_id, event.operation, event.kind).inc()
+
+    def on_role(self, event: RoleEvent) -> None:
+        """Count sharing-role changes (elections and failovers)."""
+        self._m.roles.labels(event.app_id, event.role, event.previous).inc()
