@@ -363,3 +363,24 @@ async def test_another_local_protocol_version_is_another_group(
     now = share_mod.share_fingerprint(client.options)
     monkeypatch.setattr(share_mod, "PROTOCOL_VERSION", wire.PROTOCOL_VERSION + 1)
     assert share_mod.share_fingerprint(client.options) != now
+
+
+async def test_a_share_dir_of_another_user_runs_solo(
+    server: ApolloTestServer, shared: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to give the directory to another user")
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no 'nobody' user")
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o700)
+    os.chown(theirs, nobody.pw_uid, nobody.pw_gid)
+    client = shared(share_dir=theirs)
+    with caplog.at_level(logging.WARNING, logger="aioapollo"):
+        await client.start()
+    assert client.stats().role == "solo"
+    (warning,) = [r.getMessage() for r in caplog.records if "runs solo" in r.getMessage()]
+    assert str(nobody.pw_uid) in warning
+    assert list(theirs.iterdir()) == []  # nothing of ours was put there

@@ -177,10 +177,16 @@ async def test_uwsgi_prefork_sync_clients_share_one_poll(
         seen = await server.wait_log(sees.format("bonjour"), count=4)
         assert {int(p) for p in seen} == pids
         leader = int((await server.wait_log(LEADER_LINE))[0])
+        killed_at = time.time()
         os.kill(leader, signal.SIGKILL)
         apollo.publish(APP_ID, "application", {"greeting": "ciao", "db_url": "pg://db-1"})
         seen = await server.wait_log(sees.format("ciao"), count=3)
         assert {int(p) for p in seen} == pids - {leader}
+        took_over = min(polls_since(apollo, killed_at)) - killed_at
+        assert took_over < 1.0, took_over
+        # uWSGI respawns the worker; it joins as a follower of the new leader.
+        respawned = int((await server.wait_log(r"Respawned uWSGI worker \d+ \(new pid: (\d+)"))[0])
+        await server.wait_log(rf"{respawned} aioapollo .* as follower \(pid {respawned}\)")
         await server.stop()
     finally:
         server.kill()
