@@ -33,15 +33,17 @@ STARTED = r"(\d+) aioapollo ApolloClient\('demo-app'\) started"
 SEES = r"worker (\d+) sees greeting='{}'"
 
 
-async def boot_and_publish(tmp_path: Path, preload: bool, early: bool, n: int) -> None:
+async def boot_and_publish(
+    tmp_path: Path, preload: bool, early: bool, n: int, share: bool = False
+) -> None:
     # A server per boot: the held polls it counts are this boot's workers' only.
     async with ApolloTestServer(hold_seconds=30) as apollo:
         apollo.publish(APP_ID, "application", {"greeting": "hello", "db_url": "pg://db-1"})
-        await run_server(apollo, tmp_path, preload, early, n)
+        await run_server(apollo, tmp_path, preload, early, n, share)
 
 
 async def run_server(
-    apollo: ApolloTestServer, tmp_path: Path, preload: bool, early: bool, n: int
+    apollo: ApolloTestServer, tmp_path: Path, preload: bool, early: bool, n: int, share: bool
 ) -> None:
     args = [
         tool("gunicorn", "pip install gunicorn"),
@@ -61,13 +63,16 @@ async def run_server(
     log = tmp_path / f"gunicorn-{n}.log"
     env = server_env(apollo.url, tmp_path)
     env["PYTHONPATH"] += os.pathsep + str(APPS)
+    if share:
+        env.update(APOLLO_SHARE_POLL="true", APOLLO_SHARE_DIR=str(tmp_path / f"share-{n}"))
     server = ServerProcess(args, env, log)
     try:
         pids = {int(p) for p in await server.wait_log(BOOTING, WORKERS)}
         await server.wait_pids(STARTED, pids)
+        polls = 1 if share else WORKERS  # one per worker (none in the arbiter), or the leader's
         async with asyncio.timeout(60):
-            await apollo.wait_for_polls(WORKERS)
-        assert apollo.held_polls == WORKERS  # one per worker, none in the arbiter
+            await apollo.wait_for_polls(polls)
+        assert apollo.held_polls == polls
         greeting = f"boot-{n}"
         apollo.publish(APP_ID, "application", {"greeting": greeting, "db_url": "pg://db-1"})
         seen = await server.wait_log(SEES.format(greeting), count=WORKERS)
@@ -92,3 +97,8 @@ async def test_gunicorn_gevent_every_worker_updates(
 ) -> None:
     for n in range(boots):
         await boot_and_publish(tmp_path, preload, early, n)
+
+
+async def test_gunicorn_gevent_workers_share_one_poll(tmp_path: Path) -> None:
+    """share_poll=True under gevent: the sharing loops run on the poller's real OS thread."""
+    await boot_and_publish(tmp_path, preload=True, early=False, n=0, share=True)
