@@ -29,6 +29,7 @@ from ._cli_common import (
     EXIT_USAGE,
     PROG,
     CommandFailed,
+    at_least_one,
     positive_seconds,
 )
 from ._client import ApolloClient
@@ -103,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     watch.add_argument("--json", action="store_true", help="one JSON object per changed key")
     watch.add_argument(
-        "--count", type=_positive, default=None, help="exit 0 after this many changed namespaces"
+        "--count", type=at_least_one, default=None, help="exit 0 after this many changed namespaces"
     )
 
     agent = sub.add_parser(
@@ -136,16 +137,6 @@ def build_parser() -> argparse.ArgumentParser:
     _serve.add_arguments(serve)
     _cli_control.add_commands(sub)
     return parser
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

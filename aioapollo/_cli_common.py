@@ -12,6 +12,7 @@ __all__ = [
     "EXIT_USAGE",
     "PROG",
     "CommandFailed",
+    "at_least_one",
     "positive_seconds",
 ]
 
@@ -42,4 +43,15 @@ def positive_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(
             f"expected a positive number of seconds (e.g. 10 or 2.5), got {text!r}"
         )
+    return value
+
+
+def at_least_one(text: str) -> int:
+    """An ``argparse`` type: a whole number of at least 1, with a message that says so."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
     return value

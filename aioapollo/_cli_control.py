@@ -28,6 +28,7 @@ from ._cli_common import (
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
     CommandFailed,
+    at_least_one,
     positive_seconds,
 )
 from ._serve import CONTROL_TOKEN_ENV
@@ -39,16 +40,6 @@ CONTROL_COMMANDS = ("publish", "delete")
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 _ONLY = "TEST SERVER ONLY"
 _FILE_FORMATS = ", ".join(sorted(FORMATS - {"properties"}))
-
-
-def _at_least_one(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return value
 
 
 def add_commands(sub: Any) -> None:
@@ -117,7 +108,7 @@ def add_commands(sub: Any) -> None:
     )
     publish.add_argument(
         "--wait-polls",
-        type=_at_least_one,
+        type=at_least_one,
         metavar="N",
         help="first wait (up to --timeout) until N clients are long-polling the server, e.g. "
         "an `aioapollo watch` started just before",

@@ -57,6 +57,17 @@ class Heard:
 
 
 @pytest.fixture
+def nobody() -> pwd.struct_passwd:
+    """Another user (needs root, to act as or give things to them)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to act as another user")
+    try:
+        return pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no 'nobody' user")
+
+
+@pytest.fixture
 def shared(make_client: ClientFactory, tmp_path: Path) -> Any:
     share_dir = tmp_path / "share"
 
@@ -272,15 +283,13 @@ async def test_sync_and_async_clients_with_the_same_options_share(
 
 
 async def test_a_socket_served_by_another_user_is_refused(
-    server: ApolloTestServer, shared: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    server: ApolloTestServer,
+    shared: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    nobody: pwd.struct_passwd,
 ) -> None:
     """Someone else listens on our group's socket (and holds the lock): never follow it."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root, to run a listener as another user")
-    try:
-        nobody = pwd.getpwnam("nobody")
-    except KeyError:
-        pytest.skip("no 'nobody' user")
     client = shared()
     sharing = client._join_group()
     assert sharing is not None and sharing._socket is not None and sharing._lock is not None
@@ -366,14 +375,12 @@ async def test_another_local_protocol_version_is_another_group(
 
 
 async def test_a_share_dir_of_another_user_runs_solo(
-    server: ApolloTestServer, shared: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    server: ApolloTestServer,
+    shared: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    nobody: pwd.struct_passwd,
 ) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root, to give the directory to another user")
-    try:
-        nobody = pwd.getpwnam("nobody")
-    except KeyError:
-        pytest.skip("no 'nobody' user")
     theirs = tmp_path / "theirs"
     theirs.mkdir(mode=0o700)
     os.chown(theirs, nobody.pw_uid, nobody.pw_gid)
