@@ -365,14 +365,18 @@ class ApolloClient(Loading, OnChange):
         # complete, so it is waiting on its queue by the time an event is emitted.
         self._listeners.open()
         dispatcher = self._spawn(self._listeners.run(), "listeners")
+        # Loads that outlived warm_start_timeout (warm values were served) go on in the
+        # background; the client owns them like its other tasks.
+        loads: list[asyncio.Task[None]] = []
         try:
             await transport.open()
-            await self._initial_load(pool)
+            loads = await self._initial_load(pool)
             if self._state is not ClientState.STARTING:
                 raise ClientStateError("the client was closed while starting")
         except BaseException:
-            dispatcher.cancel()
-            await asyncio.wait([dispatcher])
+            for task in (dispatcher, *loads):
+                task.cancel()
+            await asyncio.wait([dispatcher, *loads])
             self._transport = self._pool = None
             if self._state is ClientState.STARTING:
                 self._state = previous
@@ -387,6 +391,7 @@ class ApolloClient(Loading, OnChange):
             *(self._spawn(poller.run(), "poll") for poller in self._pollers),
             self._spawn(self._refresh_loop(), "refresh"),
             dispatcher,
+            *loads,
         ]
         self._state = ClientState.RUNNING
         self._live = True
