@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType, TracebackType
 from typing import Any, Self, TypeVar, overload
 
-from . import _fork
+from . import _fork, _owner
 from ._cache import DiskCache
 from ._config import ClientOptions, options_from_env
 from ._discovery import ServicePool
@@ -58,7 +58,7 @@ class ClientState(enum.Enum):
     CLOSED = "closed"
 
 
-class ApolloClient(Loading, OnChange):
+class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
     """An asyncio client for one Apollo app: long-polls all its namespaces in one task.
 
     Args:
@@ -114,6 +114,8 @@ class ApolloClient(Loading, OnChange):
         #: The one flag the read path checks: True only while RUNNING in the starting process.
         self._live = False
         self._pid: int | None = None
+        #: The event loop start() ran on: the client's tasks and futures belong to it.
+        self._owner_loop: asyncio.AbstractEventLoop | None = None
         self._values: dict[str, dict[str, str]] = {}
         self._snapshots: dict[str, NamespaceSnapshot] = {}
         self._states = {name: NamespaceState(name) for name in opts.namespaces}
@@ -206,8 +208,7 @@ class ApolloClient(Loading, OnChange):
                 return self._values[namespace].get(key, default)
             except KeyError:
                 pass
-        if self._state is ClientState.STARTING and self._ready is not None:
-            await self._ready.wait()
+        await self._await_ready("get()")
         return self._read_slow(key, default, namespace)
 
     @overload
@@ -254,9 +255,22 @@ class ApolloClient(Loading, OnChange):
 
     async def namespace(self, namespace: str = "application") -> NamespaceSnapshot:
         """Like :meth:`snapshot`, waiting for ``start()`` if it is still loading."""
+        await self._await_ready("namespace()")
+        return self.snapshot(namespace)
+
+    async def _await_ready(self, what: str) -> None:
+        """The awaitable reads' slow path: wait for a ``start()`` in progress."""
+        # Loop ownership: a start() in progress, or a client whose loop has ended, belongs to
+        # its own loop. Waiting on its futures from another loop could hang: say so instead.
+        if (
+            self._state in (ClientState.STARTING, ClientState.RUNNING)
+            and self._pid == os.getpid()
+            and _owner.foreign_loop(self._owner_loop)
+            and (self._state is ClientState.STARTING or _owner.loop_ended(self._owner_loop))
+        ):
+            raise _owner.other_loop_error(self.app_id, what, self._owner_loop)
         if self._state is ClientState.STARTING and self._ready is not None:
             await self._ready.wait()
-        return self.snapshot(namespace)
 
     async def get_int(
         self, key: str, default: int | None = None, namespace: str = "application"
@@ -347,6 +361,8 @@ class ApolloClient(Loading, OnChange):
         """
         if self._state in (ClientState.STARTING, ClientState.RUNNING):
             if self._pid == os.getpid():
+                if _owner.foreign_loop(self._owner_loop):  # loop ownership: say what to do
+                    raise _owner.other_loop_error(self.app_id, "start()", self._owner_loop)
                 raise ClientStateError("already started")
             self._after_fork_in_child()  # forked where at-fork hooks did not run
         if self._state in (ClientState.CLOSING, ClientState.CLOSED):
@@ -354,6 +370,7 @@ class ApolloClient(Loading, OnChange):
         previous = self._state
         self._state = ClientState.STARTING
         self._pid = os.getpid()
+        self._owner_loop = asyncio.get_running_loop()
         _fork.track(self)
         self._ready = asyncio.Event()
         self._locks = {name: asyncio.Lock() for name in self._states}
@@ -408,7 +425,20 @@ class ApolloClient(Loading, OnChange):
         return task
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
+        if task.cancelled():
+            # Loop ownership: cancelled while RUNNING, by no aclose(): the loop it ran on is
+            # shutting down (asyncio.run(client.start()) returned). Nothing updates any more.
+            if self._live and self._state is ClientState.RUNNING and self._pid == os.getpid():
+                self._live = False
+                logger.error(
+                    "ApolloClient(%r): the event loop it was started on stopped its tasks "
+                    "without aclose(); its values no longer update. Start the client on the "
+                    "loop that serves your app (e.g. in its ASGI lifespan), or use "
+                    "SyncApolloClient.",
+                    self.app_id,
+                )
+            return
+        if task.exception() is not None:
             logger.error("aioapollo task %s crashed", task.get_name(), exc_info=task.exception())
             self._live = False
 
@@ -418,6 +448,9 @@ class ApolloClient(Loading, OnChange):
             return
         if self._state in (ClientState.CREATED, ClientState.FORKED):
             self._state = ClientState.CLOSED
+            return
+        if self._pid == os.getpid() and _owner.foreign_loop(self._owner_loop):
+            await self._aclose_from_other_loop()  # loop ownership
             return
         if self._state is ClientState.CLOSING:
             if self._closed is not None:  # another task is closing it
@@ -430,6 +463,32 @@ class ApolloClient(Loading, OnChange):
         finally:
             self._state = ClientState.CLOSED
             self._closed.set()
+
+    async def _aclose_from_other_loop(self) -> None:
+        """``aclose()`` called on a loop that does not own the client: close it on its own."""
+        owner = self._owner_loop
+        assert owner is not None
+        if owner.is_closed():
+            # Its tasks ended with that loop, and its session cannot be closed on any other:
+            # keep them referenced, untouched (as after fork), and call the client closed.
+            _fork.keep_forever(self._tasks)
+            self._live = False
+            self._tasks = []
+            if self._transport is not None:
+                self._transport.abandon()
+                self._transport = None
+            self._state = ClientState.CLOSED
+            return
+        if not owner.is_running():
+            raise _owner.other_loop_error(self.app_id, "aclose()", owner)
+        done = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.aclose(), owner))
+        try:
+            await asyncio.wait_for(done, self._options.close_timeout + 1.0)
+        except TimeoutError:
+            raise ClientStateError(
+                f"aclose(): ApolloClient({self.app_id!r}) did not close on its own event loop "
+                "within close_timeout"
+            ) from None
 
     async def _stop_tasks(self) -> None:
         self._live = False

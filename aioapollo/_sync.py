@@ -20,7 +20,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar, overload
 
-from . import _fork, _threads
+from . import _fork, _owner, _threads
 from ._client import ApolloClient
 from ._config import ClientOptions, options_from_env
 from ._exceptions import ClientStateError, NamespaceNotFoundError
@@ -43,7 +43,7 @@ T = TypeVar("T")
 _RETRY_SECONDS = 5.0
 
 
-class SyncApolloClient(OnChange):
+class SyncApolloClient(OnChange, _owner.ProcessLocal):
     """A blocking Apollo client for WSGI apps (Flask, Django) under any server.
 
     It runs an :class:`ApolloClient` on its own event loop in a daemon thread. Reads never
