@@ -28,6 +28,7 @@ from ._listeners import ChangeListener, OnChange
 from ._models import NamespaceSnapshot, Source
 from ._servers import (
     master_check,
+    on_master_released,
     preforking_master,
     threads_usable,
     warn_if_uwsgi_threads_disabled,
@@ -252,6 +253,8 @@ class SyncApolloClient(OnChange, _owner.ProcessLocal):
             else:
                 _run_on_temporary_thread(self._load_and_suspend)
                 self._in_master = master_check(server, pid)
+                # A Celery worker whose pool turns out not to fork polls here after all.
+                on_master_released(self._ensure_polling)
                 logger.info(
                     "SyncApolloClient(%r) loaded in the %s master (pid %s); each worker polls",
                     self.app_id,
