@@ -260,6 +260,17 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
 
     async def _await_ready(self, what: str) -> None:
         """The awaitable reads' slow path: wait for a ``start()`` in progress."""
+        while self._options.lazy_start and self._state is not ClientState.RUNNING:
+            # lazy_start: the first awaited read starts the client; concurrent ones wait for
+            # it (STARTING) and, if it failed, the next one tries again.
+            if self._state in (ClientState.CREATED, ClientState.FORKED):
+                await self.start()
+            elif self._state is ClientState.STARTING and self._ready is not None:
+                if _owner.foreign_loop(self._owner_loop):
+                    raise _owner.other_loop_error(self.app_id, what, self._owner_loop)
+                await self._ready.wait()
+            else:
+                break
         # Loop ownership: a start() in progress, or a client whose loop has ended, belongs to
         # its own loop. Waiting on its futures from another loop could hang: say so instead.
         if (
@@ -520,7 +531,11 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
             self._state = ClientState.CREATED
 
     def __del__(self) -> None:
-        if getattr(self, "_state", None) is ClientState.RUNNING and self._pid == os.getpid():
+        if (
+            getattr(self, "_state", None) is ClientState.RUNNING
+            and self._pid == os.getpid()
+            and not self._options.lazy_start  # such a client lives as long as its process
+        ):
             warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=1)
 
     def _after_fork_in_child(self) -> None:

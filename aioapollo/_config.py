@@ -81,6 +81,10 @@ class ClientOptions:
     #: or a worker's boot timeout is never held up by a hung config service. None: wait as
     #: long as for a namespace without warm values.
     warm_start_timeout: float | None = 3.0
+    #: Let the first awaited read (``await client.get(...)``, ``namespace()``, the typed
+    #: getters) start the client, once, on the loop it runs on: for servers without an ASGI
+    #: lifespan (Daphne). Nobody closes such a client; it lives as long as its process.
+    lazy_start: bool = False
     refresh_interval: float = 300.0
     backoff_initial: float = 1.0
     backoff_max: float = 120.0
