@@ -39,6 +39,7 @@ if broker.startswith("filesystem://"):
     app.conf.broker_transport_options = {
         "data_folder_in": queue_dir,
         "data_folder_out": queue_dir,
+        "control_folder": os.path.join(queue_dir, "control"),  # else ./control in the cwd
     }
 
 

@@ -91,6 +91,7 @@ async def test_every_pool_process_updates(tmp_path: Path) -> None:
             assert {int(pid) for pid in seen} == pids
             await stop(worker, pids)
             assert_clean(worker.log())
+            assert (tmp_path / "queue" / "control").is_dir()  # kombu's, never in the cwd
         finally:
             worker.kill()
 
