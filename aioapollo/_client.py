@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType, TracebackType
 from typing import Any, Self, TypeVar, overload
 
-from . import _process
+from . import _owner, _process
 from . import _share as share_mod
 from ._cache import DiskCache
 from ._config import ClientOptions, options_from_env
@@ -61,7 +61,7 @@ class ClientState(enum.Enum):
     CLOSED = "closed"
 
 
-class ApolloClient(Loading, OnChange):
+class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
     """An asyncio client for one Apollo app: long-polls all its namespaces in one task.
 
     Args:
@@ -126,6 +126,8 @@ class ApolloClient(Loading, OnChange):
         #: The process generation (see ``_process``) this client was started in.
         self._generation: int | None = None
         self._started_pid: int | None = None
+        #: The event loop start() ran on: the client's tasks and futures belong to it.
+        self._owner_loop: asyncio.AbstractEventLoop | None = None
         self._values: dict[str, dict[str, str]] = {}
         self._snapshots: dict[str, NamespaceSnapshot] = {}
         self._states = {name: NamespaceState(name) for name in opts.namespaces}
@@ -232,8 +234,7 @@ class ApolloClient(Loading, OnChange):
                 return self._values[namespace].get(key, default)
             except KeyError:
                 pass
-        if self._state is ClientState.STARTING and self._ready is not None:
-            await self._ready.wait()
+        await self._await_ready("get()")
         return self._read_slow(key, default, namespace)
 
     @overload
@@ -280,9 +281,33 @@ class ApolloClient(Loading, OnChange):
 
     async def namespace(self, namespace: str = "application") -> NamespaceSnapshot:
         """Like :meth:`snapshot`, waiting for ``start()`` if it is still loading."""
+        await self._await_ready("namespace()")
+        return self.snapshot(namespace)
+
+    async def _await_ready(self, what: str) -> None:
+        """The awaitable reads' slow path: wait for a ``start()`` in progress."""
+        while self._options.lazy_start and self._state is not ClientState.RUNNING:
+            # lazy_start: the first awaited read starts the client; concurrent ones wait for
+            # it (STARTING) and, if it failed, the next one tries again.
+            if self._state in (ClientState.CREATED, ClientState.FORKED):
+                await self.start()
+            elif self._state is ClientState.STARTING and self._ready is not None:
+                if _owner.foreign_loop(self._owner_loop):
+                    raise _owner.other_loop_error(self.app_id, what, self._owner_loop)
+                await self._ready.wait()
+            else:
+                break
+        # Loop ownership: a start() in progress, or a client whose loop has ended, belongs to
+        # its own loop. Waiting on its futures from another loop could hang: say so instead.
+        if (
+            self._state in (ClientState.STARTING, ClientState.RUNNING)
+            and self._generation == _process.current()
+            and _owner.foreign_loop(self._owner_loop)
+            and (self._state is ClientState.STARTING or _owner.loop_ended(self._owner_loop))
+        ):
+            raise _owner.other_loop_error(self.app_id, what, self._owner_loop)
         if self._state is ClientState.STARTING and self._ready is not None:
             await self._ready.wait()
-        return self.snapshot(namespace)
 
     async def get_int(
         self, key: str, default: int | None = None, namespace: str = "application"
@@ -380,6 +405,8 @@ class ApolloClient(Loading, OnChange):
         _process.install()
         if self._state in (ClientState.STARTING, ClientState.RUNNING):
             if self._generation == _process.current():
+                if _owner.foreign_loop(self._owner_loop):  # loop ownership: say what to do
+                    raise _owner.other_loop_error(self.app_id, "start()", self._owner_loop)
                 raise ClientStateError("already started")
             self._forked()  # forked where no hook ran
         if self._state in (ClientState.CLOSING, ClientState.CLOSED):
@@ -388,6 +415,7 @@ class ApolloClient(Loading, OnChange):
         self._state = ClientState.STARTING
         self._generation = _process.current()
         self._started_pid = os.getpid()
+        self._owner_loop = asyncio.get_running_loop()
         _process.track(self)
         self._ready = asyncio.Event()
         self._locks = {name: asyncio.Lock() for name in self._states}
@@ -401,17 +429,21 @@ class ApolloClient(Loading, OnChange):
         self._listeners.open()
         dispatcher = self._spawn(self._listeners.run(), "listeners")
         self._open_cache_writer()
+        # Loads that outlived warm_start_timeout (warm values were served) go on in the
+        # background; the client owns them like its other tasks.
+        loads: list[asyncio.Task[None]] = []
         try:
             await transport.open()
             if sharing is None:
-                await self._initial_load(pool)
+                loads = await self._initial_load(pool)
             else:
-                await self._load_shared(sharing, pool)
+                loads = await self._load_shared(sharing, pool)
             if self._state is not ClientState.STARTING:
                 raise ClientStateError("the client was closed while starting")
         except BaseException:
-            dispatcher.cancel()
-            await asyncio.wait([dispatcher])
+            for task in (dispatcher, *loads):
+                task.cancel()
+            await asyncio.wait([dispatcher, *loads])
             await self._close_cache_writer(self._options.close_timeout)
             self._transport = self._pool = self._share = None
             if sharing is not None:
@@ -421,7 +453,7 @@ class ApolloClient(Loading, OnChange):
             self._ready.set()
             await transport.close()
             raise
-        self._tasks = [dispatcher]
+        self._tasks = [dispatcher, *loads]
         if sharing is None or sharing.role == share_mod.LEADER or sharing.degraded:
             self.start_polling()
         if sharing is not None:
@@ -445,22 +477,29 @@ class ApolloClient(Loading, OnChange):
             return None
         return sharing
 
-    async def _load_shared(self, sharing: share_mod.Sharing, pool: ServicePool) -> None:
-        """Lead (and load from Apollo) or load from the leader; alone if none answers."""
+    async def _load_shared(
+        self, sharing: share_mod.Sharing, pool: ServicePool
+    ) -> list[asyncio.Task[None]]:
+        """Lead (and load from Apollo) or load from the leader; alone if none answers.
+
+        Returns the loads left running in the background, as :meth:`_initial_load` does.
+        """
         if sharing.try_lead():
             await sharing.lead("first of its group on this host")
-            await self._initial_load(pool)
+            loads = await self._initial_load(pool)
             sharing.loaded()
-            return
+            return loads
         try:
             joined = await sharing.join(share_mod.JOIN_TIMEOUT)
         except ShareUnavailable as exc:
             share_mod.warn_solo(self.app_id, str(exc))
             joined = False
-        if not joined:
-            await self._initial_load(pool)
-            sharing.degraded = "no leader answered at start; polling Apollo from this process"
-            logger.warning("ApolloClient(%r): %s", self.app_id, sharing.degraded)
+        if joined:
+            return []
+        loads = await self._initial_load(pool)
+        sharing.degraded = "no leader answered at start; polling Apollo from this process"
+        logger.warning("ApolloClient(%r): %s", self.app_id, sharing.degraded)
+        return loads
 
     def _role_changed(self, change: share_mod.RoleChange) -> None:
         if self._hooks:
@@ -578,7 +617,24 @@ class ApolloClient(Loading, OnChange):
         return task
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
+        if task.cancelled():
+            # Loop ownership: cancelled while RUNNING, by no aclose(): the loop it ran on is
+            # shutting down (asyncio.run(client.start()) returned). Nothing updates any more.
+            if (
+                self._live
+                and self._state is ClientState.RUNNING
+                and self._generation == _process.current()
+            ):
+                self._live = False
+                logger.error(
+                    "ApolloClient(%r): the event loop it was started on stopped its tasks "
+                    "without aclose(); its values no longer update. Start the client on the "
+                    "loop that serves your app (e.g. in its ASGI lifespan), or use "
+                    "SyncApolloClient.",
+                    self.app_id,
+                )
+            return
+        if task.exception() is not None:
             logger.error("aioapollo task %s crashed", task.get_name(), exc_info=task.exception())
             self._live = False
 
@@ -591,6 +647,9 @@ class ApolloClient(Loading, OnChange):
         if self._state in (ClientState.CREATED, ClientState.FORKED):
             self._state = ClientState.CLOSED
             return
+        if self._generation == _process.current() and _owner.foreign_loop(self._owner_loop):
+            await self._aclose_from_other_loop()  # loop ownership
+            return
         if self._state is ClientState.CLOSING:
             if self._closed is not None:  # another task is closing it
                 await self._closed.wait()
@@ -602,6 +661,32 @@ class ApolloClient(Loading, OnChange):
         finally:
             self._state = ClientState.CLOSED
             self._closed.set()
+
+    async def _aclose_from_other_loop(self) -> None:
+        """``aclose()`` called on a loop that does not own the client: close it on its own."""
+        owner = self._owner_loop
+        assert owner is not None
+        if owner.is_closed():
+            # Its tasks ended with that loop, and its session cannot be closed on any other:
+            # keep them referenced, untouched (as after fork), and call the client closed.
+            _process.keep_forever(self._tasks)
+            self._live = False
+            self._tasks = []
+            if self._transport is not None:
+                self._transport.abandon()
+                self._transport = None
+            self._state = ClientState.CLOSED
+            return
+        if not owner.is_running():
+            raise _owner.other_loop_error(self.app_id, "aclose()", owner)
+        done = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.aclose(), owner))
+        try:
+            await asyncio.wait_for(done, self._options.close_timeout + 1.0)
+        except TimeoutError:
+            raise ClientStateError(
+                f"aclose(): ApolloClient({self.app_id!r}) did not close on its own event loop "
+                "within close_timeout"
+            ) from None
 
     async def _stop_tasks(self) -> None:
         self._live = False
@@ -644,6 +729,7 @@ class ApolloClient(Loading, OnChange):
         if (
             getattr(self, "_state", None) is ClientState.RUNNING
             and self._generation == _process.generation
+            and not self._options.lazy_start  # such a client lives as long as its process
         ):
             warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=1)
 

@@ -143,7 +143,19 @@ class ClientOptions:
     #: for a server known to hold polls for less (a test server); ``poll_timeout`` must
     #: exceed it, so a long poll never times out while it is legitimately held.
     server_hold: float = 60.0
+    #: Bound of the whole load from Apollo at ``start()``, discovery included (None: only
+    #: the per-request timeouts bound it). Then the cache is served, else start() fails.
     start_timeout: float | None = None
+    #: How long ``start()`` waits for Apollo, discovery included, for a namespace that has
+    #: warm values (a cache file, or values inherited across fork): then it serves them and
+    #: goes on loading in the background. Short, so a preforking master, a readiness probe
+    #: or a worker's boot timeout is never held up by a hung config service. None: wait as
+    #: long as for a namespace without warm values.
+    warm_start_timeout: float | None = 3.0
+    #: Let the first awaited read (``await client.get(...)``, ``namespace()``, the typed
+    #: getters) start the client, once, on the loop it runs on: for servers without an ASGI
+    #: lifespan (Daphne). Nobody closes such a client; it lives as long as its process.
+    lazy_start: bool = False
     refresh_interval: float = 300.0
     backoff_initial: float = 1.0
     backoff_max: float = 120.0
@@ -212,6 +224,10 @@ class ClientOptions:
             raise TypeError("ssl must be an ssl.SSLContext, True/None (verify) or False")
         if self.listener_timeout is not None and not self.listener_timeout > 0:
             raise ValueError("listener_timeout must be a positive number of seconds or None")
+        for name in ("start_timeout", "warm_start_timeout"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise ValueError(f"{name} must be None or a number of seconds >= 0")
         if self.max_body_bytes < 1:
             raise ValueError("max_body_bytes must be positive")
         if not self.server_hold > 0:

@@ -8,11 +8,12 @@ blocks a reader (snapshots are replaced whole).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Mapping
 
-from ._cache import DiskCache
+from ._cache import CachedRelease, DiskCache
 from ._cachewriter import CacheWriter
 from ._config import ClientOptions
 from ._discovery import ServicePool
@@ -21,6 +22,7 @@ from ._exceptions import (
     ApolloError,
     ApolloNotFoundError,
     ApolloResponseError,
+    ApolloTimeoutError,
     NamespaceUnavailableError,
 )
 from ._hooks import ChangeEvent, ErrorEvent, FetchEvent, HookSet
@@ -61,52 +63,131 @@ class Loading:
         """The Apollo appId."""
         return self._options.app_id
 
-    async def _initial_load(self, pool: ServicePool) -> None:
+    async def _initial_load(self, pool: ServicePool) -> list[asyncio.Task[None]]:
+        """Load every namespace for ``start()``; returns the loads left running in the background.
+
+        One deadline, ``start_timeout``, bounds the whole load from Apollo, discovery included.
+        A namespace with warm values (its cache file, or values inherited across fork) waits
+        for Apollo at most ``warm_start_timeout`` seconds, discovery included: then it serves
+        those values and its load goes on in the background (its listeners hear about the
+        release if it differs). A namespace without them waits for Apollo as long as the
+        timeouts allow. The returned tasks belong to the caller, who must cancel them.
+        """
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        start_timeout = self._options.start_timeout
+        deadline = None if start_timeout is None else began + start_timeout
+        discovery = asyncio.create_task(self._discover_at_start(pool))
+        remote = {
+            name: asyncio.create_task(
+                self._load_remote(name, discovery, deadline),
+                name=f"aioapollo-load-{self.app_id}-{name}",
+            )
+            for name in self._states
+        }
+        try:
+            results = await asyncio.gather(
+                *(self._load_at_start(name, remote[name], began) for name in self._states),
+                return_exceptions=True,
+            )
+            failures: dict[str, BaseException] = {}
+            for name, result in zip(self._states, results, strict=True):
+                if isinstance(result, BaseException):
+                    if not isinstance(result, Exception):
+                        raise result  # cancellation and friends
+                    failures[name] = result
+            if failures:
+                raise NamespaceUnavailableError(failures)
+        except BaseException:
+            tasks = [discovery, *remote.values()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+            raise
+        return [task for task in (discovery, *remote.values()) if not task.done()]
+
+    async def _discover_at_start(self, pool: ServicePool) -> None:
         try:
             await pool.refresh()
         except ApolloError as exc:
             logger.warning("service discovery failed for %s: %s", self.app_id, exc)
             if self._hooks:
                 self._hooks.error(ErrorEvent(self.app_id, "discovery", exc))
-        results = await asyncio.gather(
-            *(self._load_at_start(name) for name in self._states), return_exceptions=True
-        )
-        failures: dict[str, BaseException] = {}
-        for name, result in zip(self._states, results, strict=True):
-            if isinstance(result, BaseException):
-                if not isinstance(result, Exception):
-                    raise result  # cancellation and friends
-                failures[name] = result
-        if failures:
-            raise NamespaceUnavailableError(failures)
 
-    async def _load_at_start(self, name: str) -> None:
+    async def _load_remote(
+        self, name: str, discovery: asyncio.Task[None], deadline: float | None
+    ) -> None:
+        """Discovery (shared by every namespace), then one forced fetch, by ``deadline``."""
         try:
-            async with asyncio.timeout(self._options.start_timeout):
+            async with asyncio.timeout_at(deadline):
+                await asyncio.shield(discovery)
                 await self._fetch(name, forced=True)
+        except TimeoutError as exc:
+            if isinstance(exc, ApolloError):
+                raise
+            limit = self._options.start_timeout
+            raise ApolloTimeoutError(f"not loaded within start_timeout={limit:g} s") from None
+
+    def _background_load_done(self, name: str, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
             return
-        except (ApolloError, TimeoutError) as exc:
-            remote_error: Exception = exc
-        # Read in a thread, as every cache file access: the loop never waits on the disk.
-        cached = await asyncio.to_thread(self._cache.load, name) if self._cache else None
-        if cached is not None:
-            self._install(name, cached.items, cached.release_key, Source.CACHE, emit=False)
+        exc = task.exception()
+        if exc is None:
+            logger.info("namespace %r loaded from Apollo after start", name)
+        else:
             logger.warning(
-                "namespace %r served from the local cache (saved %s%s): %s",
+                "loading namespace %r from Apollo after start failed (%s); the long poll "
+                "fetches it once Apollo answers",
                 name,
-                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(cached.saved_at)),
-                " by an earlier version, in the old layout" if cached.legacy else "",
-                remote_error,
+                exc if str(exc) else type(exc).__name__,
             )
+
+    async def _load_at_start(self, name: str, remote: asyncio.Task[None], began: float) -> None:
+        # Read in a thread, as every cache file access (the loop never waits on the disk),
+        # while the remote load runs: it decides whether warm values exist.
+        cached = await asyncio.to_thread(self._cache.load, name) if self._cache else None
+        budget = self._options.warm_start_timeout
+        if budget is not None and (cached is not None or name in self._snapshots):
+            left = began + budget - asyncio.get_running_loop().time()
+            done, _ = await asyncio.wait([remote], timeout=max(left, 0.0))
+            if not done:
+                why = f"Apollo did not answer within warm_start_timeout={budget:g} s"
+                if self._serve_warm(name, cached, why, background=True):
+                    remote.add_done_callback(functools.partial(self._background_load_done, name))
+                    return
+        try:
+            await remote
             return
-        if name in self._snapshots:  # inherited across fork: better than nothing
-            logger.warning("namespace %r keeps its inherited values: %s", name, remote_error)
+        except ApolloError as exc:
+            remote_error: Exception = exc
+        if self._serve_warm(name, cached, remote_error, background=False):
             return
         if self._options.allow_empty:
             self._install(name, {}, None, Source.NONE, emit=False)
             logger.warning("namespace %r starts empty: %s", name, remote_error)
             return
         raise remote_error
+
+    def _serve_warm(
+        self, name: str, cached: CachedRelease | None, why: object, *, background: bool
+    ) -> bool:
+        """Serve the cache (else the inherited values) for ``name``; False if there are none."""
+        later = "; still loading it from Apollo in the background" if background else ""
+        if cached is not None:
+            self._install(name, cached.items, cached.release_key, Source.CACHE, emit=False)
+            logger.warning(
+                "namespace %r served from the local cache (saved %s%s): %s%s",
+                name,
+                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(cached.saved_at)),
+                " by an earlier version, in the old layout" if cached.legacy else "",
+                why,
+                later,
+            )
+            return True
+        if name in self._snapshots:  # inherited across fork: better than nothing
+            logger.warning("namespace %r keeps its inherited values: %s%s", name, why, later)
+            return True
+        return False
 
     async def _refetch(self, targets: Mapping[str, dict[str, int]], prefer: str | None) -> set[str]:
         """Fetch notified namespaces concurrently; returns those fetched."""

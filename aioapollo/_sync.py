@@ -21,7 +21,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar, overload
 
-from . import _process, _threads
+from . import _owner, _process, _threads
 from ._client import ApolloClient, ClientState
 from ._config import ClientOptions, options_from_env
 from ._exceptions import ClientStateError, NamespaceNotFoundError
@@ -29,6 +29,7 @@ from ._listeners import ChangeListener, OnChange
 from ._models import NamespaceSnapshot, Source
 from ._servers import (
     is_master,
+    on_master_released,
     preforking_master,
     threads_usable,
     warn_if_uwsgi_threads_disabled,
@@ -45,7 +46,7 @@ T = TypeVar("T")
 _RETRY_SECONDS = 5.0
 
 
-class SyncApolloClient(OnChange):
+class SyncApolloClient(OnChange, _owner.ProcessLocal):
     """A blocking Apollo client for WSGI apps (Flask, Django) under any server.
 
     It runs an :class:`ApolloClient` on its own event loop in a daemon thread. Reads never
@@ -290,6 +291,8 @@ class SyncApolloClient(OnChange):
             else:
                 _run_on_temporary_thread(self._load_and_suspend)
                 self._master = server
+                # A Celery worker whose pool turns out not to fork polls here after all.
+                on_master_released(self._ensure_polling)
                 logger.info(
                     "SyncApolloClient(%r) loaded in the %s master (pid %s); each worker polls",
                     self.app_id,
