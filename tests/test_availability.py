@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import stat
 from pathlib import Path
 
@@ -19,15 +18,8 @@ from aioapollo import (
 )
 from aioapollo.testing import ApolloTestServer
 
+from ._support import dead_url
 from .conftest import APP, FAST, ClientFactory, Events
-
-
-def _dead_url() -> str:
-    """A loopback URL nothing listens on (the port was just free)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 async def test_signed_requests_are_accepted(
@@ -93,7 +85,7 @@ async def test_long_poll_401_backs_off(
 async def test_meta_discovery_fails_over_from_a_dead_instance(tmp_path: Path) -> None:
     async with ApolloTestServer(hold_seconds=0.5) as live:
         live.publish(APP, "application", {"k": "v1"})
-        live.config_services = [_dead_url(), live.url]
+        live.config_services = [dead_url(), live.url]
         events = Events()
         async with ApolloClient(
             APP, meta_server=live.url, cache_dir=None, **{**FAST, "connect_timeout": 0.5}
@@ -153,7 +145,7 @@ async def test_down_at_start_without_cache_names_namespaces(tmp_path: Path) -> N
     client = ApolloClient(
         APP,
         namespaces=["application", "db.json"],
-        config_server=_dead_url(),
+        config_server=dead_url(),
         cache_dir=tmp_path,
         **FAST,
     )
@@ -169,7 +161,7 @@ async def test_corrupt_cache_file_is_ignored_with_a_warning(
     folder = tmp_path / APP / "config-cache"
     folder.mkdir(parents=True)
     (folder / f"{APP}+default+application.json").write_text('{"format": "aioapollo-cache/1", ')
-    client = ApolloClient(APP, config_server=_dead_url(), cache_dir=tmp_path, **FAST)
+    client = ApolloClient(APP, config_server=dead_url(), cache_dir=tmp_path, **FAST)
     with pytest.raises(NamespaceUnavailableError):
         await client.start()
     assert any("corrupt" in r.message for r in caplog.records)

@@ -11,7 +11,8 @@ import pytest
 from aioapollo import ConfigChangeEvent
 from aioapollo.testing import ApolloTestServer
 
-from .conftest import APP, ClientFactory, Events, wait_until
+from ._support import wait_until
+from .conftest import APP, ClientFactory, Events
 
 
 async def test_first_load_logs_the_key_count_and_emits_nothing(

@@ -1,9 +1,8 @@
-"""Helpers shared by the fault-injection suite: socket accounting and dead addresses."""
+"""Helpers shared by the fault-injection suite: socket and task accounting."""
 
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 
 from aioapollo import ApolloClient
@@ -29,14 +28,6 @@ def client_sockets(port: int) -> int:
             if int(remote.rsplit(":", 1)[1], 16) == port and state in _OPEN_STATES:
                 count += 1
     return count
-
-
-def dead_url() -> str:
-    """A loopback URL nothing listens on (the port was just free)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 def aioapollo_tasks() -> list[asyncio.Task[object]]:

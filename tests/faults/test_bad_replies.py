@@ -27,7 +27,8 @@ from aioapollo import (
 )
 from aioapollo.testing import ApolloTestServer
 
-from ..conftest import APP, FAST, ClientFactory, Events, wait_until
+from .._support import wait_until
+from ..conftest import APP, FAST, ClientFactory, Events
 
 CONFIGS = f"/configs/{APP}/default/application"
 

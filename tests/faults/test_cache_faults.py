@@ -18,8 +18,8 @@ from aioapollo import ApolloClient, Source
 from aioapollo._cache import DiskCache
 from aioapollo.testing import ApolloTestServer
 
-from ..conftest import APP, FAST, Events, wait_until
-from ._support import dead_url
+from .._support import dead_url, wait_until
+from ..conftest import APP, FAST, Events
 
 GOOD = {
     "format": "aioapollo-cache/1",

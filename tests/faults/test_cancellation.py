@@ -17,7 +17,8 @@ import pytest
 from aioapollo import ApolloClient, ClientState
 from aioapollo.testing import ApolloTestServer
 
-from ..conftest import APP, FAST, Events, wait_until
+from .._support import wait_until
+from ..conftest import APP, FAST, Events
 from ._support import aioapollo_tasks, assert_fully_closed, client_sockets
 
 #: Bounds the sweeps; a start over loopback takes a few dozen loop iterations.

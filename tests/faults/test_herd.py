@@ -11,13 +11,14 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import pytest
 
 from aioapollo import ApolloClient, ConfigChangeEvent
 from aioapollo.testing import ApolloTestServer, RecordedRequest
 
+from .._support import wait_until
 from ..conftest import APP
 
 logger = logging.getLogger("tests.faults.herd")
@@ -38,6 +39,10 @@ HERD_OPTIONS = {
 }
 
 
+#: Waits for a state of the whole herd (no single event exists for it): checked every 50 ms.
+HERD_WAIT = {"timeout": 30.0, "interval": 0.05}
+
+
 def peak_per_second(requests: Iterable[RecordedRequest], start: float, end: float) -> int:
     """The most requests seen in any sliding one-second window within [start, end)."""
     times = sorted(r.time for r in requests if start <= r.time < end)
@@ -47,13 +52,6 @@ def peak_per_second(requests: Iterable[RecordedRequest], start: float, end: floa
             lo += 1
         peak = max(peak, hi - lo + 1)
     return peak
-
-
-async def _wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Wait (bounded) for a state of the whole herd, which has no single event to wait on."""
-    async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110 - no event exists for this state
-            await asyncio.sleep(0.05)
 
 
 def client_ip(n: int) -> str:
@@ -100,7 +98,9 @@ async def test_herd_fails_over_spread_over_instances_and_time(
             t_start = time.time()
             for batch in range(0, CLIENTS, 100):
                 await asyncio.gather(*(c.start() for c in clients[batch : batch + 100]))
-            await _wait_for(lambda: sum(s.held_polls for s in servers.values()) == CLIENTS)
+            await wait_until(
+                lambda: sum(s.held_polls for s in servers.values()) == CLIENTS, **HERD_WAIT
+            )
             t_steady = time.time()
             await asyncio.sleep(2 * HOLD)  # a steady-state window to measure
             t_stop = time.time()
@@ -138,7 +138,7 @@ async def test_herd_fails_over_spread_over_instances_and_time(
                             first[ip] = min(first.get(ip, r.time), r.time)
                 return first
 
-            await _wait_for(lambda: len(moved()) == len(displaced))
+            await wait_until(lambda: len(moved()) == len(displaced), **HERD_WAIT)
             t_moved = time.time()
             await asyncio.sleep(HOLD)  # a steady window on two instances
             t_publish = time.time()

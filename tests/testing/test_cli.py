@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ import pytest
 
 from aioapollo._cli import build_parser, main
 
+from .._support import free_port
+
 SEED = """
 apps:
   SampleApp:
@@ -26,13 +27,6 @@ apps:
         greeting: hello-seeded-value
         timeout: 30
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def call(url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
