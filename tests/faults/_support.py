@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from pathlib import Path
 
 from aioapollo import ApolloClient
@@ -35,6 +36,20 @@ def aioapollo_tasks() -> list[asyncio.Task[object]]:
     return [
         t for t in asyncio.all_tasks() if t.get_name().startswith("aioapollo-") and not t.done()
     ]
+
+
+def sleeping_for(task: asyncio.Task[object]) -> float | None:
+    """The delay of the ``asyncio.sleep`` that ``task`` is suspended in, or ``None``.
+
+    Follows the awaited coroutines from the task's own (``cr_await``) and reads the innermost
+    one's arguments with ``inspect.getcoroutinelocals``: the real task, looked at, not mocked.
+    """
+    coro: object = task.get_coro()
+    while inspect.iscoroutine(coro):
+        if coro.cr_code is asyncio.sleep.__code__:
+            return float(inspect.getcoroutinelocals(coro)["delay"])
+        coro = coro.cr_await
+    return None
 
 
 def assert_fully_closed(client: ApolloClient) -> None:
