@@ -251,6 +251,7 @@ async def test_cache_dir_that_cannot_be_written_degrades_to_memory(
     assert len(warnings) == 1
 
 
+@pytest.mark.workers
 def test_cache_file_written_by_many_processes_is_never_torn(tmp_path: Path) -> None:
     from aioapollo._cache import DiskCache
 

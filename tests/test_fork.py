@@ -21,9 +21,10 @@ from .conftest import ClientFactory
 CHILDREN = 3
 
 #: Python 3.12+ warns when a process with threads forks; forking such a process is the point.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:This process .* is multi-threaded:DeprecationWarning"
-)
+pytestmark = [
+    pytest.mark.workers,
+    pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning"),
+]
 
 
 async def test_children_restart_a_client_started_in_the_parent(
