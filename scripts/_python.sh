@@ -6,7 +6,8 @@ find_python() {
     local version=$1 candidate root
     local is_it="import sys; sys.exit(sys.version_info[:2] != tuple(map(int, '$version'.split('.'))))"
     if candidate=$(command -v "python$version") && "$candidate" -c "$is_it" 2>/dev/null; then
-        "$candidate" -c 'import sys; print(sys.executable)'
+        # The interpreter itself, not a pyenv shim or the python of an active venv.
+        "$candidate" -c 'import os, sys; print(os.path.realpath(sys.executable))'
         return 0
     fi
     root=${PYENV_ROOT:-}
