@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,13 +33,6 @@ def tool(name: str, hint: str) -> str:
     if found is None:
         pytest.skip(f"{name} is not installed: {hint}")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def server_env(apollo_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:

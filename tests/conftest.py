@@ -89,14 +89,6 @@ def events() -> Iterator[Events]:
     yield Events()
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait (bounded) for client state that has no event of its own to wait on, such as a
-    notification id that advances just after the listeners were called."""
-    async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110 - no event exists for this state
-            await asyncio.sleep(0.005)
-
-
 @pytest.fixture(autouse=True)
 def _reap_children() -> Iterator[None]:
     """No forked test child outlives its test (see ``tests/_workers.py``)."""

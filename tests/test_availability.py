@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import socket
 import stat
 from pathlib import Path
 
@@ -19,15 +17,10 @@ from aioapollo import (
 )
 from aioapollo.testing import ApolloTestServer
 
-from .conftest import APP, FAST, ClientFactory, Events, cache_of, wait_until
+from ._support import assert_backoff, dead_url, gaps, wait_for_requests, wait_until
+from .conftest import APP, FAST, ClientFactory, Events, cache_of
 
-
-def _dead_url() -> str:
-    """A loopback URL nothing listens on (the port was just free)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+POLL = "/notifications/v2"
 
 
 async def test_signed_requests_are_accepted(
@@ -77,23 +70,32 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-async def test_long_poll_401_backs_off(
-    server: ApolloTestServer, make_client: ClientFactory
+async def test_long_poll_401_backs_off_and_recovers_with_the_secret(
+    server: ApolloTestServer, make_client: ClientFactory, events: Events
 ) -> None:
-    client = make_client(secret="s", backoff_initial=0.2, backoff_max=0.4)
+    client = make_client(secret="s", backoff_initial=0.05, backoff_max=0.2)
+    client.on_change(events)
     await client.start()
     server.set_secret(APP, "other")  # the secret is rotated on the server only
     server.clear_requests()
-    await asyncio.sleep(1.0)  # a fixed window in which to count requests
-    polls = [r for r in server.requests if r.path == "/notifications/v2"]
-    assert 1 <= len(polls) <= 8, len(polls)
-    assert all(r.status == 401 for r in polls if r.status is not None)
+    # The poller keeps retrying (a 401 is not the end of it) ...
+    refused = await wait_for_requests(server, lambda r: r.path == POLL and r.status == 401, 8)
+    # ... with exponential gaps (0.05, 0.1, then capped at 0.2), never a hot loop.
+    assert_backoff(gaps(refused), initial=0.05, cap=0.2)
+    assert [r for r in server.requests if r.path == POLL][: len(refused)] == refused
+    assert await client.get("greeting") == "hello"  # values kept meanwhile
+    # The secret becomes valid again: the next retry is accepted and releases flow again.
+    server.set_secret(APP, "s")
+    server.publish(APP, "application", {"greeting": "signed-again"})
+    event = await events.next(timeout=5)
+    assert event.changes["greeting"].new_value == "signed-again"
+    assert await client.get("greeting") == "signed-again"
 
 
 async def test_meta_discovery_fails_over_from_a_dead_instance(tmp_path: Path) -> None:
     async with ApolloTestServer(hold_seconds=0.5) as live:
         live.publish(APP, "application", {"k": "v1"})
-        live.config_services = [_dead_url(), live.url]
+        live.config_services = [dead_url(), live.url]
         events = Events()
         async with ApolloClient(
             APP, meta_server=live.url, cache_dir=None, **{**FAST, "connect_timeout": 0.5}
@@ -155,7 +157,7 @@ async def test_down_at_start_without_cache_names_namespaces(tmp_path: Path) -> N
     client = ApolloClient(
         APP,
         namespaces=["application", "db.json"],
-        config_server=_dead_url(),
+        config_server=dead_url(),
         cache_dir=tmp_path,
         **FAST,
     )
@@ -168,7 +170,7 @@ async def test_down_at_start_without_cache_names_namespaces(tmp_path: Path) -> N
 async def test_corrupt_cache_file_is_ignored_with_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    url = _dead_url()
+    url = dead_url()
     file = cache_of(tmp_path, url).path("application")
     file.parent.mkdir(parents=True)
     file.write_text('{"format": "aioapollo-cache/1", ')
@@ -192,15 +194,21 @@ async def test_failed_refetch_is_not_lost(
     assert len(failed) == 4
 
 
-async def test_5xx_storm_backs_off(server: ApolloTestServer, make_client: ClientFactory) -> None:
-    client = make_client(backoff_initial=0.1, backoff_max=0.8)
+async def test_5xx_storm_backs_off_up_to_its_cap_and_outlives_the_storm(
+    server: ApolloTestServer, make_client: ClientFactory, events: Events
+) -> None:
+    client = make_client(backoff_initial=0.05, backoff_max=0.2)
+    client.on_change(events)
     await client.start()
-    server.clear_requests()
-    server.inject("/notifications/v2", status=503, times=None)
-    await asyncio.sleep(1.5)  # a fixed window in which to count requests
-    polls = [r for r in server.requests if r.path == "/notifications/v2"]
-    # Backoff 0.1, 0.2, 0.4, 0.8 (jittered to half or more): at most ~6 in 1.5 s, never a loop.
-    assert 2 <= len(polls) <= 8, len(polls)
+    storm = server.inject(POLL, status=503, times=None)
+    failed = await wait_for_requests(server, lambda r: r.fault is storm and r.status == 503, 8)
+    # 0.05, 0.1, then 0.2 for as long as the storm lasts: an uncapped backoff would be
+    # waiting 1.6-3.2 s by the eighth failure.
+    assert_backoff(gaps(failed), initial=0.05, cap=0.2)
+    server.clear_faults()
+    server.publish(APP, "application", {"greeting": "after-storm"})
+    event = await events.next(timeout=5)
+    assert event.changes["greeting"].new_value == "after-storm"
 
 
 async def test_secrets_and_values_never_logged(
@@ -249,6 +257,7 @@ async def test_cache_dir_that_cannot_be_written_degrades_to_memory(
     assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
 
 
+@pytest.mark.workers
 def test_cache_file_written_by_many_processes_is_never_torn(tmp_path: Path) -> None:
     cache = cache_of(tmp_path, "http://127.0.0.1:1")
     running: set[int] = set()

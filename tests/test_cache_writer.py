@@ -22,7 +22,8 @@ from aioapollo._cache import DiskCache
 from aioapollo._cachewriter import CacheWriter
 from aioapollo.testing import ApolloTestServer
 
-from .conftest import APP, FAST, ClientFactory, Events, cache_of, wait_until
+from ._support import wait_until
+from .conftest import APP, FAST, ClientFactory, Events, cache_of
 
 
 class Recorder(DiskCache):

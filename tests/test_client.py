@@ -19,7 +19,8 @@ from aioapollo import (
 )
 from aioapollo.testing import ApolloTestServer, RecordedRequest
 
-from .conftest import APP, ClientFactory, Events, wait_until
+from ._support import wait_until
+from .conftest import APP, ClientFactory, Events
 
 
 async def test_start_loads_every_namespace(

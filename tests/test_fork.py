@@ -14,15 +14,17 @@ import pytest
 from aioapollo import ApolloClient, ClientState, ConfigChangeEvent, Source
 from aioapollo.testing import ApolloTestServer
 
+from ._support import wait_until
 from ._workers import STEP_S, Child, mp_fork_round
 from .conftest import ClientFactory
 
 CHILDREN = 3
 
 #: Python 3.12+ warns when a process with threads forks; forking such a process is the point.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:This process .* is multi-threaded:DeprecationWarning"
-)
+pytestmark = [
+    pytest.mark.workers,
+    pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning"),
+]
 
 
 async def test_children_restart_a_client_started_in_the_parent(
@@ -67,7 +69,7 @@ async def test_children_restart_a_client_started_in_the_parent(
     assert {r["pid"] for r in reports} == {c.pid for c in children}
     assert all(r["value"] == "bonjour" and r["heard"] == ["bonjour"] for r in reports)
     # The parent's own poller is untouched by its children.
-    await asyncio.wait_for(_until(lambda: heard == ["bonjour"]), 10)
+    await wait_until(lambda: heard == ["bonjour"], timeout=10)  # set in a listener thread
     assert await client.get("greeting") == "bonjour"
 
 
@@ -145,8 +147,3 @@ async def test_multiprocessing_fork_children_keep_updating(
     )
     assert sorted(g[1] for g in ready) == sorted(pids)  # each one loaded
     assert sorted(changed) == sorted(("changed", pid, "hola") for pid in pids)
-
-
-async def _until(predicate: Callable[[], bool]) -> None:
-    while not predicate():  # noqa: ASYNC110 - the parent's listener thread has no event
-        await asyncio.sleep(0.01)

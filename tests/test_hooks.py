@@ -19,7 +19,8 @@ from aioapollo import (
 )
 from aioapollo.testing import ApolloTestServer
 
-from .conftest import APP, FAST, ClientFactory, Events, wait_until
+from ._support import wait_until
+from .conftest import APP, FAST, ClientFactory, Events
 
 
 class Recorder(Hooks):

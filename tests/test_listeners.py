@@ -28,8 +28,9 @@ from aioapollo import (
 from aioapollo._listeners import ListenerRegistry
 from aioapollo.testing import ApolloTestServer
 
+from ._support import wait_until
 from ._workers import Changes, aioapollo_threads
-from .conftest import APP, ClientFactory, Events, wait_until
+from .conftest import APP, ClientFactory, Events
 
 BASE = {"greeting": "hello", "timeout": "30"}
 

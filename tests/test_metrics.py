@@ -16,7 +16,8 @@ from aioapollo.integrations.otel import OpenTelemetryHooks
 from aioapollo.integrations.prometheus import PrometheusHooks
 from aioapollo.testing import ApolloTestServer
 
-from .conftest import APP, ClientFactory, Events, wait_until
+from ._support import wait_until
+from .conftest import APP, ClientFactory, Events
 
 
 class Seen(Hooks):

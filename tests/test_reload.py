@@ -20,9 +20,10 @@ from .conftest import APP
 WORKERS = 4
 
 #: Python 3.12+ warns when a process with threads forks; forking such a process is the point.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:This process .* is multi-threaded:DeprecationWarning"
-)
+pytestmark = [
+    pytest.mark.workers,
+    pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning"),
+]
 
 
 def test_it_needs_keys_and_real_collections(tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ import pytest
 
 from aioapollo.testing import ApolloTestServer
 
-from ._procs import BAD_LOG_LINES, UWSGI_HINT, ServerProcess, free_port, server_env, tool
+from ._procs import BAD_LOG_LINES, UWSGI_HINT, ServerProcess, server_env, tool
+from ._support import free_port
 
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(180)]
 pytest.importorskip("flask", reason="flask is not installed (pip install -e '.[test]')")

@@ -24,6 +24,7 @@ from aioapollo import _share as share_mod
 from aioapollo import _sharewire as wire
 from aioapollo.testing import ApolloTestServer
 
+from ._support import wait_until
 from ._workers import Child
 from .conftest import APP, ClientFactory
 
@@ -78,12 +79,6 @@ def shared(make_client: ClientFactory, tmp_path: Path) -> Any:
     return factory
 
 
-async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110 - state changed by the client's own tasks
-            await asyncio.sleep(0.01)
-
-
 async def test_one_leader_polls_and_every_client_hears_a_publish(
     server: ApolloTestServer, shared: Any
 ) -> None:
@@ -99,8 +94,8 @@ async def test_one_leader_polls_and_every_client_hears_a_publish(
     assert all(s.leader_pid == os.getpid() for s in stats)
     await server.wait_for_polls(1)
     assert server.held_polls == 1
-    await wait_for(lambda: leader.stats().followers == 3)
-    await wait_for(lambda: all(c.stats().healthy for c in clients))
+    await wait_until(lambda: leader.stats().followers == 3)
+    await wait_until(lambda: all(c.stats().healthy for c in clients))
     heard = [Heard(c) for c in clients]
     before = len(server.requests)
     server.publish(APP, "application", {"greeting": "bonjour", "timeout": "30"})
@@ -108,7 +103,7 @@ async def test_one_leader_polls_and_every_client_hears_a_publish(
     assert all(e.changed_keys == {"greeting"} for e in events)
     assert all(c.get_nowait("greeting") == "bonjour" for c in clients)
     # The release and then its notification id (advanced once the fetch succeeded) arrive.
-    await wait_for(
+    await wait_until(
         lambda: (
             {c.notification_ids["application"] for c in clients}
             == {leader.notification_ids["application"]}
@@ -151,10 +146,10 @@ async def test_the_leader_goes_away_and_a_follower_takes_over_without_missing_a_
     server.publish(APP, "application", {"greeting": "during", "timeout": "30"})
     for h in heard:
         assert (await h.next()).snapshot.get("greeting") == "during"
-    await wait_for(lambda: sorted(f.stats().role for f in followers) == ["follower", "leader"])
+    await wait_until(lambda: sorted(f.stats().role for f in followers) == ["follower", "leader"])
     assert all(f.stats().failovers == 1 for f in followers)
     new_leader = next(f for f in followers if f.stats().role == "leader")
-    await wait_for(lambda: new_leader.stats().followers == 1)
+    await wait_until(lambda: new_leader.stats().followers == 1)
     server.publish(APP, "application", {"greeting": "after", "timeout": "30"})
     for h in heard:
         assert (await h.next()).snapshot.get("greeting") == "after"
@@ -235,7 +230,7 @@ async def test_a_killed_leader_is_replaced_although_its_forked_child_lives_on(
         assert follower.stats().role == "follower"
         assert follower.stats().leader_pid == leader_proc.pid
         os.kill(leader_proc.pid, signal.SIGKILL)
-        await wait_for(lambda: follower.stats().role == "leader", timeout=3.0)
+        await wait_until(lambda: follower.stats().role == "leader", timeout=3.0)
         assert follower.stats().degraded is None
     finally:
         os.write(release[1], b"x")  # the grandchild (now init's) exits
@@ -279,7 +274,7 @@ async def test_sync_and_async_clients_with_the_same_options_share(
     await server.wait_for_polls(1)
     assert server.held_polls == 1
     server.publish(APP, "application", {"greeting": "mixed", "timeout": "30"})
-    await wait_for(lambda: sync.get("greeting") == "mixed")
+    await wait_until(lambda: sync.get("greeting") == "mixed")
 
 
 async def test_a_socket_served_by_another_user_is_refused(
@@ -340,14 +335,14 @@ async def test_a_follower_that_stops_reading_is_dropped_and_slows_no_one(
     _reader, writer = await asyncio.open_unix_connection(str(sharing._socket))
     hello = wire.Hello(fingerprint=sharing.fingerprint, pid=os.getpid())
     writer.write(wire.encode(hello.to_wire()))
-    await wait_for(lambda: leader.stats().followers == 2)
+    await wait_until(lambda: leader.stats().followers == 2)
     heard = Heard(follower)
     big = "x" * 1_000_000  # a few of these fill the stalled socket's buffers
     for n in range(6):
         server.publish(APP, "application", {"greeting": f"v{n}", "blob": big})
         event = await heard.next()  # the healthy follower never waits for the stalled one
         assert event.snapshot.get("greeting") == f"v{n}"
-    await wait_for(lambda: leader.stats().followers == 1)  # the stalled one was dropped
+    await wait_until(lambda: leader.stats().followers == 1)  # the stalled one was dropped
     writer.close()
 
 
@@ -357,8 +352,8 @@ async def test_a_follower_mirrors_its_leaders_poll_time_and_health(
     leader, follower = shared(), shared()
     await leader.start()
     await follower.start()
-    await wait_for(lambda: leader.last_poll_success is not None)
-    await wait_for(lambda: follower.last_poll_success == leader.last_poll_success)
+    await wait_until(lambda: leader.last_poll_success is not None)
+    await wait_until(lambda: follower.last_poll_success == leader.last_poll_success)
     stats = follower.stats()
     assert stats.leader_healthy and stats.in_sync and stats.healthy
     assert stats.as_dict()["role"] == "follower"

@@ -30,9 +30,10 @@ from .conftest import APP
 CHILDREN = 3
 
 #: Python 3.12+ warns when a process with threads forks; forking such a process is the point.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:This process .* is multi-threaded:DeprecationWarning"
-)
+pytestmark = [
+    pytest.mark.workers,
+    pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning"),
+]
 
 
 async def test_plain_process_polls_in_a_daemon_thread_and_fires_sync_listeners(

@@ -1,9 +1,9 @@
-"""Helpers shared by the fault-injection suite: socket accounting and dead addresses."""
+"""Helpers shared by the fault-injection suite: socket and task accounting."""
 
 from __future__ import annotations
 
 import asyncio
-import socket
+import inspect
 from pathlib import Path
 
 from aioapollo import ApolloClient
@@ -31,19 +31,25 @@ def client_sockets(port: int) -> int:
     return count
 
 
-def dead_url() -> str:
-    """A loopback URL nothing listens on (the port was just free)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
-
-
 def aioapollo_tasks() -> list[asyncio.Task[object]]:
     """The client's background tasks still alive in this loop."""
     return [
         t for t in asyncio.all_tasks() if t.get_name().startswith("aioapollo-") and not t.done()
     ]
+
+
+def sleeping_for(task: asyncio.Task[object]) -> float | None:
+    """The delay of the ``asyncio.sleep`` that ``task`` is suspended in, or ``None``.
+
+    Follows the awaited coroutines from the task's own (``cr_await``) and reads the innermost
+    one's arguments with ``inspect.getcoroutinelocals``: the real task, looked at, not mocked.
+    """
+    coro: object = task.get_coro()
+    while inspect.iscoroutine(coro):
+        if coro.cr_code is asyncio.sleep.__code__:
+            return float(inspect.getcoroutinelocals(coro)["delay"])
+        coro = coro.cr_await
+    return None
 
 
 def assert_fully_closed(client: ApolloClient) -> None:

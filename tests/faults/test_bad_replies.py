@@ -27,7 +27,8 @@ from aioapollo import (
 )
 from aioapollo.testing import ApolloTestServer
 
-from ..conftest import APP, FAST, ClientFactory, Events, cache_of, wait_until
+from .._support import wait_until
+from ..conftest import APP, FAST, ClientFactory, Events, cache_of
 
 CONFIGS = f"/configs/{APP}/default/application"
 

@@ -17,8 +17,8 @@ import pytest
 from aioapollo import ApolloClient, Source
 from aioapollo.testing import ApolloTestServer
 
-from ..conftest import APP, FAST, Events, cache_of, wait_until
-from ._support import dead_url
+from .._support import dead_url, wait_until
+from ..conftest import APP, FAST, Events, cache_of
 
 GOOD = {
     "format": "aioapollo-cache/1",

@@ -17,8 +17,9 @@ import pytest
 from aioapollo import ApolloClient, ClientState
 from aioapollo.testing import ApolloTestServer
 
-from ..conftest import APP, FAST, Events, cache_of, wait_until
-from ._support import aioapollo_tasks, assert_fully_closed, client_sockets
+from .._support import wait_until
+from ..conftest import APP, FAST, Events, cache_of
+from ._support import aioapollo_tasks, assert_fully_closed, client_sockets, sleeping_for
 
 #: Bounds the sweeps; a start over loopback takes a few dozen loop iterations.
 MAX_STEPS = 400
@@ -154,15 +155,21 @@ async def test_cancel_the_poller_during_backoff_and_a_hung_poll(
     assert_fully_closed(client)
     await _no_leaks(server)
 
-    client = ApolloClient(
-        APP, config_server=server.url, cache_dir=tmp_path, **{**FAST, "backoff_initial": 30}
-    )
+    options = {**FAST, "backoff_initial": 30.0, "backoff_max": 60.0}
+    client = ApolloClient(APP, config_server=server.url, cache_dir=tmp_path, **options)
     await client.start()
-    server.inject("/notifications/v2", status=503)
+    (poller,) = [t for t in aioapollo_tasks() if t.get_name().startswith("aioapollo-poll-")]
+    failed = server.inject("/notifications/v2", status=503)
     async with asyncio.timeout(5):
-        await server.wait_for_request(lambda r: r.status == 503)
-    await asyncio.sleep(0.05)  # now sleeping in a 15-30 s backoff
+        await server.wait_for_request(lambda r: r.fault is failed and r.status == 503)
+    # The poller goes to sleep for its first backoff, drawn from [15, 30] s ...
+    await wait_until(lambda: sleeping_for(poller) is not None)
+    assert 15.0 <= (sleeping_for(poller) or 0.0) <= 30.0, sleeping_for(poller)
+    # ... and aclose() cuts that sleep short, with nothing left behind.
     async with asyncio.timeout(3):
         await client.aclose()
+    assert poller.cancelled()
     assert_fully_closed(client)
     await _no_leaks(server)
+    # It slept until the end: the refused poll was its last one.
+    assert [r for r in server.requests if r.path == "/notifications/v2"][-1].fault is failed

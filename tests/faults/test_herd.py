@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
-import pytest
-
-from aioapollo import ApolloClient, ConfigChangeEvent
+from aioapollo import ApolloClient, ConfigChangeEvent, Hooks, PollEvent
 from aioapollo.testing import ApolloTestServer, RecordedRequest
 
+from .._support import wait_until
 from ..conftest import APP
 
 logger = logging.getLogger("tests.faults.herd")
@@ -38,6 +38,10 @@ HERD_OPTIONS = {
 }
 
 
+#: Waits for a state of the whole herd (no single event exists for it): checked every 50 ms.
+HERD_WAIT = {"timeout": 30.0, "interval": 0.05}
+
+
 def peak_per_second(requests: Iterable[RecordedRequest], start: float, end: float) -> int:
     """The most requests seen in any sliding one-second window within [start, end)."""
     times = sorted(r.time for r in requests if start <= r.time < end)
@@ -49,20 +53,30 @@ def peak_per_second(requests: Iterable[RecordedRequest], start: float, end: floa
     return peak
 
 
-async def _wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Wait (bounded) for a state of the whole herd, which has no single event to wait on."""
-    async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110 - no event exists for this state
-            await asyncio.sleep(0.05)
-
-
 def client_ip(n: int) -> str:
+    """Each client's ``ip`` query parameter (a label in the request log, never dialled)."""
     return f"10.1.{n // 250}.{n % 250 + 1}"
 
 
-async def test_herd_fails_over_spread_over_instances_and_time(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+class PollLog(Hooks):
+    """The long polls one client finished, each with when it finished (``perf_counter``)."""
+
+    def __init__(self) -> None:
+        self.polls: list[tuple[float, PollEvent]] = []
+
+    def on_poll(self, event: PollEvent) -> None:
+        self.polls.append((time.perf_counter(), event))
+
+    def first_backoff(self, since: float) -> float | None:
+        """How long the client waited after its first failed poll since ``since``: from that
+        failure (reported just before the backoff sleep) to the start of its next poll."""
+        for (failed_at, failed), (ended_at, following) in itertools.pairwise(self.polls):
+            if failed_at >= since and not failed.ok:
+                return ended_at - following.duration - failed_at
+        return None
+
+
+async def test_herd_fails_over_spread_over_instances_and_time() -> None:
     async with (
         ApolloTestServer(hold_seconds=HOLD) as one,
         ApolloTestServer(hold_seconds=HOLD, store=one.store) as two,
@@ -84,12 +98,14 @@ async def test_herd_fails_over_spread_over_instances_and_time(
         async def listener(event: ConfigChangeEvent) -> None:
             on_change(event)
 
+        poll_logs = {client_ip(n): PollLog() for n in range(CLIENTS)}
         clients = [
             ApolloClient(
                 APP,
                 meta_server=[one.url, two.url],
                 cache_dir=None,
                 ip=client_ip(n),
+                hooks=[poll_logs[client_ip(n)]],
                 **HERD_OPTIONS,
             )
             for n in range(CLIENTS)
@@ -100,7 +116,9 @@ async def test_herd_fails_over_spread_over_instances_and_time(
             t_start = time.time()
             for batch in range(0, CLIENTS, 100):
                 await asyncio.gather(*(c.start() for c in clients[batch : batch + 100]))
-            await _wait_for(lambda: sum(s.held_polls for s in servers.values()) == CLIENTS)
+            await wait_until(
+                lambda: sum(s.held_polls for s in servers.values()) == CLIENTS, **HERD_WAIT
+            )
             t_steady = time.time()
             await asyncio.sleep(2 * HOLD)  # a steady-state window to measure
             t_stop = time.time()
@@ -123,7 +141,7 @@ async def test_herd_fails_over_spread_over_instances_and_time(
             spread_before = collections.Counter(name for _, name in last_poll.values())
             # One instance dies: from now on it answers nothing (connections are dropped,
             # then refused); its held polls end with the 304 of its shutdown.
-            caplog.clear()
+            stopped = time.perf_counter()
             three.inject("/", drop=True, times=None)
             await three.close()
             survivors = {"one": one, "two": two}
@@ -138,7 +156,7 @@ async def test_herd_fails_over_spread_over_instances_and_time(
                             first[ip] = min(first.get(ip, r.time), r.time)
                 return first
 
-            await _wait_for(lambda: len(moved()) == len(displaced))
+            await wait_until(lambda: len(moved()) == len(displaced), **HERD_WAIT)
             t_moved = time.time()
             await asyncio.sleep(HOLD)  # a steady window on two instances
             t_publish = time.time()
@@ -158,22 +176,23 @@ async def test_herd_fails_over_spread_over_instances_and_time(
             first = moved()
             delays = sorted(t - t_stop for t in first.values())
             buckets = collections.Counter(int(d / 0.05) for d in delays)
-            # Client side: the backoff each failing client chose after its first failure is
-            # jittered over [backoff_initial / 2, backoff_initial] (server-side arrival times
-            # also show the event loop of this one process catching up with 500 clients).
-            chosen = [
-                r.args[2]
-                for r in caplog.records
-                if r.getMessage().startswith("long poll for") and isinstance(r.args, tuple)
-            ]
-            first_round = [d for d in chosen if d <= HERD_OPTIONS["backoff_initial"]]
+            # Client side: how long each displaced client that failed waited after its first
+            # failure, drawn from [backoff_initial / 2, backoff_initial] (plus the time this
+            # one event loop takes to wake it among 500 clients). From the clients' own poll
+            # hooks: server-side arrival times also hold the failed connection attempts.
+            initial = HERD_OPTIONS["backoff_initial"]
+            first_backoffs = sorted(
+                wait
+                for ip in displaced
+                if (wait := poll_logs[ip].first_backoff(stopped)) is not None
+            )
             logger.info(
                 "herd of %d: started in %.1f s; clients per instance before %s; "
                 "peak req/s before %s, "
                 "after the stop %s, during the publish that followed %s; %d displaced clients "
                 "reconnected over %.2f s "
                 "(median %.2f s, at most %d in any 50 ms); all moved in %.1f s; by 50 ms: %s; "
-                "first backoffs chosen: %d between %.2f and %.2f s",
+                "first backoffs waited: %d between %.2f and %.2f s (median %.2f s)",
                 CLIENTS,
                 t_steady - t_start,
                 dict(spread_before),
@@ -186,9 +205,10 @@ async def test_herd_fails_over_spread_over_instances_and_time(
                 max(buckets.values(), default=0),
                 t_moved - t_stop,
                 sorted(buckets.items()),
-                len(first_round),
-                min(first_round, default=0.0),
-                max(first_round, default=0.0),
+                len(first_backoffs),
+                min(first_backoffs, default=0.0),
+                max(first_backoffs, default=0.0),
+                first_backoffs[len(first_backoffs) // 2] if first_backoffs else 0.0,
             )
             # Discovery spread the herd over all three instances.
             assert len(last_poll) == CLIENTS
@@ -211,8 +231,14 @@ async def test_herd_fails_over_spread_over_instances_and_time(
             assert len(first) == len(displaced)
             assert max(buckets.values()) <= 0.75 * len(displaced), sorted(buckets.items())
             assert delays[-1] - delays[0] >= 0.2, delays
-            assert len(first_round) >= len(displaced) / 4, chosen
-            assert max(first_round) - min(first_round) >= 0.15, sorted(first_round)
+            # Those that failed backed off (none retried at once) by a jittered delay: spread
+            # out, and not all at the top of the range (waking late only ever adds to a wait).
+            assert len(first_backoffs) >= len(displaced) / 4, (len(first_backoffs), displaced)
+            assert first_backoffs[0] >= initial / 2 - 0.002, first_backoffs
+            assert first_backoffs[-1] - first_backoffs[0] >= 0.15, first_backoffs
+            assert sum(w < 0.75 * initial for w in first_backoffs) >= len(first_backoffs) / 4, (
+                first_backoffs
+            )
             # No reconnect storm: while moving, a survivor sees at most the steady rate of the
             # whole herd (CLIENTS / HOLD polls a second) plus one poll per displaced client.
             for name, peak in after.items():

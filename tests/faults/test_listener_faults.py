@@ -16,7 +16,8 @@ import pytest
 from aioapollo import ConfigChangeEvent
 from aioapollo.testing import ApolloTestServer
 
-from ..conftest import APP, ClientFactory, Events, wait_until
+from .._support import wait_until
+from ..conftest import APP, ClientFactory, Events
 from ._support import client_sockets
 
 

@@ -7,7 +7,7 @@ off: requests are counted) and that it recovered by itself afterwards.
 from __future__ import annotations
 
 import asyncio
-import itertools
+import logging
 import socket
 import time
 
@@ -16,9 +16,11 @@ import pytest
 from aioapollo import ApolloClient, ApolloTimeoutError, NamespaceUnavailableError
 from aioapollo.testing import ApolloTestServer
 
+from .._support import assert_backoff, gaps, wait_for_requests, wait_until
 from ..conftest import APP, FAST, ClientFactory, Events
 
 CONFIGS = f"/configs/{APP}/default/application"
+POLL = "/notifications/v2"
 
 
 async def test_apollo_dies_mid_run_and_returns(server: ApolloTestServer, events: Events) -> None:
@@ -109,25 +111,26 @@ async def test_slow_configs_at_start_is_bounded_by_start_timeout(
 async def test_5xx_storm_backoff_grows_then_resets(
     server: ApolloTestServer, make_client: ClientFactory, events: Events
 ) -> None:
-    client = make_client(backoff_initial=0.05, backoff_max=0.8)
+    # A cap high enough not to matter in the first storm (0.05 * 2**5 = 1.6 s), so a backoff
+    # that the success did not reset would next wait 1.6-3.2 s, far from 0.05.
+    client = make_client(backoff_initial=0.05, backoff_max=3.2)
     client.on_change(events)
     await client.start()
-    fault = server.inject("/notifications/v2", status=503, times=6)
+    fault = server.inject(POLL, status=503, times=6)
     server.publish(APP, "application", {"greeting": "after-storm"})
     event = await events.next(timeout=10)
     assert event.changes["greeting"].new_value == "after-storm"
     storm = [r for r in server.requests if r.fault is fault]
     assert len(storm) == 6
-    gaps = [b.time - a.time for a, b in itertools.pairwise(storm)]
-    # Equal-jitter backoff: gap k lies in [d_k / 2, d_k] (plus scheduling), d_k = 0.05 * 2**k.
-    for k, gap in enumerate(gaps):
-        assert gap >= 0.05 * 2**k / 2 * 0.9, gaps
-    assert gaps[-1] > gaps[0] * 2, gaps
-    # Recovered: the next publish comes through promptly (backoff was reset by a success).
-    started = time.monotonic()
-    server.publish(APP, "application", {"greeting": "prompt"})
-    await events.next(timeout=5)
-    assert time.monotonic() - started < 2
+    # Equal-jitter backoff: gap k lies in [d_k / 2, d_k], d_k = 0.05 * 2**k (0.05 ... 0.8).
+    assert_backoff(gaps(storm), initial=0.05, cap=3.2)
+    # The success reset it: a second storm starts again from backoff_initial.
+    again = server.inject(POLL, status=503, times=3)
+    second = await wait_for_requests(server, lambda r: r.fault is again and r.status == 503, 3)
+    assert_backoff(gaps(second), initial=0.05, cap=3.2)
+    server.publish(APP, "application", {"greeting": "after-second-storm"})
+    event = await events.next(timeout=5)
+    assert event.changes["greeting"].new_value == "after-second-storm"
 
 
 async def test_configs_5xx_storm_is_not_a_hot_loop_and_nothing_is_lost(
@@ -138,26 +141,35 @@ async def test_configs_5xx_storm_is_not_a_hot_loop_and_nothing_is_lost(
 ) -> None:
     # The long poll works and keeps saying "changed", every /configs fails: the client must
     # back off between refetch rounds instead of re-polling and re-fetching at once.
+    caplog.set_level(logging.INFO, logger="aioapollo")
     client = make_client(backoff_initial=0.1)
     client.on_change(events)
     await client.start()
     server.clear_requests()
-    fault = server.inject(CONFIGS, status=500, times=None)
+    rounds = 5  # each round is 2 attempts
+    fault = server.inject(CONFIGS, status=500, times=2 * rounds)
     server.publish(APP, "application", {"greeting": "eventually"})
-    await asyncio.sleep(1.5)  # a fixed window in which to count requests
-    fetches = len([r for r in server.requests if r.path == CONFIGS])
-    polls = len([r for r in server.requests if r.path == "/notifications/v2"])
-    # Rounds of 2 attempts, 0.1, 0.2, 0.4, 0.8 s apart (jitter: at least half): few rounds.
-    assert 2 <= fetches <= 12, fetches
-    assert polls <= 8, polls
-    warned = [r for r in caplog.records if r.levelname == "WARNING" and "refetching" in r.message]
-    rounds = fetches // 2
-    assert await client.get("greeting") == "hello"
-    assert len(warned) <= rounds.bit_length(), (len(warned), rounds)  # on 1, 2, 4, 8, ...
-    server.clear_faults()
+    await wait_for_requests(server, lambda r: r.fault is fault and r.status == 500, 4)
+    assert await client.get("greeting") == "hello"  # two rounds failed: values kept
     event = await events.next(timeout=8)  # the notification was kept: applied once possible
     assert event.changes["greeting"].new_value == "eventually"
-    assert fault.hits == fetches
+    fetches = [r for r in server.requests if r.path == CONFIGS]
+    failed, last = fetches[:-1], fetches[-1]
+    assert len(failed) == 2 * rounds and all(r.fault is fault for r in failed)
+    assert last.status == 200
+    # Within a round the 2 attempts are fetch_retry_delay apart; between rounds the client
+    # waits its exponential backoff, 0.1, 0.2, 0.4, 0.8, 1.6 s (jittered down to half).
+    spacing = gaps([*failed, last])
+    assert all(gap >= FAST["fetch_retry_delay"] - 0.002 for gap in spacing[0::2]), spacing
+    assert_backoff(spacing[1::2], initial=0.1, cap=8.0)
+    # One long poll per round (it names the namespace again at once), never a re-poll loop.
+    polls = [r for r in server.requests if r.path == POLL and r.status == 200]
+    assert len(polls) == rounds + 1, polls
+    # A warning on failed rounds 1, 2 and 4 of 5 (DEBUG in between), then the recovery is told.
+    warned = [r for r in caplog.records if r.levelname == "WARNING" and "refetching" in r.message]
+    assert len(warned) == rounds.bit_length() == 3, warned
+    # (logged once the refetch returns, just after the listeners got the release)
+    await wait_until(lambda: any("fetched again" in r.getMessage() for r in caplog.records))
 
 
 async def test_404_for_one_namespace_while_the_others_keep_updating(
@@ -198,22 +210,31 @@ async def test_timeouts_surface_as_apollo_timeout_errors(
     assert isinstance(cause, ApolloTimeoutError) and "timed out" in str(cause)
 
 
-async def test_clock_skew_on_the_long_poll_is_named_and_backed_off(
-    server: ApolloTestServer, make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+async def test_clock_skew_on_the_long_poll_is_named_backed_off_and_outlived(
+    server: ApolloTestServer,
+    make_client: ClientFactory,
+    events: Events,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     server.set_secret(APP, "s3cret")
-    client = make_client(secret="s3cret", backoff_initial=0.2, backoff_max=0.4)
+    client = make_client(secret="s3cret", backoff_initial=0.05, backoff_max=0.2)
+    client.on_change(events)
     await client.start()
-    server.clock = lambda: int(time.time() * 1000) + 120_000  # the server's clock jumps
+    right_clock = server.clock
+    server.clock = lambda: right_clock() + 120_000  # the server's clock jumps
     server.clear_requests()
-    async with asyncio.timeout(5):
-        await server.wait_for_request(lambda r: r.status == 401)
-    await asyncio.sleep(1.0)  # a fixed window in which to count requests
-    polls = [r for r in server.requests if r.path == "/notifications/v2"]
-    assert 1 <= len(polls) <= 8, len(polls)
+    refused = await wait_for_requests(server, lambda r: r.path == POLL and r.status == 401, 6)
+    # Retried with a growing backoff (0.05, 0.1, then 0.2), never given up.
+    assert_backoff(gaps(refused), initial=0.05, cap=0.2)
+    assert [r for r in server.requests if r.path == POLL][: len(refused)] == refused
     errors = [r for r in caplog.records if r.levelname == "ERROR" and "long poll" in r.message]
-    assert errors and all("clock" in r.getMessage() for r in errors)
+    assert len(errors) >= len(refused) - 1  # every refusal is an error, and says why
+    assert all("clock" in r.getMessage() for r in errors)
     assert await client.get("greeting") == "hello"  # values kept meanwhile
+    server.clock = right_clock  # the clock is fixed: the next retry is accepted
+    server.publish(APP, "application", {"greeting": "in-time"})
+    event = await events.next(timeout=5)
+    assert event.changes["greeting"].new_value == "in-time"
 
 
 async def test_blackholed_instance_costs_one_connect_timeout_not_one_per_release(

@@ -22,7 +22,8 @@ import yarl
 
 from aioapollo import ConfigChangeEvent
 
-from ..conftest import APP, ClientFactory, wait_until
+from .._support import wait_until
+from ..conftest import APP, ClientFactory
 
 logger = logging.getLogger("tests.faults.storm")
 

@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from aioapollo import ApolloClient
 from aioapollo._cli import EXIT_AUTH, EXIT_OK, build_parser, main
 from aioapollo._cli_common import EXIT_USAGE
 
+from .._support import free_port
 from ..conftest import FAST, Events
 
 SEED = """
@@ -33,13 +33,6 @@ apps:
         greeting: hello-seeded-value
         timeout: 30
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def call(url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
