@@ -317,11 +317,13 @@ def _ast_params(args: ast.arguments) -> list[tuple[str, str, str]]:
 
 async def check_fragment(block: Block, tmp_path: Path) -> None:
     if block.lang == "python":
-        tree = compile(block.code, block.where, "exec", ast.PyCF_ONLY_AST)
-        imports = [node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
+        tree = ast.parse(block.code, block.where)
+        compile(tree, block.where, "exec")  # what parsing alone lets through: await outside async
+        imports: list[ast.stmt] = [
+            node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)
+        ]
         namespace: dict[str, Any] = {}
         exec(compile(ast.Module(imports, type_ignores=[]), block.where, "exec"), namespace)
-        compile(tree, block.where, "exec")
     else:
         script = "\n".join(_commands(block)) + "\n"
         done = await asyncio.to_thread(
