@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import json
 import os
-import re
-import shutil
 import signal
 import sys
 import time
@@ -500,97 +497,3 @@ async def test_publish_waits_for_a_watcher(
     async with asyncio.timeout(PROC_TIMEOUT):
         assert await watching == EXIT_OK
     assert '[application] greeting: "hello" → "bye"' in capsys.readouterr().out.splitlines()
-
-
-# ------------------------------------------------------- the docs' shell blocks run
-
-
-ROOT = Path(__file__).resolve().parent.parent
-_BASH = re.compile(r"```bash\n(.*?)```", re.S)
-
-
-def _readme_cli_block() -> str:
-    readme = (ROOT / "README.md").read_text("utf-8")
-    found = _BASH.search(readme, readme.index("**Command line**"))
-    assert found is not None
-    return found.group(1)
-
-
-def _cli_try_it_blocks() -> str:
-    text = (ROOT / "docs" / "cli.md").read_text("utf-8")
-    section = text[text.index("### Try it") :]
-    following = re.compile(r"^#{1,3} ", re.M).search(section, 1)  # the next heading
-    section = section[: following.start()] if following else section
-    blocks = _BASH.findall(section)
-    assert blocks, "docs/cli.md 'Try it' has no bash block"
-    return "".join(blocks)
-
-
-#: Each block, and lines its output must contain (what its comments promise).
-DOC_BLOCKS = {
-    "README.md CLI": (
-        _readme_cli_block,
-        ["30", '"timeout": "30"', '[application] timeout: "30" → "45"'],
-    ),
-    "docs/cli.md Try it": (
-        _cli_try_it_blocks,
-        ["30", "3", "jdbc:mysql://db/app", "feature.x=on", "port: 9000", '{"pool": 5}'],
-    ),
-}
-
-#: Stops the script at the first failing command, names it, and never leaves a job behind.
-PRELUDE = """set -euo pipefail
-trap 'echo "FAILED (exit $?): $BASH_COMMAND" >&2' ERR
-trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
-"""
-
-
-@pytest.mark.parametrize("where", sorted(DOC_BLOCKS))
-async def test_doc_shell_blocks_run_as_written(where: str, tmp_path: Path) -> None:
-    bash = shutil.which("bash")
-    if bash is None:
-        pytest.skip("no bash")
-    venv_bin = Path(sys.executable).parent
-    if not (venv_bin / "aioapollo").exists():
-        pytest.skip("the aioapollo console script is not installed next to this interpreter")
-    extract, expected = DOC_BLOCKS[where]
-    script = extract()
-    assert "aioapollo serve --port 8080 &" in script  # the block starts its own server
-    port = str(free_port())  # 8080 may be taken on a shared machine: the same block, another port
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("APOLLO_") and k not in ("APP_ID", "IDC", "AIOAPOLLO_CONTROL_TOKEN")
-    }
-    env.update(
-        PATH=f"{venv_bin}{os.pathsep}{env.get('PATH', '')}",
-        HOME=str(tmp_path),
-        XDG_CACHE_HOME=str(tmp_path / "cache"),
-        PYTHONIOENCODING="utf-8",
-    )
-    proc = await asyncio.create_subprocess_exec(
-        bash,
-        "-c",
-        PRELUDE + script.replace("8080", port),
-        cwd=tmp_path,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        async with asyncio.timeout(120):
-            raw_out, raw_err = await proc.communicate()
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # anything the script left running
-        await proc.wait()
-    out, err = raw_out.decode(), raw_err.decode()
-    assert proc.returncode == 0, f"{where} failed:\n{out}\n{err}"
-    assert "FAILED" not in err
-    assert f"aioapollo test server ready on http://127.0.0.1:{port}" in out
-    lines = out.splitlines()
-    for text in expected:
-        assert any(text in line for line in lines), f"{where}: no {text!r} in:\n{out}"
-    assert "Traceback" not in err

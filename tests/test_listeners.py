@@ -26,6 +26,7 @@ from aioapollo import (
     SyncApolloClient,
 )
 from aioapollo._listeners import ListenerRegistry
+from aioapollo._threads import alive_threads
 from aioapollo.testing import ApolloTestServer
 
 from ._support import wait_until
@@ -498,3 +499,67 @@ async def test_sync_client_close_returns_while_a_plain_listener_is_stuck(
     finally:
         release.set()
     await wait_until(lambda: aioapollo_threads() == [])
+
+
+# ------------------------------------------------------------- where each kind of listener runs
+
+
+class WhereItRan:
+    """Records, per listener, the thread it ran on and the event loop running there (if any)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, tuple[int, asyncio.AbstractEventLoop | None]] = {}
+        self.done = threading.Event()
+
+    def record(self, name: str) -> None:
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        self.seen[name] = (threading.get_ident(), loop)
+
+    async def coroutine(self, event: ConfigChangeEvent) -> None:
+        self.record("coroutine")
+
+    def plain(self, event: ConfigChangeEvent) -> None:  # registered last: runs last
+        self.record("plain")
+        self.done.set()
+
+
+def thread_ident(name: str) -> int:
+    (thread,) = [t for t in alive_threads() if t.name == name]
+    assert thread.ident is not None
+    return thread.ident
+
+
+async def test_coroutine_listeners_run_on_the_clients_loop_plain_ones_on_its_listener_thread(
+    server: ApolloTestServer, make_client: ClientFactory
+) -> None:
+    client = make_client()
+    where = WhereItRan()
+    client.on_change(where.coroutine)
+    client.on_change(where.plain)
+    await client.start()
+    server.publish(APP, "application", {**BASE, "timeout": "45"})
+    assert await asyncio.to_thread(where.done.wait, 10)
+    loop = asyncio.get_running_loop()  # the loop start() ran on
+    assert where.seen["coroutine"] == (threading.get_ident(), loop)
+    assert where.seen["plain"] == (thread_ident("aioapollo-listener"), None)
+    assert where.seen["plain"][0] != threading.get_ident()
+
+
+async def test_sync_client_coroutine_listeners_run_on_its_poller_threads_loop(
+    server: ApolloTestServer, make_sync: Callable[..., SyncApolloClient]
+) -> None:
+    cfg = make_sync()
+    where = WhereItRan()
+    cfg.on_change(where.coroutine)
+    cfg.on_change(where.plain)
+    await asyncio.to_thread(cfg.start)
+    server.publish(APP, "application", {**BASE, "timeout": "45"})
+    assert await asyncio.to_thread(where.done.wait, 10)
+    poller_thread, poller_loop = where.seen["coroutine"]
+    assert poller_thread == thread_ident(f"aioapollo-{APP}")
+    assert poller_loop is not None and poller_loop is not asyncio.get_running_loop()
+    assert where.seen["plain"] == (thread_ident("aioapollo-listener"), None)
+    assert len({threading.get_ident(), poller_thread, where.seen["plain"][0]}) == 3

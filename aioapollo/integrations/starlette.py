@@ -10,8 +10,8 @@
         return {"greeting": await cfg.get("greeting")}
 
 The lifespan runs inside each worker's own event loop, after any fork, so the client polls in
-every worker, under ``gunicorn --preload`` too. Needs Starlette (``aioapollo[fastapi]``);
-:data:`ApolloDep` also needs FastAPI.
+every worker, under ``gunicorn --preload`` too. Needs Starlette (``aioapollo[starlette]``);
+:data:`ApolloDep` also needs FastAPI (``aioapollo[fastapi]``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ try:
     from starlette.requests import HTTPConnection
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess
     raise ImportError(
-        "aioapollo.integrations.starlette needs Starlette: pip install 'aioapollo[fastapi]'"
+        "aioapollo.integrations.starlette needs Starlette: pip install 'aioapollo[starlette]' "
+        "(or 'aioapollo[fastapi]' for a FastAPI app)"
     ) from exc
 
 from .._client import ApolloClient, ClientState
@@ -189,8 +190,8 @@ else:
             from fastapi import Depends
         except ImportError as exc:
             raise ImportError(
-                "ApolloDep needs FastAPI: pip install fastapi (Starlette apps call "
-                "get_apollo(request) instead)"
+                "ApolloDep needs FastAPI: pip install 'aioapollo[fastapi]' (Starlette apps "
+                "call get_apollo(request) instead)"
             ) from exc
         dep = Annotated[ApolloClient, Depends(get_apollo)]
         globals()["ApolloDep"] = dep
