@@ -18,7 +18,7 @@ from aiohttp import web
 from aioapollo._cli import EXIT_AUTH, EXIT_MISSING, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, main
 from aioapollo.testing import ApolloTestServer
 
-from ._procs import free_port
+from ._support import free_port
 from .conftest import APP
 
 #: Generous: a subprocess imports aiohttp first, on a machine shared with other test runs.

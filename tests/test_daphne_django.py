@@ -18,7 +18,8 @@ import pytest
 
 from aioapollo.testing import ApolloTestServer
 
-from ._procs import BAD_LOG_LINES, ServerProcess, free_port, server_env, tool
+from ._procs import BAD_LOG_LINES, ServerProcess, server_env, tool
+from ._support import free_port
 
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(120)]
 pytest.importorskip("daphne", reason="daphne is not installed (pip install -e '.[test]')")

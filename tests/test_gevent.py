@@ -19,7 +19,8 @@ import pytest
 
 from aioapollo.testing import ApolloTestServer
 
-from ._procs import BAD_LOG_LINES, ServerProcess, free_port, server_env, tool
+from ._procs import BAD_LOG_LINES, ServerProcess, server_env, tool
+from ._support import free_port
 
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(600)]
 pytest.importorskip("gevent", reason="gevent is not installed (pip install -e '.[test]')")

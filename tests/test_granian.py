@@ -18,7 +18,8 @@ import pytest
 
 from aioapollo.testing import ApolloTestServer
 
-from ._procs import BAD_LOG_LINES, ServerProcess, free_port, server_env
+from ._procs import BAD_LOG_LINES, ServerProcess, server_env
+from ._support import free_port
 from .test_asgi_servers import APP, APP_ID, Case, Run
 
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(150)]

@@ -21,7 +21,8 @@ import pytest
 
 from aioapollo.testing import ApolloTestServer
 
-from ._procs import ServerProcess, free_port, server_env, tool
+from ._procs import ServerProcess, server_env, tool
+from ._support import free_port
 from .test_asgi_servers import APP_ID, CASES, Run
 
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(180)]

@@ -16,7 +16,8 @@ import pytest
 
 from aioapollo.testing import ApolloTestServer
 
-from ._procs import UWSGI_HINT, ServerProcess, free_port, server_env, tool
+from ._procs import UWSGI_HINT, ServerProcess, server_env, tool
+from ._support import free_port
 from .test_servers_wsgi import assert_clean, greetings, publish_and_collect, uwsgi_args
 
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(180)]

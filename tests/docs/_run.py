@@ -38,7 +38,8 @@ from packaging.requirements import Requirement
 
 from aioapollo.testing import ApolloTestServer
 
-from .._procs import BAD_LOG_LINES, free_port
+from .._procs import BAD_LOG_LINES
+from .._support import free_port
 from ._blocks import ROOT, Block, parse
 
 #: Seconds any one process may take (a fresh interpreter imports aiohttp on a busy machine).
