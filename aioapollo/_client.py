@@ -33,6 +33,7 @@ from ._poller import NamespaceState, PollCuts, Poller, poll_groups
 from ._rendezvous import ShareUnavailable
 from ._sharewire import Release
 from ._stats import ClientStats, collect_stats
+from ._supervise import Loop, Supervisor
 from ._transport import Transport
 from ._wire import namespace_format
 
@@ -149,6 +150,8 @@ class ApolloClient(Loading, OnChange):
         self._closed: asyncio.Event | None = None
         self._fork_warned = False
         self._hooks = HookSet(hooks)
+        #: Runs every background loop: restarts it after a crash and knows which are degraded.
+        self._supervisor = Supervisor(opts.app_id, self._hooks)
         #: Epoch seconds of the last 200/304 from ``/configs`` per namespace.
         self._synced: dict[str, float] = {}
         self._refetch_failures: dict[str, int] = {}
@@ -399,7 +402,7 @@ class ApolloClient(Loading, OnChange):
         # this process's listeners must hear about. It is scheduled before any fetch can
         # complete, so it is waiting on its queue by the time an event is emitted.
         self._listeners.open()
-        dispatcher = self._spawn(self._listeners.run(), "listeners")
+        dispatcher = self._spawn(self._listeners.run, "listeners")
         self._open_cache_writer()
         try:
             await transport.open()
@@ -425,7 +428,7 @@ class ApolloClient(Loading, OnChange):
         if sharing is None or sharing.role == share_mod.LEADER or sharing.degraded:
             self.start_polling()
         if sharing is not None:
-            self._tasks.append(self._spawn(sharing.run(), "share"))
+            self._tasks.append(self._spawn(sharing.run, "share"))
         self._state = ClientState.RUNNING
         self._live = True
         self._ready.set()
@@ -437,7 +440,7 @@ class ApolloClient(Loading, OnChange):
 
     def _join_group(self) -> share_mod.Sharing | None:
         """This client's sharing group, or None (solo, warned once) where it cannot share."""
-        sharing = share_mod.Sharing(self, self._options, self._role_changed)
+        sharing = share_mod.Sharing(self, self._options, self._role_changed, self._supervisor)
         try:
             sharing.prepare()
         except ShareUnavailable as exc:
@@ -491,8 +494,8 @@ class ApolloClient(Loading, OnChange):
             for group in poll_groups(self._options, self._states)
         ]
         self._remote = [
-            *(self._spawn(poller.run(), "poll") for poller in self._pollers),
-            self._spawn(self._refresh_loop(), "refresh"),
+            *(self._spawn(poller.run, "poll") for poller in self._pollers),
+            self._spawn(self._refresh_loop, "refresh"),
         ]
 
     async def stop_polling(self) -> None:
@@ -562,8 +565,10 @@ class ApolloClient(Loading, OnChange):
         return True
 
     def share_healthy(self) -> bool:
-        return self._state is ClientState.RUNNING and all(
-            s.source is Source.REMOTE for s in self._snapshots.values()
+        return (
+            self._state is ClientState.RUNNING
+            and all(s.source is Source.REMOTE for s in self._snapshots.values())
+            and not self._supervisor.failing()
         )
 
     def own_poll_success(self) -> float | None:
@@ -572,15 +577,9 @@ class ApolloClient(Loading, OnChange):
             default=self._own_poll_success,
         )
 
-    def _spawn(self, coro: Any, what: str) -> asyncio.Task[None]:
-        task = asyncio.create_task(coro, name=f"aioapollo-{what}-{self.app_id}")
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("aioapollo task %s crashed", task.get_name(), exc_info=task.exception())
-            self._live = False
+    def _spawn(self, loop: Loop, what: str) -> asyncio.Task[None]:
+        """Run a long-lived loop of this client under its supervisor (see ``_supervise``)."""
+        return self._supervisor.spawn(what, loop, task_name=f"aioapollo-{what}-{self.app_id}")
 
     async def aclose(self) -> None:
         """Cancel and await every task and close the HTTP session. Idempotent."""
@@ -676,6 +675,7 @@ class ApolloClient(Loading, OnChange):
         self._closed = None
         self._pollers = []
         self._writer = None
+        self._supervisor = Supervisor(self.app_id, self._hooks)  # the parent's loops are not ours
         if self._transport is not None:
             self._transport.abandon()
             self._transport = None
