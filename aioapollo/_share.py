@@ -330,9 +330,9 @@ class Sharing:
             while True:
                 await follower.wake.wait()
                 follower.wake.clear()
-                fault("share.send")
                 names, follower.dirty = follower.dirty, set()
                 for name in names:
+                    fault("share.send")
                     frame = self._frame(name)
                     if frame is not None:
                         writer.write(frame)

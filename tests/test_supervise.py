@@ -11,8 +11,7 @@ import logging
 
 import pytest
 
-from aioapollo import ErrorEvent, Hooks, LoopCrashedError
-from aioapollo import _supervise
+from aioapollo import ErrorEvent, Hooks, LoopCrashedError, _supervise
 from aioapollo._hooks import HookSet
 from aioapollo._supervise import CRASH_BUDGET, Progress, Supervisor
 
