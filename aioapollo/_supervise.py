@@ -223,6 +223,10 @@ class Supervisor:
                     delay = self._crashed(progress, exc)  # raised inside, not a cancellation
                 except Exception as exc:
                     delay = self._crashed(progress, exc)
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # It crashed on its way out of a cancellation: end as asked, no restart.
+                    raise asyncio.CancelledError
                 await asyncio.sleep(delay)
         finally:
             self._loops.pop(progress, None)

@@ -119,6 +119,27 @@ async def test_cancellation_is_never_a_crash_but_a_stray_cancelled_error_is() ->
     assert task.cancelled() and len(errors.events) == 1 and supervisor.crashes == 1
 
 
+async def test_a_loop_that_raises_while_being_cancelled_is_not_restarted() -> None:
+    supervisor = Supervisor("app")
+    running = asyncio.Event()
+    runs = []
+
+    async def untidy(progress: Progress) -> None:
+        runs.append(progress.restarted)
+        running.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise Boom from None  # a bug in its cleanup
+
+    task = supervisor.spawn("cache", untidy)
+    await asyncio.wait_for(running.wait(), 5)
+    task.cancel()
+    await asyncio.wait([task], timeout=5)
+    assert task.cancelled() and runs == [False]
+    assert supervisor.crashes == 1 and supervisor._loops == {}
+
+
 async def test_cancelled_while_waiting_to_restart_ends_quietly(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
