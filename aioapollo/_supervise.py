@@ -82,10 +82,19 @@ class Progress:
     ends a degraded state after a crash. Everything here survives the loop's restarts.
     """
 
-    __slots__ = ("_backoff_failures", "_crashes", "_degraded", "_episode", "_runs", "name")
+    __slots__ = (
+        "_app_id",
+        "_backoff_failures",
+        "_crashes",
+        "_degraded",
+        "_episode",
+        "_runs",
+        "name",
+    )
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, app_id: str = "") -> None:
         self.name = name
+        self._app_id = app_id
         #: Monotonic times of the crashes within CRASH_WINDOW (pruned at each crash).
         self._crashes: collections.deque[float] = collections.deque()
         #: The crash's exception class name while degraded, else None.
@@ -113,8 +122,9 @@ class Progress:
     def _recovered(self) -> None:
         logger.log(
             logging.DEBUG if self._episode else logging.INFO,
-            "the %s loop completed an iteration again after its crash",
+            "the %s loop of ApolloClient(%r) completed an iteration again after its crash",
             self.name,
+            self._app_id,
         )
         self._degraded = None
         self._backoff_failures = 0
@@ -171,7 +181,7 @@ class Supervisor:
     def spawn(self, name: str, loop: Loop, *, task_name: str | None = None) -> asyncio.Task[None]:
         """Run ``loop`` in a new task, restarting it after each crash until it is cancelled
         or returns; ``name`` is how logs, hooks and ``stats()`` call it."""
-        progress = Progress(name)
+        progress = Progress(name, self._app_id)
         self._loops[progress] = None
         return asyncio.create_task(
             self._supervise(progress, loop), name=task_name or f"aioapollo-{name}-{self._app_id}"

@@ -128,7 +128,11 @@ async def recovered(client: ApolloClient) -> None:
 
 
 def crash_logs(caplog: pytest.LogCaptureFixture, loop: str) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.getMessage().startswith(f"the {loop} loop of")]
+    return [
+        r
+        for r in caplog.records
+        if r.getMessage().startswith(f"the {loop} loop of") and "crashed" in r.getMessage()
+    ]
 
 
 # ---------------------------------------------------------------------------- the long poll
