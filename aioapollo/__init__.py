@@ -12,6 +12,7 @@ from ._exceptions import (
     ApolloTimeoutError,
     ClientStateError,
     ConfigValueError,
+    LoopCrashedError,
     NamespaceNotFoundError,
     NamespaceUnavailableError,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "FetchEvent",
     "Hooks",
     "ListenerStats",
+    "LoopCrashedError",
     "NamespaceNotFoundError",
     "NamespaceSnapshot",
     "NamespaceStats",

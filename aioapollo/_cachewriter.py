@@ -32,6 +32,10 @@ permissions), or any other error of a write, keeps the release in its slot and r
 still replace it meanwhile. The first failure logs one warning, the write that succeeds again
 logs one info line; the values in memory are never affected. ``aclose()`` writes what is
 pending within its timeout, except during such an outage.
+
+**A bug is not for ever either.** The task runs under the client's supervisor
+(``_supervise``): anything else that goes wrong in it restarts it with backoff, and the slots
+(which live on this object, not in the task) are still there to write.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from ._cache import DiskCache
+from ._supervise import Progress, Supervisor, fault
 
 __all__ = ["CacheWriter"]
 
@@ -66,7 +71,8 @@ class CacheWriter:
         retry_initial: Seconds before the first retry after a failed write.
         retry_max: Cap of the doubling retry delay.
         listener_grace: Longest wait for the dispatcher before writing anyway.
-        name: For the task's name.
+        name: For the task's name (the client's appId).
+        supervisor: Runs the writer task (the client's); a private one by default.
     """
 
     def __init__(
@@ -78,6 +84,7 @@ class CacheWriter:
         retry_max: float = 300.0,
         listener_grace: float = 5.0,
         name: str = "",
+        supervisor: Supervisor | None = None,
     ) -> None:
         self._cache = cache
         self._picked_up = picked_up
@@ -85,6 +92,7 @@ class CacheWriter:
         self._retry_max = retry_max
         self._grace = listener_grace
         self._name = name
+        self._supervisor = supervisor if supervisor is not None else Supervisor(name)
         self._slots: dict[str, _Release] = {}
         self._submitted = 0
         self._failures = 0
@@ -122,12 +130,9 @@ class CacheWriter:
     def open(self) -> None:
         """Start the writer task on the running loop."""
         self._wake = asyncio.Event()
-        self._task = asyncio.create_task(self._run(), name=f"aioapollo-cache-{self._name}")
-        self._task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("the cache writer of %s crashed", self._name, exc_info=task.exception())
+        self._task = self._supervisor.spawn(
+            "cache", self._run, task_name=f"aioapollo-cache-{self._name}"
+        )
 
     def submit(
         self,
@@ -169,7 +174,7 @@ class CacheWriter:
 
     # ------------------------------------------------------------------ the task
 
-    async def _run(self) -> None:
+    async def _run(self, progress: Progress) -> None:
         assert self._wake is not None
         wake = self._wake
         loop = asyncio.get_running_loop()
@@ -179,6 +184,7 @@ class CacheWriter:
                     return  # done, or the disk is failing: a close does not wait for it
                 wake.clear()
                 if not self._slots:
+                    progress.done()  # caught up: nothing left to write
                     await wake.wait()
                 else:
                     with contextlib.suppress(TimeoutError):
@@ -186,6 +192,7 @@ class CacheWriter:
                 continue
             if not self._closing:
                 await self._listeners_reached()
+            fault("cache.write")  # before the slot is taken: a crash here loses nothing
             name = next(iter(self._slots))
             release = self._slots.pop(name)
             try:
@@ -199,6 +206,7 @@ class CacheWriter:
                 self._slots.setdefault(name, release)  # unless a newer release came meanwhile
                 self._failed(exc, loop.time())
                 continue
+            progress.done()
             if self._failures:
                 logger.info(
                     "the config cache in %s is written again, after %d failed attempt(s)",

@@ -33,6 +33,7 @@ from ._poller import NamespaceState, PollCuts, Poller, poll_groups
 from ._rendezvous import ShareUnavailable
 from ._sharewire import Release
 from ._stats import ClientStats, collect_stats
+from ._supervise import Loop, Supervisor
 from ._transport import Transport
 from ._wire import namespace_format
 
@@ -151,6 +152,8 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
         self._closed: asyncio.Event | None = None
         self._fork_warned = False
         self._hooks = HookSet(hooks)
+        #: Runs every background loop: restarts it after a crash and knows which are degraded.
+        self._supervisor = Supervisor(opts.app_id, self._hooks)
         #: Epoch seconds of the last 200/304 from ``/configs`` per namespace.
         self._synced: dict[str, float] = {}
         self._refetch_failures: dict[str, int] = {}
@@ -427,7 +430,7 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
         # this process's listeners must hear about. It is scheduled before any fetch can
         # complete, so it is waiting on its queue by the time an event is emitted.
         self._listeners.open()
-        dispatcher = self._spawn(self._listeners.run(), "listeners")
+        dispatcher = self._spawn(self._listeners.run, "listeners")
         self._open_cache_writer()
         # Loads that outlived warm_start_timeout (warm values were served) go on in the
         # background; the client owns them like its other tasks.
@@ -457,7 +460,7 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
         if sharing is None or sharing.role == share_mod.LEADER or sharing.degraded:
             self.start_polling()
         if sharing is not None:
-            self._tasks.append(self._spawn(sharing.run(), "share"))
+            self._tasks.append(self._spawn(sharing.run, "share"))
         self._state = ClientState.RUNNING
         self._live = True
         self._ready.set()
@@ -469,7 +472,7 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
 
     def _join_group(self) -> share_mod.Sharing | None:
         """This client's sharing group, or None (solo, warned once) where it cannot share."""
-        sharing = share_mod.Sharing(self, self._options, self._role_changed)
+        sharing = share_mod.Sharing(self, self._options, self._role_changed, self._supervisor)
         try:
             sharing.prepare()
         except ShareUnavailable as exc:
@@ -530,8 +533,8 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
             for group in poll_groups(self._options, self._states)
         ]
         self._remote = [
-            *(self._spawn(poller.run(), "poll") for poller in self._pollers),
-            self._spawn(self._refresh_loop(), "refresh"),
+            *(self._spawn(poller.run, "poll") for poller in self._pollers),
+            self._spawn(self._refresh_loop, "refresh"),
         ]
 
     async def stop_polling(self) -> None:
@@ -601,8 +604,10 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
         return True
 
     def share_healthy(self) -> bool:
-        return self._state is ClientState.RUNNING and all(
-            s.source is Source.REMOTE for s in self._snapshots.values()
+        return (
+            self._state is ClientState.RUNNING
+            and all(s.source is Source.REMOTE for s in self._snapshots.values())
+            and not self._supervisor.failing()
         )
 
     def own_poll_success(self) -> float | None:
@@ -611,32 +616,30 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
             default=self._own_poll_success,
         )
 
-    def _spawn(self, coro: Any, what: str) -> asyncio.Task[None]:
-        task = asyncio.create_task(coro, name=f"aioapollo-{what}-{self.app_id}")
+    def _spawn(self, loop: Loop, what: str) -> asyncio.Task[None]:
+        """Run a long-lived loop of this client under its supervisor (see ``_supervise``)."""
+        task = self._supervisor.spawn(what, loop, task_name=f"aioapollo-{what}-{self.app_id}")
         task.add_done_callback(self._task_done)
         return task
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled():
-            # Loop ownership: cancelled while RUNNING, by no aclose(): the loop it ran on is
-            # shutting down (asyncio.run(client.start()) returned). Nothing updates any more.
-            if (
-                self._live
-                and self._state is ClientState.RUNNING
-                and self._generation == _process.current()
-            ):
-                self._live = False
-                logger.error(
-                    "ApolloClient(%r): the event loop it was started on stopped its tasks "
-                    "without aclose(); its values no longer update. Start the client on the "
-                    "loop that serves your app (e.g. in its ASGI lifespan), or use "
-                    "SyncApolloClient.",
-                    self.app_id,
-                )
-            return
-        if task.exception() is not None:
-            logger.error("aioapollo task %s crashed", task.get_name(), exc_info=task.exception())
+        # Loop ownership: cancelled while RUNNING, by no aclose(): the loop it ran on is
+        # shutting down (asyncio.run(client.start()) returned). Nothing updates any more.
+        # (Crashes are the supervisor's: it restarts the loop.)
+        if (
+            task.cancelled()
+            and self._live
+            and self._state is ClientState.RUNNING
+            and self._generation == _process.current()
+        ):
             self._live = False
+            logger.error(
+                "ApolloClient(%r): the event loop it was started on stopped its tasks "
+                "without aclose(); its values no longer update. Start the client on the "
+                "loop that serves your app (e.g. in its ASGI lifespan), or use "
+                "SyncApolloClient.",
+                self.app_id,
+            )
 
     async def aclose(self) -> None:
         """Cancel and await every task and close the HTTP session. Idempotent."""
@@ -762,6 +765,7 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
         self._closed = None
         self._pollers = []
         self._writer = None
+        self._supervisor = Supervisor(self.app_id, self._hooks)  # the parent's loops are not ours
         if self._transport is not None:
             self._transport.abandon()
             self._transport = None

@@ -12,7 +12,8 @@
     ├── NamespaceUnavailableError                 start(): neither server nor cache had it
     ├── NamespaceNotFoundError (LookupError)      a namespace this client does not watch
     ├── ConfigValueError (ValueError)             a typed read of a malformed value
-    └── ClientStateError (RuntimeError)           a call that the client's state forbids
+    ├── ClientStateError (RuntimeError)           a call that the client's state forbids
+    └── LoopCrashedError (RuntimeError)           a background loop crashed (hooks only)
 
 Messages name apps, clusters, namespaces, keys and URLs (without query strings or a
 ``user:password@``) and say what to check; they never hold config values or the access-key
@@ -33,6 +34,7 @@ __all__ = [
     "ApolloTimeoutError",
     "ClientStateError",
     "ConfigValueError",
+    "LoopCrashedError",
     "NamespaceNotFoundError",
     "NamespaceUnavailableError",
 ]
@@ -153,6 +155,25 @@ class ConfigValueError(ApolloError, ValueError):
 
 class ClientStateError(ApolloError, RuntimeError):
     """The client's lifecycle state does not allow this call (e.g. ``start()`` twice)."""
+
+
+class LoopCrashedError(ApolloError, RuntimeError):
+    """A background loop of the client raised an unexpected exception; it is restarted.
+
+    Never raised to the caller: it is what hooks get in ``ErrorEvent.error`` (operation
+    ``"loop:<name>"``). The exception the loop raised is its ``__cause__``; the message names
+    only the loop and that exception's class.
+
+    Attributes:
+        loop: ``"poll"``, ``"refresh"``, ``"listeners"``, ``"cache"``, ``"share"`` or
+            ``"share-send"``.
+        crash: The class name of the exception the loop raised.
+    """
+
+    def __init__(self, loop: str, crash: str) -> None:
+        super().__init__(f"the {loop} loop crashed with {crash}; it is restarted with backoff")
+        self.loop = loop
+        self.crash = crash
 
 
 def _describe(exc: BaseException) -> str:

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ._exceptions import ApolloError, ApolloHTTPStatusError
+from ._exceptions import ApolloError, ApolloHTTPStatusError, LoopCrashedError
 from ._models import Source
 
 __all__ = [
@@ -112,8 +112,11 @@ class ErrorEvent:
 
     Attributes:
         app_id: The client's appId.
-        operation: ``"poll"``, ``"fetch"`` or ``"discovery"``.
-        error: The error (its message never holds config values or the secret).
+        operation: ``"poll"``, ``"fetch"`` or ``"discovery"``; or ``"loop:<name>"`` when a
+            background loop crashed on an unexpected exception and is restarted (``name``:
+            ``poll``, ``refresh``, ``listeners``, ``cache``, ``share``, ``share-send``).
+        error: The error (its message never holds config values or the secret): for a loop,
+            a :class:`LoopCrashedError` whose ``__cause__`` is what the loop raised.
         namespace: The namespace, for ``"fetch"``.
     """
 
@@ -124,10 +127,13 @@ class ErrorEvent:
 
     @property
     def kind(self) -> str:
-        """A short label for metrics: the error class name, plus the status for HTTP errors."""
+        """A short label for metrics: the error class name, plus the status for HTTP errors
+        and the crash's class for a loop (``LoopCrashedError:KeyError``)."""
         name = type(self.error).__name__
         if isinstance(self.error, ApolloHTTPStatusError):
             return f"{name}:{self.error.status}"
+        if isinstance(self.error, LoopCrashedError):
+            return f"{name}:{self.error.crash}"
         return name
 
 
@@ -175,7 +181,7 @@ class Hooks:
         """A namespace's values changed (including its first load)."""
 
     def on_error(self, event: ErrorEvent) -> None:
-        """A poll, fetch or service discovery failed."""
+        """A poll, fetch or service discovery failed, or a background loop crashed."""
 
     def on_role(self, event: RoleEvent) -> None:
         """This client became its sharing group's leader or a follower (a failover)."""

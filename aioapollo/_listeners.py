@@ -33,6 +33,7 @@ from typing import Any, TypeAlias, TypeVar, overload
 
 from . import _threads
 from ._models import ChangeType, ConfigChange, ConfigChangeEvent, NamespaceSnapshot
+from ._supervise import Progress, fault
 
 __all__ = ["ChangeListener", "ListenerRegistry", "ListenerStats", "OnChange"]
 
@@ -373,12 +374,18 @@ class ListenerRegistry:
         if run is not None and run.pending:
             await run.drained.wait()
 
-    async def run(self) -> None:
+    async def run(self, progress: Progress) -> None:
         """The dispatcher task: deliver queued events until cancelled.
 
         Calls run in a delivery task of their own, replaced when a listener holds it past
         its timeout by ignoring its cancellation. Cancelled, this stops the delivery within
         ``close_timeout`` whatever the listeners do.
+
+        A bug in delivery (never a listener's exception: those are caught) ends this run with
+        that exception, for the supervisor to restart it. The queue, the backlogs and the
+        listener thread belong to the registry's current run (``open()``), not to this task:
+        a restarted dispatcher goes on from them, and delivery is written so that an event is
+        either still queued or handed on, never both and never neither (see ``_deliver``).
         """
         run = self._run
         if run is None:
@@ -387,18 +394,26 @@ class ListenerRegistry:
         try:
             while True:
                 run.replace.clear()
-                task = asyncio.create_task(self._deliver(run), name=name)
+                task = asyncio.create_task(self._deliver(run, progress), name=name)
                 run.deliverer = task
                 task.add_done_callback(lambda t: run.replace.set() if run.deliverer is t else None)
                 await run.replace.wait()
                 if run.deliverer is task:  # it ended: a bug in delivery, not in a listener
-                    task.result()  # raises it, for the client to log
+                    run.deliverer = None
+                    task.result()  # raises it, for the supervisor
                     raise RuntimeError("listener delivery ended")  # pragma: no cover
-        finally:
+        except BaseException as exc:
+            me = asyncio.current_task()
+            if isinstance(exc, Exception) or (
+                isinstance(exc, asyncio.CancelledError) and me is not None and not me.cancelling()
+            ):
+                raise  # a crash: the supervisor restarts the dispatcher, on this very run
+            # Cancelled: the client is closing (or suspending).
             if self._run is run:  # not a newer run (a restart after fork made one)
                 self._run = None
             run.drained.set()  # nothing will be taken now: let picked_up() return
             await self._stop(run)
+            raise
 
     async def _stop(self, run: _Run) -> None:
         """Cancel the calls in flight; wait for them at most ``close_timeout`` (a share)."""
@@ -422,8 +437,13 @@ class ListenerRegistry:
                 task.get_name(),
             )
 
-    async def _deliver(self, run: _Run) -> None:
-        """Hand out events: everything owed to free listeners first, then the next event."""
+    async def _deliver(self, run: _Run, progress: Progress) -> None:
+        """Hand out events: everything owed to free listeners first, then the next event.
+
+        Crash-safe: an event leaves ``run.pending`` only in the step that puts it in every
+        backlog it goes to, and an event leaves a backlog only right before its call, so a
+        delivery task that raises anywhere loses and repeats nothing when a new one takes over.
+        """
         me = asyncio.current_task()
         while True:
             run.wake.clear()
@@ -434,37 +454,56 @@ class ListenerRegistry:
             for entry in entries:
                 if entry in run.busy or not run.backlogs.get(entry):
                     continue
-                await self._flush(run, entry)
+                await self._flush(run, entry, progress)
                 if run.deliverer is not me:
                     return  # replaced while stuck in a listener; the new task goes on
             if run.pending:
-                item = run.pending.pop(next(iter(run.pending)))
-                if not run.pending:
-                    run.drained.set()
-                for entry in entries:
-                    if not entry.wants_namespace(item.namespace):
-                        continue
-                    backlog = run.backlogs.setdefault(entry, {})
-                    held = backlog.get(item.namespace)
-                    if held is None:
-                        backlog[item.namespace] = item
-                    else:  # this listener's abandoned call is still running
-                        backlog[item.namespace] = held.then(item)
-                        self.coalesced += 1
+                self._take(run, entries)
                 continue
+            progress.done()  # caught up: every event taken and every free listener served
             await run.wake.wait()
 
-    async def _flush(self, run: _Run, entry: _Entry) -> None:
+    def _take(self, run: _Run, entries: list[_Entry]) -> None:
+        """Move the next queued event into the backlog of each listener it is for.
+
+        All or nothing: every new backlog entry is computed first (``then`` may raise), and
+        only then is the event taken off the queue and handed out, in one step.
+        """
+        namespace = next(iter(run.pending))
+        item = run.pending[namespace]
+        handed: list[tuple[_Entry, _Pending, bool]] = []
+        for entry in entries:
+            if not entry.wants_namespace(namespace):
+                continue
+            held = run.backlogs.get(entry, {}).get(namespace)
+            # held: this listener's abandoned call is still running; fold into what it is owed
+            handed.append((entry, item if held is None else held.then(item), held is not None))
+        fault("listeners.take")
+        del run.pending[namespace]
+        if not run.pending:
+            run.drained.set()
+        for entry, pending, folded in handed:
+            run.backlogs.setdefault(entry, {})[namespace] = pending
+            self.coalesced += int(folded)
+
+    async def _flush(self, run: _Run, entry: _Entry, progress: Progress) -> None:
         """Give ``entry`` what it is owed, one event per namespace, in order."""
         backlog = run.backlogs[entry]
         me = asyncio.current_task()
         while backlog:
-            item = backlog.pop(next(iter(backlog)))
-            if not item.changes or not entry.wants(item.changes):
+            namespace = next(iter(backlog))
+            item = backlog[namespace]
+            # Everything that may fail comes before the event leaves the backlog.
+            event = None
+            if item.changes and entry.wants(item.changes):
+                event = ConfigChangeEvent(namespace, item.changes, item.snapshot, item.releases)
+                fault("listeners.deliver")
+            del backlog[namespace]
+            if event is None:
                 continue  # cancelled out, or nothing this listener asked for
-            event = ConfigChangeEvent(item.namespace, item.changes, item.snapshot, item.releases)
             if not await self._call(run, entry, event) or run.deliverer is not me:
                 return  # abandoned: the rest waits until the call returns
+            progress.done()
 
     async def _call(self, run: _Run, entry: _Entry, event: ConfigChangeEvent) -> bool:
         """One call; False when it was abandoned and still runs."""

@@ -32,6 +32,7 @@ from ._parsing import parse_content
 from ._poller import NamespaceState
 from ._protocol import ConfigReply, config_target, parse_config
 from ._share import FOLLOWER, Sharing
+from ._supervise import Progress, Supervisor, fault
 from ._transport import Reply, Transport, config_status_error
 
 __all__ = ["Loading", "with_source"]
@@ -57,6 +58,7 @@ class Loading:
     _synced: dict[str, float]
     _refetch_failures: dict[str, int]
     _share: Sharing | None
+    _supervisor: Supervisor
 
     @property
     def app_id(self) -> str:
@@ -190,17 +192,24 @@ class Loading:
         return False
 
     async def _refetch(self, targets: Mapping[str, dict[str, int]], prefer: str | None) -> set[str]:
-        """Fetch notified namespaces concurrently; returns those fetched."""
+        """Fetch notified namespaces concurrently; returns those fetched.
+
+        An exception other than an :class:`ApolloError` is a bug, not a failed fetch: it is
+        raised (after the others are handled) for the poller's supervisor to see.
+        """
         names = list(targets)
         results = await asyncio.gather(
             *(self._fetch(n, forced=True, prefer=prefer, messages=targets[n]) for n in names),
             return_exceptions=True,
         )
         done: set[str] = set()
+        unexpected: BaseException | None = None
         for name, result in zip(names, results, strict=True):
             if isinstance(result, ApolloNotFoundError):
                 logger.warning("namespace %r has no release (404); keeping its values", name)
                 done.add(name)
+            elif isinstance(result, BaseException) and not isinstance(result, ApolloError):
+                unexpected = unexpected or result
             elif isinstance(result, Exception):
                 failures = self._refetch_failures[name] = self._refetch_failures.get(name, 0) + 1
                 # Warn on failures 1, 2, 4, 8, ...: visible, but never a flood in an outage.
@@ -212,20 +221,27 @@ class Loading:
                     failures,
                     result,
                 )
-            elif isinstance(result, BaseException):
-                raise result
             else:
                 done.add(name)
         for name in done:
             if self._refetch_failures.pop(name, 0):
                 logger.info("namespace %r fetched again", name)
+        if unexpected is not None:
+            raise unexpected
         return done
 
-    async def _refresh_loop(self) -> None:
-        """Safety net: re-read the service list and every namespace periodically."""
+    async def _refresh_loop(self, progress: Progress) -> None:
+        """Safety net: re-read the service list and every namespace periodically.
+
+        Restarted after a crash, it refreshes at once: the crashed refresh did not finish.
+        """
         assert self._pool is not None
+        wait = not progress.restarted
         while True:
-            await asyncio.sleep(self._options.refresh_interval)
+            if wait:
+                await asyncio.sleep(self._options.refresh_interval)
+            wait = True
+            fault("refresh")
             try:
                 await self._pool.refresh()
             except ApolloError as exc:
@@ -237,6 +253,7 @@ class Loading:
                     await self._fetch(name, forced=False)
                 except ApolloError as exc:
                     logger.info("periodic refresh of %r failed: %s", name, exc)
+            progress.done()
 
     async def _fetch(
         self,
@@ -277,6 +294,7 @@ class Loading:
                             self._synced[name] = time.time()
                             return
                         if reply.status == 200:
+                            fault("fetch.apply")
                             if self._apply(name, parse_config(reply.body), release_key):
                                 self._write_to_cache(name)  # after _apply queued the event
                             self._synced[name] = time.time()
@@ -400,7 +418,10 @@ class Loading:
             self._writer = None
             return
         self._writer = CacheWriter(
-            self._cache, picked_up=self._listeners.picked_up, name=self.app_id
+            self._cache,
+            picked_up=self._listeners.picked_up,
+            name=self.app_id,
+            supervisor=self._supervisor,
         )
         self._writer.open()
 

@@ -29,6 +29,7 @@ from ._exceptions import (
 )
 from ._hooks import ErrorEvent, HookSet, PollEvent
 from ._protocol import Notification, notifications_target, parse_notifications
+from ._supervise import Progress, fault
 from ._transport import Transport, closed_after_sending, status_error
 from ._wire import strip_properties
 
@@ -172,8 +173,12 @@ class Poller:
             ]
         return names
 
-    async def run(self) -> None:
-        """Poll until cancelled."""
+    async def run(self, progress: Progress) -> None:
+        """Poll until cancelled; tells ``progress`` of each poll answered and handled.
+
+        Everything a restart must keep (notification ids, messages) is in the namespace
+        states, outside this frame; a restarted run polls again from them.
+        """
         options = self._options
         poll_backoff = Backoff(options.backoff_initial, options.backoff_max)
         fetch_backoff = Backoff(options.backoff_initial, 8.0)
@@ -202,16 +207,20 @@ class Poller:
                 self._log_failure(exc, delay, poll_backoff.failures)
                 await asyncio.sleep(delay)
                 continue
+            fault("poll.reply")
             avoid = None
             poll_backoff.reset()
             self.last_success = time.time()
             if self._hooks:
                 self._report(base, notes, started)
             if notes is None:
+                progress.done()
                 if random.random() < 0.5:
                     self._pool.drop_poll_service()  # spreads clients over instances
                 continue
-            if await self._handle(notes, base):
+            fetched = await self._handle(notes, base)
+            progress.done()
+            if fetched:
                 fetch_backoff.reset()
             else:
                 await asyncio.sleep(fetch_backoff.next())
@@ -229,6 +238,7 @@ class Poller:
             data_center=self._options.data_center,
             ip=self._options.ip,
         )
+        fault("poll.request")
         reply = await self._transport.get(base, target, long_poll=True)
         if reply.status == 304:
             return base, None

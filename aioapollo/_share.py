@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -69,6 +70,7 @@ from ._sharewire import (
     encode,
     parse,
 )
+from ._supervise import Progress, Supervisor, fault
 
 __all__ = ["HEARTBEAT_INTERVAL", "LEADER_SILENCE", "Sharing", "SharingHost"]
 
@@ -145,10 +147,13 @@ class Sharing:
         host: SharingHost,
         options: ClientOptions,
         on_role: Callable[[RoleChange], None] | None = None,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self._host = host
         self._options = options
         self._on_role = on_role
+        #: Runs the leader's per-follower senders (the client's, which runs :meth:`run` too).
+        self._supervisor = supervisor if supervisor is not None else Supervisor(options.app_id)
         self.fingerprint = share_fingerprint(options)
         self.role = SOLO
         self.leader_pid: int | None = None
@@ -287,7 +292,11 @@ class Sharing:
                 follower.dirty.update(self._host.namespaces)
                 follower.wake.set()
             self._followers.add(follower)
-            sender = asyncio.create_task(self._send_loop(follower))
+            sender = follower.sender = self._supervisor.spawn(
+                "share-send",
+                functools.partial(self._send_loop, follower),
+                task_name=f"aioapollo-share-send-{self._options.app_id}",
+            )
             try:
                 while True:
                     message = await inbox.next()
@@ -308,14 +317,22 @@ class Sharing:
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
 
-    async def _send_loop(self, follower: _Follower) -> None:
+    async def _send_loop(self, follower: _Follower, progress: Progress) -> None:
+        """Send one follower what it is owed (supervised: restarted after a crash)."""
         writer = follower.writer
+        if progress.restarted and self._loaded.is_set():
+            # The crashed run may have taken names off the dirty set without sending them
+            # (frames are whole, so the stream is intact): send everything again.
+            follower.dirty.update(self._host.namespaces)
+            follower.beat = True
+            follower.wake.set()
         try:
             while True:
                 await follower.wake.wait()
                 follower.wake.clear()
                 names, follower.dirty = follower.dirty, set()
                 for name in names:
+                    fault("share.send")
                     frame = self._frame(name)
                     if frame is not None:
                         writer.write(frame)
@@ -324,6 +341,7 @@ class Sharing:
                     writer.write(self._heartbeat())
                 async with asyncio.timeout(SLOW_FOLLOWER):
                     await writer.drain()
+                progress.done()
         except TimeoutError:
             logger.warning(
                 "a follower of %r took no data for %.0f s; disconnecting it (it will resync)",
@@ -334,15 +352,17 @@ class Sharing:
         except OSError:
             writer.transport.abort()
 
-    async def heartbeat_loop(self) -> None:
+    async def heartbeat_loop(self, progress: Progress) -> None:
         """While leading: wake every follower's sender with a heartbeat each second."""
         while True:
             await asyncio.sleep(HEARTBEAT_INTERVAL)
+            fault("share.heartbeat")
             if self.role != LEADER or not self._loaded.is_set():
                 continue
             for follower in self._followers:
                 follower.beat = True
                 follower.wake.set()
+            progress.done()
 
     # ------------------------------------------------------------------ following
 
@@ -419,7 +439,7 @@ class Sharing:
         if writer is not None:
             writer.transport.abort()
 
-    async def follow(self) -> None:
+    async def follow(self, progress: Progress) -> None:
         """Read the leader's stream until it ends; poll Apollo ourselves while it is silent."""
         assert self._inbox is not None
         inbox = self._inbox
@@ -436,9 +456,11 @@ class Sharing:
                     message = await inbox.next()
                 if message is None:
                     return
+                fault("share.follow")
                 self._handle(message)
                 if isinstance(message, Heartbeat) and self.degraded is not None:
                     await self._recover()
+                progress.done()
         except (OSError, WireError) as exc:
             logger.debug("leader connection ended: %s", exc)
         finally:
@@ -461,13 +483,18 @@ class Sharing:
 
     # ------------------------------------------------------------------ the loop
 
-    async def run(self) -> None:
-        """Keep this client in its group: follow while a leader answers, else lead."""
+    async def run(self, progress: Progress) -> None:
+        """Keep this client in its group: follow while a leader answers, else lead.
+
+        Supervised: restarted after a crash, it leads on if it leads (the lock is still held),
+        and a follower whose connection the crash closed elects again, which reconnects it to
+        the leader and gets it everything it missed.
+        """
         while True:
             if self.role == LEADER:
-                await self.heartbeat_loop()  # runs until cancelled
+                await self.heartbeat_loop(progress)  # runs until cancelled
             if self._inbox is not None:
-                await self.follow()
+                await self.follow(progress)
                 self.failovers += 1
                 logger.warning(
                     "ApolloClient(%r): the leader (pid %s) is gone; electing a new one",
@@ -514,8 +541,13 @@ class Sharing:
         server, self._server = self._server, None
         if server is not None:
             server.close()
+            senders = [f.sender for f in self._followers if f.sender is not None]
             for follower in list(self._followers):
                 follower.writer.transport.abort()
+            for sender in senders:
+                sender.cancel()
+            if senders:
+                await asyncio.wait(senders)
             await server.wait_closed()
             if self._socket is not None and self._lock is not None and self._lock.held:
                 with contextlib.suppress(OSError):
@@ -546,13 +578,14 @@ class Sharing:
 class _Follower:
     """The leader's view of one connected follower: what to send it next, never a backlog."""
 
-    __slots__ = ("beat", "dirty", "wake", "writer")
+    __slots__ = ("beat", "dirty", "sender", "wake", "writer")
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
         self.dirty: set[str] = set()
         self.wake = asyncio.Event()
         self.beat = False
+        self.sender: asyncio.Task[None] | None = None
 
 
 class _Inbox:

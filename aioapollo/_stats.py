@@ -79,13 +79,22 @@ class ClientStats:
         followers: How many followers a leader serves (``None`` unless leading).
         group: The sharing group's fingerprint (``None`` when solo): processes share only
             when theirs are equal. Derived from the options; the secret only as a keyed hash.
-        degraded: Why this client does less than it should, or ``None``; e.g. a follower
-            whose leader went silent and that polls Apollo itself meanwhile.
+        degraded: Why this client does less than it should, or ``None``: a follower whose
+            leader went silent and that polls Apollo itself meanwhile, and each background
+            loop that crashed and has not completed an iteration since, or is failing (one
+            reason per loop, joined with ``"; "``).
         failovers: How many times this client saw its group's leader go away.
         leader_healthy: A follower's view of its leader's health (``None`` otherwise).
         in_sync: Whether a follower holds what its leader's last heartbeat listed.
         listeners: Change-listener dispatch counters (queue depth, abandoned calls, ...),
             when collected.
+        degraded_loops: The background loops (``"poll"``, ``"refresh"``, ``"listeners"``,
+            ``"cache"``, ``"share"``, ``"share-send"``) restarted after an unexpected
+            exception that have not completed an iteration since.
+        failing_loops: The loops that crashed 5 times within 10 minutes: retried slowly,
+            and the client is not :attr:`healthy` while any is listed.
+        polls_apollo: Whether this process polls Apollo itself: solo, leader, or a follower
+            whose leader is silent (see ``degraded``).
     """
 
     app_id: str
@@ -105,16 +114,22 @@ class ClientStats:
     leader_healthy: bool | None = None
     in_sync: bool | None = None
     listeners: ListenerStats | None = None
+    degraded_loops: tuple[str, ...] = ()
+    failing_loops: tuple[str, ...] = ()
+    polls_apollo: bool = True
 
     @property
     def healthy(self) -> bool:
-        """Running with every namespace served by Apollo; a follower also needs a healthy
-        leader whose last heartbeat matches what it holds (or, degraded, its own polls)."""
-        if self.state != "running" or not all(
-            ns.source is Source.REMOTE for ns in self.namespaces.values()
+        """Running with every namespace served by Apollo and no loop over its crash budget;
+        a follower also needs a healthy leader whose last heartbeat matches what it holds
+        (or, degraded, its own polls)."""
+        if (
+            self.state != "running"
+            or self.failing_loops
+            or not all(ns.source is Source.REMOTE for ns in self.namespaces.values())
         ):
             return False
-        if self.role == "follower" and self.degraded is None:
+        if self.role == "follower" and not self.polls_apollo:
             return bool(self.leader_healthy) and bool(self.in_sync)
         return True
 
@@ -134,6 +149,9 @@ class ClientStats:
             "followers": self.followers,
             "group": self.group,
             "degraded": self.degraded,
+            "degraded_loops": list(self.degraded_loops),
+            "failing_loops": list(self.failing_loops),
+            "polls_apollo": self.polls_apollo,
             "failovers": self.failovers,
             "leader_healthy": self.leader_healthy,
             "in_sync": self.in_sync,
@@ -170,6 +188,9 @@ def collect_stats(
             parse_error=snap.parse_error if snap else None,
         )
     times = [t for t in (polled, *synced.values()) if t is not None]
+    supervisor = client._supervisor
+    sharing = _sharing_stats(client)
+    reasons = [r for r in (sharing.pop("degraded", None), *supervisor.reasons()) if r]
     return ClientStats(
         app_id=client.app_id,
         cluster=client.options.cluster,
@@ -180,7 +201,10 @@ def collect_stats(
         namespaces=MappingProxyType(namespaces),
         poll_cuts=client.poll_cuts,
         listeners=client._listeners.stats(),
-        **_sharing_stats(client),
+        degraded="; ".join(reasons) or None,
+        degraded_loops=supervisor.degraded,
+        failing_loops=supervisor.failing(),
+        **sharing,
     )
 
 
@@ -195,6 +219,7 @@ def _sharing_stats(client: ApolloClient) -> dict[str, Any]:
         "followers": share.followers if share.role == "leader" else None,
         "group": share.fingerprint,
         "degraded": share.degraded,
+        "polls_apollo": not following or share.degraded is not None,
         "failovers": share.failovers,
         "leader_healthy": share.leader_healthy if following else None,
         "in_sync": share.in_sync if following else None,
