@@ -40,6 +40,10 @@ def _check_url(url: str) -> str:
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("portal_url must be an http:// or https:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            "portal_url must not hold user:password@: the OpenAPI authenticates with the token"
+        )
     if parts.query or parts.fragment:
         raise ValueError("portal_url must not have a query or fragment")
     try:

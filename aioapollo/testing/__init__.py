@@ -3,8 +3,8 @@
 ``async with ApolloTestServer() as server:`` serves ``/configs``, ``/configfiles``,
 ``/notifications/v2`` and ``/services/config`` on ``server.url`` the way the real config service
 does, from releases you publish with ``server.publish(...)``; and the portal OpenAPI
-(``/openapi/v1/...``, tokens from ``server.add_openapi_token(...)``) over the same releases. See the README section "Testing
-against Apollo without Apollo".
+(``/openapi/v1/...``, tokens from ``server.add_openapi_token(...)``) over the same releases.
+See the README section "Testing against Apollo without Apollo".
 """
 
 from ._models import Fault, RecordedRequest

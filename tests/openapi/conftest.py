@@ -76,7 +76,6 @@ async def server() -> AsyncIterator[ApolloTestServer]:
         yield server
     problems = [problem for exchange in seen for problem in spec_problems(exchange)]
     assert not problems, "\n".join(problems)
-    assert seen, "no OpenAPI request reached the server"
 
 
 @pytest.fixture
