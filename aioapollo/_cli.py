@@ -1,10 +1,14 @@
 """The ``aioapollo`` command line: ``get``, ``dump``, ``watch``; ``serve`` (the test server) and,
-for the test server only, ``publish`` and ``delete`` (in ``_cli_control``).
+for the test server only, ``publish`` and ``delete`` (in ``_cli_control``); ``config
+export|diff|apply`` through the portal OpenAPI (in ``_cli_config``).
 
 Settings come from the same environment variables as :meth:`ApolloClient.from_env`; flags win.
 Values are printed on stdout because the user asked for them; nothing here logs a value.
 Exit codes (stable, for scripts): 0 ok, 1 key not found, 2 usage or configuration error,
-3 Apollo unreachable or the namespace not loadable, 4 access denied (401).
+3 Apollo (or the portal) unreachable or the namespace not loadable, 4 access denied (401, or
+403 from the portal), 5 ``config diff --exit-code`` found changes, 6 ``config apply`` refused
+(others' unpublished changes, a namespace lock, the editor may not publish), 7 the portal
+rejected a request.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
-from . import _cli_control, _serve
+from . import _cli_config, _cli_control, _serve
 from ._cli_common import (
     EXIT_AUTH,
     EXIT_MISSING,
@@ -73,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         "APOLLO_ACCESS_KEY_SECRET only (never a flag: flags show in `ps`). `serve` runs a "
         "local Apollo test server; `publish` and `delete` drive that test server only.",
         epilog="exit codes: 0 ok, 1 key not found, 2 usage/configuration error, "
-        "3 Apollo unreachable or namespace not loadable, 4 access denied",
+        "3 Apollo unreachable or namespace not loadable, 4 access denied, 5 config diff found "
+        "changes (--exit-code), 6 config apply refused, 7 the portal rejected a request",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -132,10 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="run a local Apollo test server (config + meta service)",
         description="Run aioapollo's Apollo test server (config and meta service) until "
-        "Ctrl-C or SIGTERM. It prints 'aioapollo test server ready on URL' once listening.",
+        "Ctrl-C or SIGTERM. It prints 'aioapollo test server ready on URL' once listening. "
+        "With APOLLO_OPENAPI_TOKEN set it also serves the portal OpenAPI (/openapi/v1, env "
+        "DEV) and accepts that token for every app.",
     )
     _serve.add_arguments(serve)
     _cli_control.add_commands(sub)
+    _cli_config.add_command(sub)
     return parser
 
 
@@ -148,6 +156,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command == "serve":  # a long-running server: it configures logging itself
         return _serve.serve(args)
+    if args.command == "config":
+        level = (logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 3)]
+        with _logging_to_stderr(level):
+            try:
+                return _cli_config.run(args)
+            except CommandFailed as exc:
+                print(f"{PROG}: error: {exc}", file=sys.stderr)
+                return exc.code
     if args.command in _cli_control.CONTROL_COMMANDS:
         try:
             return _cli_control.run(args)

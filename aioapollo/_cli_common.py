@@ -6,8 +6,11 @@ import argparse
 
 __all__ = [
     "EXIT_AUTH",
+    "EXIT_CHANGES",
     "EXIT_MISSING",
     "EXIT_OK",
+    "EXIT_REFUSED",
+    "EXIT_REJECTED",
     "EXIT_UNAVAILABLE",
     "EXIT_USAGE",
     "PROG",
@@ -22,7 +25,10 @@ EXIT_OK = 0
 EXIT_MISSING = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
-EXIT_AUTH = 4
+EXIT_AUTH = 4  # access denied: 401, or a token without the grant (403)
+EXIT_CHANGES = 5  # `config diff --exit-code`: Apollo differs from the files
+EXIT_REFUSED = 6  # `config apply` refused: others' unpublished changes, a lock, the 4-eyes rule
+EXIT_REJECTED = 7  # the portal rejected a request (400, 404, an operation it lacks)
 
 
 class CommandFailed(Exception):

@@ -15,6 +15,9 @@
     ├── ClientStateError (RuntimeError)           a call that the client's state forbids
     └── LoopCrashedError (RuntimeError)           a background loop crashed (hooks only)
 
+The portal OpenAPI client (``aioapollo.openapi``) adds ``OpenApiError`` and its subclasses
+under ``ApolloHTTPStatusError`` (see ``aioapollo/openapi/_errors.py``).
+
 Messages name apps, clusters, namespaces, keys and URLs (without query strings or a
 ``user:password@``) and say what to check; they never hold config values or the access-key
 secret.

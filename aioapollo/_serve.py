@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .testing import ApolloTestServer
 
-__all__ = ["CONTROL_TOKEN_ENV", "add_arguments", "port_number", "serve"]
+__all__ = ["CONTROL_TOKEN_ENV", "OPENAPI_TOKEN_ENV", "add_arguments", "port_number", "serve"]
 
 logger = logging.getLogger("aioapollo.cli")
 
 #: Environment variable holding the test server's control token (``serve`` and the CLI).
 CONTROL_TOKEN_ENV = "AIOAPOLLO_CONTROL_TOKEN"
+#: The portal OpenAPI token ``serve`` accepts (for every app), the one clients send too.
+OPENAPI_TOKEN_ENV = "APOLLO_OPENAPI_TOKEN"
 
 
 def port_number(text: str) -> int:
@@ -128,6 +130,10 @@ def _prepare(args: argparse.Namespace) -> _Setup:
             if args.data
             else "",
         )
+    openapi_token = os.environ.get(OPENAPI_TOKEN_ENV, "").strip()
+    if openapi_token:  # the portal OpenAPI at /openapi/v1, for every app, env DEV
+        server.add_openapi_token(openapi_token, apps=["*"], create_apps=True)
+        logger.info("portal OpenAPI on: the token in %s is accepted", OPENAPI_TOKEN_ENV)
     if args.hold_seconds is not None:
         server.hold_seconds = args.hold_seconds
     if args.incremental_sync:

@@ -23,6 +23,8 @@ from ._faults import Reply, apply_fault, cut_after, take_fault
 from ._http import gson_error, parse_query, split_target
 from ._longpoll import LongPollHub
 from ._models import Fault, Matcher, RecordedRequest
+from ._openapi import OPENAPI_PREFIX, OpenApiExchange, handle_openapi
+from ._portal import Consumer, ItemChange, PortalState
 from ._store import DEFAULT_CLUSTER, ReleaseStore
 
 __all__ = ["ApolloTestServer"]
@@ -117,6 +119,9 @@ class ApolloTestServer:
         self._closing: asyncio.Event | None = None
         self._changed: asyncio.Event | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        #: Called with every ``/openapi/`` request and its answer (e.g. to check them against
+        #: the OpenAPI schemas in a test); runs on the server's loop and must not block.
+        self.openapi_observer: Callable[[OpenApiExchange], None] | None = None
 
     def __repr__(self) -> str:
         where = self.url if self._port is not None else self._state
@@ -187,6 +192,20 @@ class ApolloTestServer:
     def store(self) -> ReleaseStore:
         """The releases this server serves."""
         return self._store
+
+    @property
+    def portal(self) -> PortalState:
+        """The portal side (working items, releases with ids, locks, OpenAPI consumers)."""
+        return self._store.portal
+
+    @property
+    def namespace_lock(self) -> bool:
+        """Apollo's ``namespace.lock.switch`` for the portal OpenAPI (settable; off)."""
+        return self._store.portal.namespace_lock
+
+    @namespace_lock.setter
+    def namespace_lock(self, on: bool) -> None:
+        self._store.portal.namespace_lock = bool(on)
 
     @property
     def port(self) -> int:
@@ -289,6 +308,40 @@ class ApolloTestServer:
     def set_secret(self, app_id: str, secret: str | Iterable[str] | None) -> None:
         """Require signed requests for an app (``None`` removes the secret)."""
         self._store.set_secret(app_id, secret)
+
+    def add_openapi_token(
+        self,
+        token: str,
+        *,
+        apps: Iterable[str] = (),
+        namespaces: Iterable[tuple[str, str]] = (),
+        release: bool = True,
+        create_apps: bool = False,
+    ) -> Consumer:
+        """Accept ``token`` on the portal OpenAPI (``/openapi/v1/...``) with these grants.
+
+        Args:
+            token: What clients send in the ``Authorization`` header.
+            apps: Apps it may do everything in; ``"*"`` for every app.
+            namespaces: ``(appId, namespace)`` pairs it may read and change.
+            release: Whether the ``namespaces`` grants include publishing and rollback.
+            create_apps: Whether it may create apps.
+        """
+        consumer = Consumer(
+            token,
+            frozenset(apps),
+            frozenset((app, ns.removesuffix(".properties").lower()) for app, ns in namespaces),
+            release,
+            create_apps,
+        )
+        self._store.portal.add_consumer(consumer)
+        return consumer
+
+    def item_history(
+        self, app_id: str, namespace: str, cluster: str = DEFAULT_CLUSTER
+    ) -> list[ItemChange]:
+        """The changes made through the portal to a namespace's working items, oldest first."""
+        return self._store.portal.history(app_id, cluster, namespace)
 
     def inject(
         self,
@@ -426,7 +479,10 @@ class ApolloTestServer:
             if response is not None:
                 return response, status
         try:
-            response = await route(self, request, query)
+            if request.path.startswith(OPENAPI_PREFIX):
+                response = await handle_openapi(self, request)
+            else:
+                response = await route(self, request, query)
         except Exception:
             logger.exception("test server failed on %s", request.raw_path)
             response = gson_error(500, "test server error", "java.lang.RuntimeException")

@@ -17,10 +17,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._wire import CONTENT_KEY, namespace_format, strip_properties, watch_key
 from ._state import read_state, strings, text, write_state
+
+if TYPE_CHECKING:
+    from ._portal import PortalState
 
 __all__ = ["GrayRule", "Release", "ReleaseStore"]
 
@@ -75,8 +78,11 @@ class GrayRule:
 @dataclass
 class _Branch:
     name: str
-    rule: GrayRule
+    rules: tuple[GrayRule, ...]
     release: Release
+
+    def matches(self, app_id: str, ip: str | None, label: str | None) -> bool:
+        return any(rule.matches(app_id, ip, label) for rule in self.rules)
 
 
 @dataclass
@@ -141,6 +147,7 @@ class ReleaseStore:
         self._message_ids: dict[str, int] = {}
         self._last_id = int(notification_id_base)
         self._listeners: list[ReleaseListener] = []
+        self._portal: PortalState | None = None
         self._state_file = Path(state_file) if state_file is not None else None
         if self._state_file is not None:
             saved = read_state(self._state_file)
@@ -161,6 +168,18 @@ class ReleaseStore:
     def lock(self) -> threading.RLock:
         """The store's lock, for callers that need several reads to be consistent."""
         return self._lock
+
+    @property
+    def portal(self) -> PortalState:
+        """The portal over these releases (items, release ids, locks, OpenAPI consumers); one
+        per store, so test servers sharing a store share their portal too. Not kept in the
+        state file: after a restart it adopts the releases it finds."""
+        with self._lock:
+            if self._portal is None:
+                from ._portal import PortalState
+
+                self._portal = PortalState(self)
+            return self._portal
 
     @property
     def state_file(self) -> Path | None:
@@ -243,7 +262,7 @@ class ReleaseStore:
                     frozenset(gray_ips or ()),
                     frozenset(gray_labels or ()),
                 )
-                state.branch = _Branch(branch_name, rule, release)
+                state.branch = _Branch(branch_name, (rule,), release)
             else:
                 release = Release(key, app_id, cluster, name, configurations)
                 state.release = release
@@ -294,6 +313,88 @@ class ReleaseStore:
             message_id = self._send(message)
             self._save()
         logger.info("withdrew %s of %s", what, message)
+        self._notify(message, message_id)
+
+    def publish_gray(
+        self,
+        app_id: str,
+        namespace: str,
+        data: Mapping[str, str] | str,
+        *,
+        branch: str,
+        rules: Iterable[GrayRule],
+        cluster: str = DEFAULT_CLUSTER,
+    ) -> str:
+        """Release a gray branch named ``branch`` with these rules (any one matching serves
+        it); replaces the namespace's branch. Returns the releaseKey."""
+        with self._lock:
+            name = self._create(app_id, namespace, False)
+            state = self._states.setdefault((app_id, cluster, name), _State())
+            key = self._new_key()
+            release = Release(key, app_id, branch, name, _configurations(name, data))
+            state.branch = _Branch(branch, tuple(rules), release)
+            self._by_key[key] = release
+            message = watch_key(app_id, cluster, name)
+            message_id = self._send(message)
+            self._save()
+        logger.info("published %s releaseKey=%s (gray branch %s)", message, key, branch)
+        self._notify(message, message_id)
+        return key
+
+    def set_gray_rules(
+        self,
+        app_id: str,
+        namespace: str,
+        rules: Iterable[GrayRule],
+        cluster: str = DEFAULT_CLUSTER,
+    ) -> None:
+        """Replace the rules of a namespace's gray branch; clients are told, as by Apollo.
+
+        Raises:
+            KeyError: The namespace has no gray release in that cluster.
+        """
+        with self._lock:
+            name = self.canonical(app_id, namespace)
+            state = self._states.get((app_id, cluster, name))
+            if state is None or state.branch is None:
+                raise KeyError(f"no gray release of {watch_key(app_id, cluster, name)}")
+            state.branch.rules = tuple(rules)
+            message = watch_key(app_id, cluster, name)
+            message_id = self._send(message)
+            self._save()
+        self._notify(message, message_id)
+
+    def gray_branch(
+        self, app_id: str, namespace: str, cluster: str = DEFAULT_CLUSTER
+    ) -> tuple[str, tuple[GrayRule, ...], Release] | None:
+        """The namespace's gray branch: its name, rules and release (``None`` if none)."""
+        with self._lock:
+            state = self._states.get((app_id, cluster, self.canonical(app_id, namespace)))
+            branch = None if state is None else state.branch
+            return None if branch is None else (branch.name, branch.rules, branch.release)
+
+    def reinstate(
+        self, app_id: str, namespace: str, release_key: str, cluster: str = DEFAULT_CLUSTER
+    ) -> None:
+        """Serve an earlier release of the namespace again (a rollback); a release message.
+
+        Raises:
+            KeyError: No release of that namespace has this key.
+        """
+        with self._lock:
+            name = self.canonical(app_id, namespace)
+            held = self._by_key.get(release_key)
+            if held is None or (held.app_id, held.cluster, held.namespace) != (
+                app_id,
+                cluster,
+                name,
+            ):
+                raise KeyError(f"no release {release_key} of {watch_key(app_id, cluster, name)}")
+            self._states.setdefault((app_id, cluster, name), _State()).release = held
+            message = watch_key(app_id, cluster, name)
+            message_id = self._send(message)
+            self._save()
+        logger.info("reinstated %s releaseKey=%s", message, release_key)
         self._notify(message, message_id)
 
     def set_secret(self, app_id: str, secret: str | Iterable[str] | None) -> None:
@@ -369,9 +470,30 @@ class ReleaseStore:
             if state is None:
                 return None
             branch = state.branch
-            if branch is not None and branch.rule.matches(client_app_id, ip, label):
+            if branch is not None and branch.matches(client_app_id, ip, label):
                 return branch.release
             return state.release
+
+    def app_ids(self) -> list[str]:
+        """The appIds that own at least one namespace, in the case first used."""
+        with self._lock:
+            found: dict[str, str] = {}
+            for app_id, _cluster, _name in self._states:
+                found.setdefault(app_id.lower(), app_id)
+            return sorted(found.values())
+
+    def namespaces(self, app_id: str) -> list[str]:
+        """The stored names of an app's own namespaces (``application`` first)."""
+        with self._lock:
+            names = [
+                name for (app, _), name in self._app_namespaces.items() if app == app_id.lower()
+            ]
+        return sorted(names, key=lambda name: (name != APPLICATION, name.lower()))
+
+    def clusters(self, app_id: str) -> list[str]:
+        """The clusters in which the app has (or had) a main release."""
+        with self._lock:
+            return sorted({cluster for (app, cluster, _) in self._states if app == app_id})
 
     def releases_by_key(self, keys: Iterable[str]) -> list[Release]:
         """Releases (current or past) with these keys, in the order given, unknown ones left out."""
@@ -432,9 +554,17 @@ class ReleaseStore:
                     "gray": None
                     if branch is None
                     else {
-                        "clientAppId": branch.rule.client_app_id,
-                        "ips": sorted(branch.rule.ips),
-                        "labels": sorted(branch.rule.labels),
+                        "clientAppId": branch.rules[0].client_app_id if branch.rules else "",
+                        "ips": sorted(branch.rules[0].ips) if branch.rules else [],
+                        "labels": sorted(branch.rules[0].labels) if branch.rules else [],
+                        "rules": [
+                            {
+                                "clientAppId": rule.client_app_id,
+                                "ips": sorted(rule.ips),
+                                "labels": sorted(rule.labels),
+                            }
+                            for rule in branch.rules
+                        ],
                         "release": release(branch.release),
                     },
                 }
@@ -473,12 +603,16 @@ class ReleaseStore:
             gray = entry["gray"]
             if gray is not None:
                 held = self._restored(gray["release"], app_id, name)
-                rule = GrayRule(
-                    text(gray["clientAppId"], "clientAppId"),
-                    frozenset(strings(gray["ips"], "ips")),
-                    frozenset(strings(gray["labels"], "labels")),
+                saved_rules = gray.get("rules", [gray])  # files before multi-rule branches
+                rules = tuple(
+                    GrayRule(
+                        text(rule["clientAppId"], "clientAppId"),
+                        frozenset(strings(rule["ips"], "ips")),
+                        frozenset(strings(rule["labels"], "labels")),
+                    )
+                    for rule in saved_rules
                 )
-                state.branch = _Branch(held.cluster, rule, held)
+                state.branch = _Branch(held.cluster, rules, held)
         for app, values in saved["secrets"].items():
             self._secrets[text(app, "an appId")] = tuple(strings(values, "secrets"))
         self._message_ids.update({text(key, "a watch key"): value for key, value in ids.items()})

@@ -1,0 +1,336 @@
+"""The portal OpenAPI endpoints of the test server (``/openapi/v1/...``), over :class:`PortalState`.
+
+Token auth as in the portal's ``ConsumerAuthenticationFilter``: the ``Authorization`` header
+must hold a consumer's token (401 otherwise), and each operation checks the consumer's grants
+(403 outside them). Error bodies are the portal's ``{status, message, timestamp, exception}``;
+an unknown path gets Spring's plain 404, which is how a portal too old for an operation answers.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from ._http import gson_error, json_response, parse_query, split_target, spring_error
+from ._portal import ACCESS_DENIED, BAD_REQUEST, NOT_FOUND, Consumer, PortalError, PortalState
+
+if TYPE_CHECKING:
+    from ._server import ApolloTestServer
+
+__all__ = ["OPENAPI_PREFIX", "OpenApiExchange", "handle_openapi"]
+
+OPENAPI_PREFIX = "/openapi/"
+_NS = r"/envs/(?P<env>[^/]+)/apps/(?P<appId>[^/]+)/clusters/(?P<clusterName>[^/]+)" + (
+    r"/namespaces/(?P<namespaceName>[^/]+)"
+)
+_BRANCH = _NS + r"/branches/(?P<branchName>[^/]+)"
+
+# (method, path pattern after /openapi/v1, operationId)
+_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
+    (method, re.compile(pattern + "$"), op_id)
+    for method, pattern, op_id in [
+        ("GET", r"/apps", "findApps"),
+        ("POST", r"/apps", "createApp"),
+        ("GET", r"/apps/authorized", "findAppsAuthorized"),
+        ("GET", r"/apps/(?P<appId>[^/]+)/envclusters", "getEnvClusters"),
+        ("GET", r"/apps/(?P<appId>[^/]+)", "getApp"),
+        ("GET", r"/envs", "getEnvs"),
+        ("POST", r"/apps/(?P<appId>[^/]+)/appnamespaces", "createAppNamespace"),
+        ("GET", r"/envs/(?P<env>[^/]+)/apps/(?P<appId>[^/]+)/clusters/(?P<clusterName>[^/]+)",
+         "getCluster"),
+        ("POST", r"/envs/(?P<env>[^/]+)/apps/(?P<appId>[^/]+)/clusters", "createCluster"),
+        ("GET", r"/envs/(?P<env>[^/]+)/apps/(?P<appId>[^/]+)/clusters/(?P<clusterName>[^/]+)"
+         r"/namespaces", "findNamespaces"),
+        ("GET", _NS, "findNamespace"),
+        ("GET", _NS + r"/lock", "getNamespaceLock"),
+        ("GET", _NS + r"/items", "findItemsByNamespace"),
+        ("POST", _NS + r"/items", "createItem"),
+        ("GET", _NS + r"/items/(?P<key>[^/]+)", "getItem"),
+        ("PUT", _NS + r"/items/(?P<key>[^/]+)", "updateItem"),
+        ("DELETE", _NS + r"/items/(?P<key>[^/]+)", "deleteItem"),
+        ("GET", _NS + r"/encodedItems/(?P<key>[^/]+)", "getItemByEncodedKey"),
+        ("PUT", _NS + r"/encodedItems/(?P<key>[^/]+)", "updateItemByEncodedKey"),
+        ("DELETE", _NS + r"/encodedItems/(?P<key>[^/]+)", "deleteItemByEncodedKey"),
+        ("POST", _NS + r"/releases", "createRelease"),
+        ("GET", _NS + r"/releases/latest", "loadLatestActiveRelease"),
+        ("GET", _NS + r"/releases/active", "findActiveReleases"),
+        ("PUT", r"/envs/(?P<env>[^/]+)/releases/(?P<releaseId>[^/]+)/rollback", "rollback"),
+        ("GET", r"/envs/(?P<env>[^/]+)/releases/(?P<releaseId>[^/]+)", "getReleaseById"),
+        ("GET", _NS + r"/branches", "findBranch"),
+        ("POST", _NS + r"/branches", "createBranch"),
+        ("DELETE", _BRANCH, "deleteBranch"),
+        ("GET", _BRANCH + r"/rules", "getBranchGrayRules"),
+        ("PUT", _BRANCH + r"/rules", "updateBranchRules"),
+        ("POST", _BRANCH + r"/releases", "createGrayRelease"),
+        ("POST", _BRANCH + r"/gray-del-releases", "createGrayDelRelease"),
+        ("POST", _BRANCH + r"/merge", "merge"),
+    ]
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class OpenApiExchange:
+    """One OpenAPI request and its answer, as given to ``ApolloTestServer.openapi_observer``.
+
+    Attributes:
+        operation: The ``operationId`` it was routed to (``None``: no such endpoint).
+        method: The HTTP method.
+        path: The decoded path.
+        query: The query parameters.
+        request: The JSON body sent, if any.
+        status: The status answered.
+        response: The JSON body answered, if any.
+    """
+
+    operation: str | None
+    method: str
+    path: str
+    query: dict[str, str]
+    request: Any = field(repr=False)
+    status: int
+    response: Any = field(repr=False)
+
+
+def _route(method: str, rest: str) -> tuple[str | None, dict[str, str], bool]:
+    """(operationId, path parameters, whether the path exists for another method)."""
+    other = False
+    for route_method, pattern, op_id in _ROUTES:
+        found = pattern.match(rest)
+        if found is None:
+            continue
+        if route_method != method:
+            other = True
+            continue
+        return op_id, {k: unquote(v) for k, v in found.groupdict().items()}, False
+    return None, {}, other
+
+
+def _flag(query: dict[str, str], name: str, *, required: bool = False) -> bool:
+    value = query.get(name)
+    if value is None:
+        if required:
+            raise PortalError(
+                400,
+                f"Required request parameter '{name}' for method parameter type Boolean is not "
+                "present",
+                "org.springframework.web.bind.MissingServletRequestParameterException",
+            )
+        return False
+    return value.lower() == "true"
+
+
+def _int(query: dict[str, str], name: str, default: int) -> int:
+    try:
+        return int(query[name]) if name in query else default
+    except ValueError:
+        raise PortalError(400, f"{name} must be a number", BAD_REQUEST) from None
+
+
+def _decode_key(key: str) -> str:
+    for decode in (base64.b64decode, base64.urlsafe_b64decode):
+        try:
+            return decode(key.encode("ascii")).decode("utf-8")
+        except (binascii.Error, ValueError):
+            continue
+    raise PortalError(400, "Invalid encoded key", BAD_REQUEST)
+
+
+def _require(consumer: Consumer, app_id: str, namespace: str | None, action: str) -> None:
+    allowed = (
+        consumer.app_level(app_id) if namespace is None else consumer.may(app_id, namespace, action)
+    )
+    if not allowed:
+        raise PortalError(403, "Access is denied", ACCESS_DENIED)
+
+
+async def _dispatch(
+    portal: PortalState,
+    consumer: Consumer,
+    op: str,
+    p: dict[str, str],
+    query: dict[str, str],
+    body: Any,
+) -> Any:
+    """Run one operation; returns the JSON to answer (``None``: an empty 200)."""
+    if "env" in p:
+        portal.check_env(p["env"])
+    app, cluster, ns = p.get("appId", ""), p.get("clusterName", ""), p.get("namespaceName")
+    operator = query.get("operator")
+    if "key" in p and op.endswith("ByEncodedKey"):
+        p["key"] = _decode_key(p["key"])
+        op = op.removesuffix("ByEncodedKey")
+    if body is not None and not isinstance(body, dict):
+        raise PortalError(400, "the request body must be a JSON object", BAD_REQUEST)
+    payload: dict[str, Any] = body or {}
+    match op:
+        case "findApps":
+            ids = query.get("appIds")
+            return portal.apps(None if not ids else [a for a in ids.split(",") if a])
+        case "findAppsAuthorized":
+            return portal.authorized_apps(consumer)
+        case "createApp":
+            portal.create_app(payload, consumer)
+            return None
+        case "getApp":
+            _require(consumer, app, None, "read")
+            if not portal.app_exists(app):
+                raise PortalError(404, f"app not found for appId:{app}", NOT_FOUND)
+            return portal.app_json(app)
+        case "getEnvClusters":
+            return portal.env_clusters(app)
+        case "getEnvs":
+            return [portal.env]
+        case "getCluster":
+            return portal.cluster_json(app, cluster)
+        case "createCluster":
+            _require(consumer, app, None, "modify")
+            return portal.create_cluster(app, payload)
+        case "createAppNamespace":
+            _require(consumer, app, None, "modify")
+            return portal.create_app_namespace(app, payload, operator)
+        case "findNamespaces":
+            _require(consumer, app, None, "read")
+            return portal.namespaces_json(app, cluster)
+    assert ns is not None or op == "rollback" or op == "getReleaseById"
+    match op:
+        case "rollback" | "getReleaseById":
+            try:
+                release_id = int(p["releaseId"])
+            except ValueError:
+                raise PortalError(400, "releaseId must be a number", BAD_REQUEST) from None
+            record = portal.release(release_id)
+            action = "release" if op == "rollback" else "read"
+            _require(consumer, record.app_id, record.namespace, action)
+            if op == "getReleaseById":
+                return record.to_json()
+            to = query.get("toReleaseId")
+            to_id = _int(query, "toReleaseId", -1) if to else None
+            portal.rollback(release_id, operator, to_id)
+            return None
+    assert ns is not None
+    read, modify, release = ("read", "modify", "release")
+    match op:
+        case "findNamespace":
+            _require(consumer, app, ns, read)
+            _flag(query, "fillItemDetail", required=True)
+            return portal.namespace_json(app, cluster, ns)
+        case "getNamespaceLock":
+            _require(consumer, app, ns, read)
+            return portal.lock_json(app, cluster, ns)
+        case "findItemsByNamespace":
+            _require(consumer, app, ns, read)
+            return portal.items_page(
+                app, cluster, ns, _int(query, "page", 0), _int(query, "size", 50)
+            )
+        case "getItem":
+            _require(consumer, app, ns, read)
+            return portal.item_json(app, cluster, ns, p["key"])
+        case "createItem":
+            _require(consumer, app, ns, modify)
+            return portal.create_item(app, cluster, ns, payload, operator)
+        case "updateItem":
+            _require(consumer, app, ns, modify)
+            create = _flag(query, "createIfNotExists", required=True)
+            portal.update_item(app, cluster, ns, p["key"], payload, operator, create)
+            return None
+        case "deleteItem":
+            _require(consumer, app, ns, modify)
+            portal.delete_item(app, cluster, ns, p["key"], operator)
+            return None
+        case "createRelease":
+            _require(consumer, app, ns, release)
+            return portal.publish(app, cluster, ns, payload, operator)
+        case "loadLatestActiveRelease":
+            _require(consumer, app, ns, read)
+            return portal.latest_release(app, cluster, ns)
+        case "findActiveReleases":
+            _require(consumer, app, ns, read)
+            return portal.active_releases(
+                app, cluster, ns, _int(query, "page", 0), _int(query, "size", 5)
+            )
+        case "findBranch":
+            _require(consumer, app, ns, read)
+            return portal.branch_json(app, cluster, ns)
+        case "createBranch":
+            _require(consumer, app, None, modify)
+            return portal.create_branch(app, cluster, ns, operator)
+        case "deleteBranch":
+            _require(consumer, app, ns, release)
+            portal.abandon(app, cluster, ns, p["branchName"], operator)
+            return None
+        case "getBranchGrayRules":
+            _require(consumer, app, ns, read)
+            return portal.rules_json(app, cluster, ns, p["branchName"])
+        case "updateBranchRules":
+            _require(consumer, app, ns, modify)
+            portal.set_rules(app, cluster, ns, p["branchName"], payload, operator)
+            return None
+        case "createGrayRelease" | "createGrayDelRelease":
+            _require(consumer, app, ns, release)
+            keys = payload.get("grayDelKeys") if op == "createGrayDelRelease" else []
+            if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+                raise PortalError(400, "Params(grayDelKeys) can not be null", BAD_REQUEST)
+            return portal.gray_publish(app, cluster, ns, p["branchName"], payload, operator, keys)
+        case "merge":
+            _require(consumer, app, ns, release)
+            delete = _flag(query, "deleteBranch", required=True)
+            return portal.merge(app, cluster, ns, p["branchName"], payload, operator, delete)
+    raise AssertionError(f"unrouted operation {op}")  # pragma: no cover
+
+
+async def handle_openapi(server: ApolloTestServer, request: web.Request) -> web.Response:
+    """Answer one ``/openapi/...`` request (after faults, like every recorded request)."""
+    path = request.path
+    raw_path, raw_query = split_target(request.raw_path)
+    query = parse_query(raw_query)
+    text = await request.text()
+    try:
+        body: Any = json.loads(text) if text.strip() else None
+    except ValueError:
+        body, bad_json = None, True
+    else:
+        bad_json = False
+    op_id, params, other_method = _route(request.method, raw_path.removeprefix("/openapi/v1"))
+    status, answer = 200, None
+    response: web.Response
+    if not raw_path.startswith("/openapi/v1/") or (op_id is None and not other_method):
+        response = spring_error(404, "Not Found", path)
+        status = 404
+    elif server.portal.consumer(request.headers.get("Authorization")) is None:
+        response = spring_error(401, "Unauthorized", path)
+        status = 401
+    elif op_id is None:
+        response = gson_error(
+            400,
+            f"Request method '{request.method}' is not supported",
+            "org.springframework.web.HttpRequestMethodNotSupportedException",
+        )
+        status = 400
+    elif bad_json:
+        response = gson_error(400, "the request body is not JSON", BAD_REQUEST)
+        status = 400
+    else:
+        consumer = server.portal.consumer(request.headers.get("Authorization"))
+        assert consumer is not None
+        try:
+            answer = await _dispatch(server.portal, consumer, op_id, params, query, body)
+        except PortalError as exc:
+            response, status = gson_error(exc.status, exc.message, exc.exception), exc.status
+        else:
+            response = web.Response(status=200) if answer is None else json_response(answer)
+    observer: Callable[[OpenApiExchange], None] | None = server.openapi_observer
+    if observer is not None:
+        sent = None
+        if response.body:
+            assert isinstance(response.body, bytes)
+            sent = json.loads(response.body)
+        observer(OpenApiExchange(op_id, request.method, path, query, body, status, sent))
+    return response
