@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from pathlib import Path
 
 import pytest
 
-from aioapollo import ApolloClient
+from aioapollo._cache import DiskCache
+from aioapollo._config import ClientOptions
 from aioapollo.testing import ApolloTestServer
 
 from ._hung import HungServer
@@ -102,8 +104,12 @@ async def test_hung_apollo_with_a_warm_cache_every_pool_process_starts_then_catc
     cache = tmp_path / "cache"
     async with ApolloTestServer(hold_seconds=30) as apollo, HungServer() as hung:
         apollo.publish(APP_ID, "application", {"greeting": "hello"})
-        async with ApolloClient(APP_ID, config_server=apollo.url, cache_dir=cache):
-            pass  # warms the cache
+        # A warm cache, as the workers (asking the hung service) read it: cache files are
+        # keyed by the servers asked, among others.
+        options = ClientOptions.build(APP_ID, config_server=hung.url, cache_dir=cache)
+        disk = DiskCache.for_options(options)
+        assert disk is not None
+        disk.save("application", "rk-hello", {"greeting": "hello"}, time.time())
         apollo.publish(APP_ID, "application", {"greeting": "published while hung"})
         worker = celery_worker(
             hung.url, tmp_path, APOLLO_CACHE_FILE_ENABLE="true", APOLLO_CACHE_DIR=str(cache)
