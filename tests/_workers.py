@@ -26,6 +26,12 @@ def aioapollo_threads() -> list[str]:
     return [t.name for t in alive_threads() if t.name.startswith("aioapollo")]
 
 
+def poller_threads() -> list[str]:
+    """The long-lived threads: without the short ones a poller's loop starts for a blocking
+    call (a cache write, a DNS lookup), which may or may not be running at any moment."""
+    return [name for name in aioapollo_threads() if name != "aioapollo-blocking"]
+
+
 @contextlib.asynccontextmanager
 async def sync_clients(
     server: ApolloTestServer, tmp_path: Path

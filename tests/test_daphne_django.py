@@ -83,7 +83,7 @@ async def test_daphne_lazy_start_once_then_every_publish(
 
 DJANGO = {
     "gunicorn-preload": (
-        ["gunicorn", "--preload", "-w", "2", "--graceful-timeout", "10"],
+        ["gunicorn", "--no-control-socket", "--preload", "-w", "2", "--graceful-timeout", "10"],
         "django_project.wsgi:application",
         2,
     ),

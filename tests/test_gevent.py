@@ -48,6 +48,7 @@ async def run_server(
 ) -> None:
     args = [
         tool("gunicorn", "pip install gunicorn"),
+        "--no-control-socket",  # its default path is per user, shared by parallel test runs
         "--chdir",
         "examples",
         "-b",

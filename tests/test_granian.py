@@ -73,7 +73,15 @@ async def test_granian_asgi_every_worker_follows_a_publish(
         assert await run.stop() == 0
         assert {row["pid"] for row in run.lines("stopped")} == started, run.log_text()
         await run.wait_for("the group to be gone", lambda: not run.group_alive(), running=False)
-        bad = [line for line in run.log_text().splitlines() if BAD_LOG_LINES.search(line)]
+        # Granian's own main process runs threads when it forks its workers, and Python 3.12+
+        # says so about that process (never a worker). It imports no app there (it holds no
+        # poll, checked above), so none of those threads is aioapollo's.
+        granian_fork = f"DeprecationWarning: This process (pid={run.proc.pid}) is multi-threaded"
+        bad = [
+            line
+            for line in run.log_text().splitlines()
+            if BAD_LOG_LINES.search(line) and granian_fork not in line
+        ]
         assert not bad, bad
     finally:
         run.kill()

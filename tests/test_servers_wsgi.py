@@ -52,6 +52,7 @@ def uwsgi_args(port: int, *extra: str) -> list[str]:
 def gunicorn_args(port: int, *extra: str) -> list[str]:
     return [
         tool("gunicorn", "pip install gunicorn"),
+        "--no-control-socket",  # its default path is per user, shared by parallel test runs
         "--chdir",
         "examples",
         "-b",

@@ -24,7 +24,15 @@ from aioapollo import (
 from aioapollo._threads import alive_threads
 from aioapollo.testing import ApolloTestServer
 
-from ._workers import STEP_S, Changes, Child, aioapollo_threads, mp_fork_round, wait_polling
+from ._workers import (
+    STEP_S,
+    Changes,
+    Child,
+    aioapollo_threads,
+    mp_fork_round,
+    poller_threads,
+    wait_polling,
+)
 from .conftest import APP
 
 CHILDREN = 3
@@ -106,7 +114,7 @@ def child_body(cfg: SyncApolloClient, changes: Changes, *, read_first: bool = Fa
         if read_first:  # no fork hook ran: the first read must start the poller
             assert not cfg.polling
             assert cfg.get("greeting") == "hello"
-        threads = aioapollo_threads()
+        threads = poller_threads()
         wait_polling(cfg)  # loaded before the publish: it sees it as a change
         report({"ready": os.getpid(), "threads": threads})
         event = changes.queue.get(timeout=STEP_S)
@@ -166,7 +174,7 @@ async def test_a_child_forked_without_hooks_starts_polling_on_its_first_read(
 def _mp_child(cfg: SyncApolloClient, results: Any) -> None:  # pragma: no cover - child
     changes = Changes()
     cfg.on_change(changes)
-    threads = aioapollo_threads()
+    threads = poller_threads()
     wait_polling(cfg)
     results.put(("ready", os.getpid(), threads))
     changes.queue.get(timeout=STEP_S)
