@@ -83,6 +83,13 @@ class Events:
     async def next(self, timeout: float = 5.0) -> ConfigChangeEvent:
         return await asyncio.wait_for(self.queue.get(), timeout)
 
+    @classmethod
+    def of(cls, client: ApolloClient) -> Events:
+        """Events listening to ``client``'s changes."""
+        events = cls()
+        client.on_change(events)
+        return events
+
 
 @pytest.fixture
 def events() -> Iterator[Events]:

@@ -19,14 +19,14 @@ from typing import Any
 
 import pytest
 
-from aioapollo import ApolloClient, ConfigChangeEvent, Hooks, RoleEvent
+from aioapollo import ApolloClient, Hooks, RoleEvent
 from aioapollo import _share as share_mod
 from aioapollo import _sharewire as wire
 from aioapollo.testing import ApolloTestServer
 
 from ._support import wait_until
 from ._workers import Child
-from .conftest import APP, ClientFactory
+from .conftest import APP, ClientFactory, Events
 
 #: Python 3.12+ warns when a process with threads forks; forking such a process is the point.
 pytestmark = pytest.mark.filterwarnings(
@@ -40,21 +40,6 @@ class Roles(Hooks):
 
     def on_role(self, event: RoleEvent) -> None:
         self.events.append(event)
-
-
-class Heard:
-    """Collects one client's change events; ``next()`` waits for the next one."""
-
-    def __init__(self, client: ApolloClient) -> None:
-        self.queue: asyncio.Queue[ConfigChangeEvent] = asyncio.Queue()
-        client.on_change(self._on)
-
-    async def _on(self, event: ConfigChangeEvent) -> None:
-        await self.queue.put(event)
-
-    async def next(self, timeout: float = 5.0) -> ConfigChangeEvent:
-        async with asyncio.timeout(timeout):
-            return await self.queue.get()
 
 
 @pytest.fixture
@@ -96,7 +81,7 @@ async def test_one_leader_polls_and_every_client_hears_a_publish(
     assert server.held_polls == 1
     await wait_until(lambda: leader.stats().followers == 3)
     await wait_until(lambda: all(c.stats().healthy for c in clients))
-    heard = [Heard(c) for c in clients]
+    heard = [Events.of(c) for c in clients]
     before = len(server.requests)
     server.publish(APP, "application", {"greeting": "bonjour", "timeout": "30"})
     events = [await h.next() for h in heard]
@@ -122,7 +107,7 @@ async def test_followers_fire_listeners_once_per_change_and_never_on_first_load(
     leader = shared()
     await leader.start()
     follower = shared()
-    heard = Heard(follower)
+    heard = Events.of(follower)
     await follower.start()
     assert follower.stats().role == "follower"
     for n in range(3):
@@ -140,7 +125,7 @@ async def test_the_leader_goes_away_and_a_follower_takes_over_without_missing_a_
     followers = [shared() for _ in range(2)]
     for f in followers:
         await f.start()
-    heard = [Heard(f) for f in followers]
+    heard = [Events.of(f) for f in followers]
     await first.aclose()  # the leader leaves: EOF on every follower
     # A publish right away, during the failover: every survivor must see it.
     server.publish(APP, "application", {"greeting": "during", "timeout": "30"})
@@ -247,7 +232,7 @@ async def test_a_follower_started_before_fork_rejoins_in_the_child(
         await follower.start()  # the inherited client restarts in the child's loop
         stats = follower.stats()
         report({"role": stats.role, "leader": stats.leader_pid})
-        heard = Heard(follower)
+        heard = Events.of(follower)
         report({"ready": True})
         event = await heard.next(timeout=10)
         report({"value": event.snapshot.get("greeting")})
@@ -336,7 +321,7 @@ async def test_a_follower_that_stops_reading_is_dropped_and_slows_no_one(
     hello = wire.Hello(fingerprint=sharing.fingerprint, pid=os.getpid())
     writer.write(wire.encode(hello.to_wire()))
     await wait_until(lambda: leader.stats().followers == 2)
-    heard = Heard(follower)
+    heard = Events.of(follower)
     big = "x" * 1_000_000  # a few of these fill the stalled socket's buffers
     for n in range(6):
         server.publish(APP, "application", {"greeting": f"v{n}", "blob": big})

@@ -404,21 +404,6 @@ async def test_sync_client_stats_show_a_failing_loop(
 # ---------------------------------------------------------------------------- sharing
 
 
-class Heard:
-    """One client's change events; ``next()`` waits for the next one."""
-
-    def __init__(self, client: ApolloClient) -> None:
-        self.queue: asyncio.Queue[ConfigChangeEvent] = asyncio.Queue()
-        client.on_change(self._on)
-
-    async def _on(self, event: ConfigChangeEvent) -> None:
-        await self.queue.put(event)
-
-    async def next(self, timeout: float = 10.0) -> ConfigChangeEvent:
-        async with asyncio.timeout(timeout):
-            return await self.queue.get()
-
-
 @pytest.mark.parametrize(
     ("point", "where", "loop"),
     [
@@ -444,7 +429,7 @@ async def test_a_sharing_loop_that_crashes_restarts_and_the_group_still_hears_re
     leader = clients[0]
     await wait_until(lambda: leader.stats().followers == 2)
     await wait_until(lambda: all(c.stats().healthy for c in clients))
-    heard = [Heard(c) for c in clients]
+    heard = [Events.of(c) for c in clients]
     faults.inject(point)
     # A release while it crashes (a sender crashes sending it; the others within a heartbeat)
     server.publish(APP, "application", {"greeting": "during"})
