@@ -28,25 +28,40 @@ def report(fd: int, text: str) -> None:
     os.write(fd, f"{text}\n".encode())
 
 
-def report_round(fd: int, value: str | None) -> None:
-    """The listener saw round ``value``: stamp it now."""
-    if value is not None:
-        os.write(fd, f"ev {os.getpid()} {value} {time.monotonic():.9f}\n".encode())
+class Reporter:
+    """Where a client's change listener reports rounds: the write end of the pool's pipe.
+
+    A client built before fork is built, with its listener, in the parent. Peers that poll
+    from the parent too (papollo, a ``SyncApolloClient`` started there) fire that listener in
+    the parent, which closed its copy of the pipe after forking: the descriptor's number is
+    then reused by the next socket the test server accepts, and the report would be written
+    into a worker's HTTP response. Reports made in the parent are therefore dropped.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.parent = os.getpid()
+
+    def round(self, value: str | None) -> None:
+        """The listener saw round ``value``: stamp it now (in a worker only)."""
+        if value is not None and os.getpid() != self.parent:
+            os.write(self.fd, f"ev {os.getpid()} {value} {time.monotonic():.9f}\n".encode())
 
 
 @dataclass
 class Adapter:
     """How to build, start and listen with one client.
 
-    ``build(url, fd, tmp)`` makes a client whose listener reports to ``fd``; ``serve(client,
-    url, fd, tmp, stop_fd)`` runs in the worker: builds the client if ``client`` is None,
-    starts it, reports ready and blocks until ``stop_fd`` is readable. ``parent_start``
-    does what an app does at import time in the parent for the built-before-fork mode.
+    ``build(url, reporter, tmp)`` makes a client whose listener reports to ``reporter``;
+    ``serve(client, url, reporter, tmp, stop_fd)`` runs in the worker: builds the client if
+    ``client`` is None, starts it, reports ready and blocks until ``stop_fd`` is readable.
+    ``parent_start`` does what an app does at import time in the parent for the
+    built-before-fork mode.
     """
 
     name: str
-    build: Callable[[str, int, Path], Any]
-    serve: Callable[[Any, str, int, Path, int], None]
+    build: Callable[[str, Reporter, Path], Any]
+    serve: Callable[[Any, str, Reporter, Path, int], None]
     parent_start: Callable[[Any], None] = lambda client: None
     close_in_parent: Callable[[Any], None] = lambda client: None
     available: str = ""
@@ -82,7 +97,9 @@ def _block(stop_fd: int, fd: int) -> None:
 # ------------------------------------------------------------------------------ aioapollo
 
 
-def _aio_build(url: str, fd: int, tmp: Path, cache: bool = True) -> aioapollo.ApolloClient:
+def _aio_build(
+    url: str, reporter: Reporter, tmp: Path, cache: bool = True
+) -> aioapollo.ApolloClient:
     client = aioapollo.ApolloClient(
         c.APP,
         config_server=url,
@@ -92,55 +109,55 @@ def _aio_build(url: str, fd: int, tmp: Path, cache: bool = True) -> aioapollo.Ap
 
     async def on_change(event: aioapollo.ConfigChangeEvent) -> None:
         change = event.changes.get("round")
-        report_round(fd, change.new_value if change else None)
+        reporter.round(change.new_value if change else None)
 
     client.add_listener(on_change)
     return client
 
 
-def _aio_build_nocache(url: str, fd: int, tmp: Path) -> aioapollo.ApolloClient:
-    return _aio_build(url, fd, tmp, cache=False)
+def _aio_build_nocache(url: str, reporter: Reporter, tmp: Path) -> aioapollo.ApolloClient:
+    return _aio_build(url, reporter, tmp, cache=False)
 
 
 def _aio_serve(
-    client: Any, url: str, fd: int, tmp: Path, stop_fd: int, build: Any = _aio_build
+    client: Any, url: str, reporter: Reporter, tmp: Path, stop_fd: int, build: Any = _aio_build
 ) -> None:
     async def main() -> None:
-        cfg = client if client is not None else build(url, fd, tmp)
+        cfg = client if client is not None else build(url, reporter, tmp)
         await cfg.start()
-        ready(fd)
+        ready(reporter.fd)
         loop = asyncio.get_running_loop()
         stopped = loop.create_future()
         loop.add_reader(stop_fd, lambda: stopped.done() or stopped.set_result(None))
         await stopped
         loop.remove_reader(stop_fd)
-        finished(fd)
+        finished(reporter.fd)
         await cfg.aclose()
 
     asyncio.run(main())
 
 
-def _aio_serve_nocache(client: Any, url: str, fd: int, tmp: Path, stop_fd: int) -> None:
-    _aio_serve(client, url, fd, tmp, stop_fd, build=_aio_build_nocache)
+def _aio_serve_nocache(client: Any, url: str, reporter: Reporter, tmp: Path, stop_fd: int) -> None:
+    _aio_serve(client, url, reporter, tmp, stop_fd, build=_aio_build_nocache)
 
 
 # ------------------------------------------------------------------------------ SyncApolloClient
 
 
-def _sync_build(url: str, fd: int, tmp: Path) -> Any:
+def _sync_build(url: str, reporter: Reporter, tmp: Path) -> Any:
     cls = aioapollo.SyncApolloClient  # type: ignore[attr-defined]
     client = cls(c.APP, config_server=url, cache_dir=tmp / "sync-cache", **c.AIOAPOLLO_OPTIONS)
 
     def on_change(event: aioapollo.ConfigChangeEvent) -> None:
         change = event.changes.get("round")
-        report_round(fd, change.new_value if change else None)
+        reporter.round(change.new_value if change else None)
 
     client.add_listener(on_change)
     return client
 
 
-def _sync_serve(client: Any, url: str, fd: int, tmp: Path, stop_fd: int) -> None:
-    cfg = client if client is not None else _sync_build(url, fd, tmp)
+def _sync_serve(client: Any, url: str, reporter: Reporter, tmp: Path, stop_fd: int) -> None:
+    cfg = client if client is not None else _sync_build(url, reporter, tmp)
     start = getattr(cfg, "start", None)
     if callable(start):
         try:
@@ -148,8 +165,8 @@ def _sync_serve(client: Any, url: str, fd: int, tmp: Path, stop_fd: int) -> None
         except aioapollo.ClientStateError:
             pass  # started in the parent and restarted by its own fork hook
     cfg.get("round")
-    ready(fd)
-    _block(stop_fd, fd)
+    ready(reporter.fd)
+    _block(stop_fd, reporter.fd)
     close = getattr(cfg, "close", None)
     if callable(close):
         close()
@@ -158,28 +175,28 @@ def _sync_serve(client: Any, url: str, fd: int, tmp: Path, stop_fd: int) -> None
 # ------------------------------------------------------------------------------ peers
 
 
-def _papollo_build(url: str, fd: int, tmp: Path) -> Any:
+def _papollo_build(url: str, reporter: Reporter, tmp: Path) -> Any:
     import papollo
 
     client = papollo.Apollo(url, c.APP, watch=True)
-    client.add_listener(lambda ns, old, new: report_round(fd, new.get("round")))
+    client.add_listener(lambda ns, old, new: reporter.round(new.get("round")))
     return client
 
 
-def _papollo_serve(client: Any, url: str, fd: int, tmp: Path, stop_fd: int) -> None:
-    cfg = client if client is not None else _papollo_build(url, fd, tmp)
+def _papollo_serve(client: Any, url: str, reporter: Reporter, tmp: Path, stop_fd: int) -> None:
+    cfg = client if client is not None else _papollo_build(url, reporter, tmp)
     cfg.namespace(c.NS)  # loads it and starts the watch thread (again, in a forked child)
-    ready(fd)
-    _block(stop_fd, fd)
+    ready(reporter.fd)
+    _block(stop_fd, reporter.fd)
     cfg.close()
 
 
-def _acp_build(url: str, fd: int, tmp: Path) -> Any:
+def _acp_build(url: str, reporter: Reporter, tmp: Path) -> Any:
     from apollo.apollo_client import ApolloClient
 
     def on_change(event: dict[str, Any]) -> None:
         if event.get("key") == "round":
-            report_round(fd, event.get("value"))
+            reporter.round(event.get("value"))
 
     return ApolloClient(
         url,
@@ -192,35 +209,35 @@ def _acp_build(url: str, fd: int, tmp: Path) -> Any:
     )
 
 
-def _acp_serve(client: Any, url: str, fd: int, tmp: Path, stop_fd: int) -> None:
-    cfg = client if client is not None else _acp_build(url, fd, tmp)
+def _acp_serve(client: Any, url: str, reporter: Reporter, tmp: Path, stop_fd: int) -> None:
+    cfg = client if client is not None else _acp_build(url, reporter, tmp)
     cfg.get_value("round")
-    ready(fd)
-    _block(stop_fd, fd)
+    ready(reporter.fd)
+    _block(stop_fd, reporter.fd)
     cfg.stop()
 
 
-def _apollocfg_build(url: str, fd: int, tmp: Path) -> Any:
+def _apollocfg_build(url: str, reporter: Reporter, tmp: Path) -> Any:
     import apollocfg
 
     client = apollocfg.ApolloClient(c.APP, config_url=url, namespaces=[c.NS])
 
     def on_change(ns: str, changes: dict[str, dict[str, Any]]) -> None:
         change = changes.get("round")
-        report_round(fd, change.get("new") if change else None)
+        reporter.round(change.get("new") if change else None)
 
     client.register_callback(on_change)
     return client
 
 
-def _apollocfg_serve(client: Any, url: str, fd: int, tmp: Path, stop_fd: int) -> None:
-    cfg = client if client is not None else _apollocfg_build(url, fd, tmp)
+def _apollocfg_serve(client: Any, url: str, reporter: Reporter, tmp: Path, stop_fd: int) -> None:
+    cfg = client if client is not None else _apollocfg_build(url, reporter, tmp)
     cfg.start()  # a no-op in a forked child of a started client
-    ready(fd)
-    _block(stop_fd, fd)
+    ready(reporter.fd)
+    _block(stop_fd, reporter.fd)
 
 
-def _zen_build(url: str, fd: int, tmp: Path) -> Any:
+def _zen_build(url: str, reporter: Reporter, tmp: Path) -> Any:
     from pyapollo.client import ApolloClient
 
     host, port = url.rsplit(":", 1)
@@ -232,11 +249,11 @@ def _zen_build(url: str, fd: int, tmp: Path) -> Any:
     )
 
 
-def _zen_serve(client: Any, url: str, fd: int, tmp: Path, stop_fd: int) -> None:
-    cfg = client if client is not None else _zen_build(url, fd, tmp)
+def _zen_serve(client: Any, url: str, reporter: Reporter, tmp: Path, stop_fd: int) -> None:
+    cfg = client if client is not None else _zen_build(url, reporter, tmp)
     cfg.get_value("round")
-    ready(fd)
-    _block(stop_fd, fd)
+    ready(reporter.fd)
+    _block(stop_fd, reporter.fd)
 
 
 #: A peer with no change listener that re-fetches on a timer: measured for idle cost only.
@@ -299,7 +316,8 @@ class Pool:
         self.count = count
         self.report_r, self.report_w = os.pipe()
         self.stop_r, self.stop_w = os.pipe()
-        self.client = adapter.build(url, self.report_w, tmp) if prebuilt else None
+        self.reporter = Reporter(self.report_w)
+        self.client = adapter.build(url, self.reporter, tmp) if prebuilt else None
         if self.client is not None:
             adapter.parent_start(self.client)
         self.pids: list[int] = []
@@ -314,7 +332,7 @@ class Pool:
                 try:
                     os.close(self.report_r)
                     os.close(self.stop_w)
-                    serve = (self.adapter.serve, self.client, self.url, self.report_w, self.tmp)
+                    serve = (self.adapter.serve, self.client, self.url, self.reporter, self.tmp)
                     profile_dir = os.environ.get("BENCH_PROFILE_DIR")
                     if profile_dir:  # bench/profile_worker.py: where a worker's time goes
                         import cProfile
