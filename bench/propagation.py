@@ -45,7 +45,7 @@ from aioapollo.testing import ApolloTestServer
 MODES = ("built before fork", "built in worker")
 ROUND_TIMEOUT = 3.0  # seconds for a publish to reach every worker
 HELD_TIMEOUT = 5.0  # seconds for every poll of a client to be held again
-SETTLE = 0.05  # seconds after every poll is held again: the round's tail (cache writes)
+SETTLE = 0.03  # seconds after every poll is held again: the round's tail (cache writes)
 FAILOVER_TIMEOUT = 10.0  # seconds for a new long poll to be held after a leader is killed
 
 

@@ -18,6 +18,7 @@ import math
 import re
 import statistics
 import sys
+import textwrap
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -554,14 +555,16 @@ def scale_md(data: dict[str, Any]) -> str:
         f"row: {reps} for {sizes} keys, medians. The baseline and the clients take turns "
         "load by load (who goes first rotates); `load / baseline` is the median over turns "
         "of (load / the baseline's load of the same turn). Every load gets a fresh, empty "
-        "cache directory and `HOME`.",
+        "cache directory and `HOME`, so aioapollo writes a new cache file each time (the "
+        "`cache_dir=None` row has no writer).",
         "update ms starts when the server's publish returned and ends in the listener. The "
         "clients with a change listener run side by side, each on its own copy of the "
         "namespace, and take turns publish by publish. `—` = not measured (clients whose "
         "change path is the same thread-and-urllib fetch as their load).",
         "Retained memory: `tracemalloc` difference before building and after loading one "
         "client (gc collected), measured against a test server in another process, after a "
-        "warm-up build of each client.",
+        "warm-up build of each client; for aioapollo with a cache, once its cache file is "
+        "written (`start()` does not wait for it, and a write in flight holds an encoded copy).",
     ]
     columns = [
         "client",
@@ -671,7 +674,7 @@ def machine_md(facts: Facts) -> str:
 def full_markdown(results: dict[str, Any], name: str = "") -> str:
     facts = Facts(results, name)
     parts = ["## Benchmarks", machine_md(facts), summary_md(facts), findings_md(facts)]
-    return "\n\n".join([*parts, tables_md(facts)]) + "\n"
+    return fill("\n\n".join([*parts, tables_md(facts)])) + "\n"
 
 
 # ------------------------------------------------------------------------------ prose
@@ -859,27 +862,32 @@ def scale_summary(data: dict[str, Any]) -> list[str]:
     rows = {r["label"]: r for r in data["rows"] if r["size"] == n}
     floor = next(r for r in rows.values() if r["floor"])
     ours = rows.get("aioapollo")
+    bare = rows.get("aioapollo, cache_dir=None")
     pap = rows.get("papollo `Apollo`")
     if ours is None:
         return [f"{n:,}-key namespace", "not measured", "—"]
-    upd = (
-        ratio(median(ours["update_ms"]), median(pap["update_ms"]))
-        if pap and pap["update_ms"] and ours["update_ms"]
-        else None
+
+    def load(row: dict[str, Any]) -> str:
+        return times(paired_ratio(row["load_ms"], floor["load_ms"]))
+
+    def update(row: dict[str, Any] | None) -> float | None:
+        return median(row["update_ms"]) if row and row["update_ms"] else None
+
+    text = (
+        f"retained memory {times(ratio(ours['mem_bytes'], floor['mem_bytes']))} the parsed "
+        f"dict; load {load(ours)} fetch + parse"
+        + (f" ({load(bare)} with `cache_dir=None`)" if bare else "")
+        + f"; update {num(update(ours))} ms"
     )
-    return [
-        f"{n:,}-key namespace",
-        f"retained memory {times(ratio(ours['mem_bytes'], floor['mem_bytes']))} the parsed dict; "
-        f"load {times(paired_ratio(ours['load_ms'], floor['load_ms']))} fetch + parse; update "
-        f"{num(median(ours['update_ms']))} ms" + (f" ({times(upd)} papollo's)" if upd else ""),
-        (
+    if update(pap):
+        text += f" ({times(ratio(update(ours), update(pap)))} papollo's)"
+    peer = "—"
+    if pap:
+        peer = (
             f"papollo: memory {times(ratio(pap['mem_bytes'], floor['mem_bytes']))}, load "
-            f"{times(paired_ratio(pap['load_ms'], floor['load_ms']))}, update "
-            f"{num(median(pap['update_ms']))} ms"
+            f"{load(pap)}, update {num(update(pap))} ms"
         )
-        if pap and pap["update_ms"]
-        else "—",
-    ]
+    return [f"{n:,}-key namespace", text, peer]
 
 
 def idle_summary(data: dict[str, Any]) -> list[str]:
@@ -927,7 +935,7 @@ def slow_md(facts: Facts) -> str:
     for p in facts.prop:
         if not p.ours:
             continue
-        head = f"{p.client}, {p.mode}, {p.workers} workers"
+        head = f"{p.client}, {p.mode}, {plural(p.workers, 'worker')}"
         if not p.slow:
             lines.append(f"{head}: none in {plural(p.published, 'round')}.")
             continue
@@ -945,6 +953,10 @@ def slow_md(facts: Facts) -> str:
     return bullets(lines)
 
 
+def _verdict(verdict: str) -> str:
+    return verdict.replace("missed", "Missed") if verdict.startswith("*") else verdict.capitalize()
+
+
 def findings_md(facts: Facts) -> str:
     parts: list[str] = []
     w = facts.largest
@@ -953,7 +965,7 @@ def findings_md(facts: Facts) -> str:
         verdict, r, best = _target(p, facts, 1.0)
         parts.append(
             f"**Propagation, {w} workers built before fork: p99 ≤ the best peer built in each "
-            f"worker.** {verdict.capitalize() if verdict == 'met' else verdict}: {p.tail_name} "
+            f"worker.** {_verdict(verdict)}: {p.tail_name} "
             f"{num(p.tail)} ms against {num(best.tail) if best else '—'} ms "
             f"({best.client if best else '—'}), {times(r)}. " + cause_md(facts)
         )
@@ -962,8 +974,14 @@ def findings_md(facts: Facts) -> str:
         verdict, r, best = _target(sh, facts, 0.5)
         parts.append(
             f"**`share_poll=True`, {w} workers built before fork: p99 ≤ 0.5x the best peer.** "
-            f"{verdict.capitalize() if verdict == 'met' else verdict}: {sh.tail_name} "
-            f"{num(sh.tail)} ms, {times(r)}. Only the leader fetches; the followers get the "
+            f"{_verdict(verdict)}: {sh.tail_name} "
+            f"{num(sh.tail)} ms, {times(r)}"
+            + (
+                f" (built in each worker: {times(facts.vs_best(inw))})"
+                if (inw := facts.row(SHARED, IN_WORKER, w)) is not None
+                else ""
+            )
+            + ". Only the leader fetches; the followers get the "
             f"release over a local socket, so the host spends {num(sh.cpu, 1)} ms of CPU per "
             f"update against {num(p.cpu, 1)} ms without sharing, and the config service sees "
             f"{num(sh.configs, 1)} fetch and {num(sh.polls, 1)} poll per publish against "
@@ -990,12 +1008,13 @@ def findings_md(facts: Facts) -> str:
 
 
 def one_second_md(facts: Facts) -> str:
-    rows = [
-        q
-        for q in facts.prop
-        if q.mode == BEFORE and q.client in ("aioapollo SyncApolloClient", "papollo")
-    ]
-    listed = "; ".join(f"{q.client} at {q.workers}: max {num(q.max)} ms" for q in rows)
+    counts = sorted({q.workers for q in facts.prop})
+    maxima = []
+    for client in ("aioapollo SyncApolloClient", "papollo"):
+        found = [facts.row(client, BEFORE, w) for w in counts]
+        if any(q is not None for q in found):
+            values = " / ".join(num(q.max) if q is not None else "—" for q in found)
+            maxima.append(f"{client} {values} ms")
     warned = sum(q.warnings for q in facts.prop if q.ours)
     return (
         "**The one-second rounds of earlier runs were the harness's.** `SyncApolloClient` and "
@@ -1007,22 +1026,34 @@ def one_second_md(facts: Facts) -> str:
         "(aioapollo's `backoff_initial` and papollo's first retry delay are both one second). "
         "The async client, never started in the parent, was never hit. The harness now drops "
         "reports made in a pool's parent, and every pool has a master process of its own. In "
-        f"this run: {listed}; the aioapollo workers logged {plural(warned, 'warning')} during "
-        "the rounds."
+        f"this run, the slowest round built before fork at {' / '.join(map(str, counts))} "
+        f"workers: {'; '.join(maxima)}; the aioapollo workers logged "
+        f"{plural(warned, 'warning')} during the rounds."
     )
 
 
 def startup_finding(data: dict[str, Any]) -> str:
-    floors = {r["size"]: median(r["ms"]) for r in data["rows"] if r["floor"] and r["ms"]}
+    floors = {r["size"]: r["ms"] for r in data["rows"] if r["floor"] and r["ms"]}
     if len(floors) < 2:
         return ""
     lo, hi = min(floors), max(floors)
-    return (
+    text = (
         f"**Start-up: about one round trip, not N?** The loads are concurrent (the `/ N "
         f"concurrent GETs` column), but against a loopback test server in the same process, "
-        f"{hi} bare concurrent GETs cost {times(ratio(floors[hi], floors[lo]), 1)} one GET "
-        "in this run: the CPU (client and server) is the bottleneck, not the network."
+        f"{hi} bare concurrent GETs cost {times(ratio(median(floors[hi]), median(floors[lo])), 1)}"
+        " one GET in this run: the CPU (client and server) is the bottleneck, not the network."
     )
+    starts = {(r["label"], r["size"]): r["ms"] for r in data["rows"] if not r["floor"]}
+    cached = starts.get(("aioapollo `await start()`", hi))
+    bare = starts.get(("aioapollo `await start()`, cache_dir=None", hi))
+    if cached and bare:
+        text += (
+            f" A start that writes new cache files took {times(paired_ratio(cached, bare))} "
+            f"one without a cache at {hi} namespaces (medians over turns): `start()` does not "
+            "wait for the writes, but the writer's thread runs in the same process while "
+            "`start()` finishes."
+        )
+    return text
 
 
 def scale_finding(data: dict[str, Any]) -> str:
@@ -1089,22 +1120,52 @@ def trust_md(facts: Facts) -> str:
 # ------------------------------------------------------------------------------ documents
 
 
+def fill(markdown: str, width: int = 96) -> str:
+    """Wrap prose paragraphs and bullets at ``width`` (tables and headings stay as they are)."""
+    blocks = []
+    for block in markdown.split("\n\n"):
+        lines = block.split("\n")
+        if any(line.startswith(("|", "#")) for line in lines):
+            blocks.append(block)
+            continue
+        items: list[str] = []
+        for line in lines:
+            if line.startswith("- ") or not items:
+                items.append(line)
+            else:
+                items[-1] += " " + line
+        wrapped = [
+            textwrap.fill(
+                item,
+                width,
+                subsequent_indent="  " if item.startswith("- ") else "",
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+            for item in items
+        ]
+        blocks.append("\n".join(wrapped))
+    return "\n\n".join(blocks)
+
+
 def regions(results: dict[str, Any], name: str) -> dict[str, str]:
     facts = Facts(results, name)
-    return {
+    bodies = {
         "readme": readme_md(facts),
         "machine": trust_md(facts),
         "summary": summary_md(facts),
         "findings": findings_md(facts),
         "tables": tables_md(facts),
     }
+    return {region: fill(body) for region, body in bodies.items()}
 
 
 def replace_region(text: str, region: str, body: str) -> str:
-    pattern = re.compile(rf"(<!-- bench:{region} -->\n).*?(\n<!-- /bench:{region} -->)", re.DOTALL)
+    """``text`` with what stands between the markers of ``region`` replaced by ``body``."""
+    pattern = re.compile(rf"(<!-- bench:{region} -->\n).*?(<!-- /bench:{region} -->)", re.DOTALL)
     if not pattern.search(text):
         raise ValueError(f"no <!-- bench:{region} --> ... <!-- /bench:{region} --> region")
-    return pattern.sub(lambda m: m.group(1) + body + m.group(2), text, count=1)
+    return pattern.sub(lambda m: f"{m.group(1)}{body}\n{m.group(2)}", text, count=1)
 
 
 def rendered(results_path: Path) -> dict[str, str]:
