@@ -8,6 +8,7 @@ A worker reports over a pipe shared by all workers of its pool (lines shorter th
 * ``ev <pid> <round> <monotonic>`` each time its change listener fires;
 * ``warn <pid> <text>`` for each warning its client logs (a failed poll, a failover...);
 * ``role <pid> <role>`` when an aioapollo client with ``share_poll=True`` changes role;
+* ``gc <pid> <monotonic> <ms>`` after each full (generation 2) garbage collection;
 * ``err <pid> <text>`` if the worker failed.
 
 It runs until the parent closes the stop pipe. ``time.monotonic()`` is CLOCK_MONOTONIC, one
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import select
@@ -89,6 +91,26 @@ def _report_warnings(fd: int) -> None:
     root.setLevel(logging.WARNING)
     for name in ("aioapollo", "papollo", "apollocfg", "apollo_config"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _report_full_collections(fd: int) -> None:
+    """In a worker: every full (generation 2) garbage collection becomes a ``gc`` line.
+
+    Workers forked together allocate alike, so their collections can fall due in the same
+    round; a full one walks every object the worker holds, inherited ones included.
+    """
+    started = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            took = (time.perf_counter() - started[0]) * 1000
+            report(fd, f"gc {os.getpid()} {time.monotonic():.6f} {took:.3f}")
+
+    gc.callbacks.append(callback)
 
 
 class _RoleLines(aioapollo.Hooks):
@@ -413,6 +435,8 @@ class Pool:
         self.pids: list[int] = []
         self.roles: dict[int, str] = {}
         self.warnings: list[tuple[int, str]] = []
+        #: Full garbage collections in the workers: (pid, monotonic end, milliseconds).
+        self.collections: list[tuple[int, float, float]] = []
         self.errors: list[str] = []
         self._buffer = b""
         self._closed = False
@@ -465,6 +489,8 @@ class Pool:
                 self.roles[int(parts[1])] = parts[2]
             elif parts[0] == "warn":
                 self.warnings.append((int(parts[1]), " ".join(parts[2:])))
+            elif parts[0] == "gc" and len(parts) == 4:
+                self.collections.append((int(parts[1]), float(parts[2]), float(parts[3])))
             elif parts[0] == "err":
                 self.errors.append(" ".join(parts[2:]))
         return parsed
@@ -561,6 +587,7 @@ class _Master:
                 os.close(self.command_r)
                 os.close(self.stop_w)
                 _report_warnings(self.report_w)
+                _report_full_collections(self.report_w)
                 serve = (pool.adapter.serve, self.client, pool.url, self.reporter, pool.tmp)
                 profile_dir = os.environ.get("BENCH_PROFILE_DIR")
                 if profile_dir:  # bench/profile_worker.py: where a worker's time goes

@@ -28,6 +28,7 @@ long poll is held at the test server is taken each time.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import re
 import tempfile
@@ -47,6 +48,7 @@ ROUND_TIMEOUT = 3.0  # seconds for a publish to reach every worker
 HELD_TIMEOUT = 5.0  # seconds for every poll of a client to be held again
 SETTLE = 0.03  # seconds after every poll is held again: the round's tail (cache writes)
 FAILOVER_TIMEOUT = 10.0  # seconds for a new long poll to be held after a leader is killed
+GC_EVERY = 10  # turns of every row between two garbage collections of the harness
 
 
 def _options(parser: argparse.ArgumentParser) -> None:
@@ -75,10 +77,14 @@ class Row:
     warnings_at_end: int | None = None
     ms: list[float | None] = field(default_factory=list)
     cpu_ms: list[float] = field(default_factory=list)
+    cpu_max_ms: list[float] = field(default_factory=list)
     configs: list[int] = field(default_factory=list)
     polls: list[int] = field(default_factory=list)
     held: list[int] = field(default_factory=list)
     other_cpus: list[float] = field(default_factory=list)
+    gc_workers: list[int] = field(default_factory=list)
+    gc_ms: list[float] = field(default_factory=list)
+    harness_ms: list[float] = field(default_factory=list)
 
     def data(self) -> dict[str, Any]:
         warned = (
@@ -91,10 +97,14 @@ class Row:
             "note": self.note,
             "ms": c.rounded(self.ms),
             "cpu_ms": c.rounded(self.cpu_ms),
+            "cpu_max_ms": c.rounded(self.cpu_max_ms),
             "configs": self.configs,
             "polls": self.polls,
             "held": self.held,
             "other_cpus": c.rounded(self.other_cpus, 2),
+            "gc_workers": self.gc_workers,
+            "gc_ms": c.rounded(self.gc_ms, 2),
+            "harness_ms": c.rounded(self.harness_ms, 2),
             "warnings": len(warned),
             "first_warning": _scrub(warned[0][1]) if warned else "",
         }
@@ -143,7 +153,7 @@ def run_round(row: Row, round_no: int) -> None:
     row.held.append(server.held_polls)
     pids = list(pool.pids)
     wanted = {str(pid) for pid in pids}
-    cpu0 = sum(c.process_cpu(pid) for pid in pids)
+    cpu0 = {pid: c.process_cpu(pid) for pid in pids}
     own0, busy0 = c.process_cpu(os.getpid()), c.host_busy()
     t0 = time.monotonic()
     server.publish(c.APP, c.NS, {**VALUES, "round": str(round_no)})
@@ -159,11 +169,18 @@ def run_round(row: Row, round_no: int) -> None:
     c.wait_until(lambda: server.held_polls >= row.expected_held, HELD_TIMEOUT if reached else 0)
     time.sleep(SETTLE)
     t1 = time.monotonic()
-    cpu = sum(c.process_cpu(pid) for pid in pids) - cpu0
+    per_worker = [c.process_cpu(pid) - cpu0[pid] for pid in pids]
+    cpu = sum(per_worker)
     own = c.process_cpu(os.getpid()) - own0
     busy = c.host_busy() - busy0
     row.cpu_ms.append(cpu * 1000)
+    row.cpu_max_ms.append(max(per_worker, default=0.0) * 1000)
     row.other_cpus.append(max(0.0, busy - cpu - own) / (t1 - t0))
+    pool.drain()
+    full = [(pid, ms) for pid, at, ms in pool.collections if t0 <= at <= t1 and pid in pids]
+    row.gc_workers.append(len({pid for pid, _ in full}))
+    row.gc_ms.append(sum(ms for _, ms in full))
+    row.harness_ms.append(own * 1000)
     requests = server.requests
     fresh, row.seen_requests = requests[row.seen_requests :], len(requests)
     row.configs.append(sum(1 for r in fresh if r.path.startswith("/configs/")))
@@ -293,7 +310,14 @@ def main() -> None:
                         where = tmp / f"w{workers}-{len(open_rows)}"
                         open_rows.append(open_row(adapter, mode, workers, where))
                 started = time.monotonic()
+                # The harness (the test servers and their request logs) collects its garbage
+                # between turns, never during one: an automatic full collection of its heap
+                # stalled the test servers for up to about 120 ms every 30 s or so.
+                gc.collect()
+                gc.disable()
                 for round_no in range(1, rounds + 1):
+                    if round_no % GC_EVERY == 0:
+                        gc.collect()
                     for row in open_rows:
                         if row.pool is not None:
                             row.pool.drain()  # keep every pipe empty: no worker blocks on it
@@ -318,6 +342,7 @@ def main() -> None:
                     and kills
                 ]
             finally:
+                gc.enable()
                 for row in open_rows:
                     close_row(row)
             rows += [row.data() for row in open_rows]
@@ -332,6 +357,7 @@ def main() -> None:
                 "held_timeout_s": HELD_TIMEOUT,
                 "settle_s": SETTLE,
                 "failover_timeout_s": FAILOVER_TIMEOUT,
+                "harness_gc_every": GC_EVERY,
                 "peer_poll_pause_s": PEER_POLL_PAUSE,
             },
             "seconds": round(time.monotonic() - began, 1),

@@ -319,6 +319,11 @@ def propagation_md(data: dict[str, Any], facts: Facts | None = None) -> str:
         "Polls held: long polls held between rounds (median).",
         "Client warnings: warnings the workers' clients logged during the rounds (a failed "
         "poll, a failed fetch).",
+        "The harness (the test servers and their request logs, in one process) collects its "
+        "garbage between turns, every "
+        f"{params.get('harness_gc_every', 1)} turns of every row, never during a round: an "
+        "automatic full collection of its heap stalled the test servers in the middle of "
+        "rounds, which then looked slow for whichever client's turn it was.",
         "Every client runs with its defaults, except apollo-client-python's pause after each "
         f"poll reply (`_cycle_time`, 2 s), set to {params['peer_poll_pause_s']:g} s, "
         "aioapollo's `poll_min_interval` default: the pause never enters a round (a round "
@@ -930,26 +935,47 @@ def cause_md(facts: Facts) -> str:
     )
 
 
+def _at(values: Sequence[float] | None, i: int) -> float | None:
+    return values[i] if values and i < len(values) else None
+
+
+def slow_round(p: Prop, i: int) -> str:
+    """One slow round with what else happened during it (``i`` counts from 0)."""
+    row = p.row
+    value = p.values[i]
+    parts = [f"round {i + 1}: " + ("missed" if value == INF else f"{num(value, 0)} ms")]
+    other = _at(p.other, i)
+    if other is not None:
+        parts.append(f"other load {num(other, 2)} CPUs (row median {num(median(p.other), 2)})")
+    cpu, busiest = _at(row["cpu_ms"], i), _at(row.get("cpu_max_ms"), i)
+    if cpu is not None:
+        text = f"workers' CPU {num(cpu, 0)} ms (row median {num(median(row['cpu_ms']), 0)})"
+        if busiest is not None:
+            text += f", the busiest worker {num(busiest, 0)} ms"
+        parts.append(text)
+    collected = _at(row.get("gc_workers"), i)
+    if collected is not None:
+        parts.append(f"{plural(int(collected), 'worker')} ran a full garbage collection")
+    harness = _at(row.get("harness_ms"), i)
+    if harness is not None:
+        parts.append(
+            f"harness CPU {num(harness, 0)} ms (row median {num(median(row['harness_ms']), 0)})"
+        )
+    return ", ".join(parts)
+
+
 def slow_md(facts: Facts) -> str:
     lines = []
     for p in facts.prop:
         if not p.ours:
             continue
         head = f"{p.client}, {p.mode}, {plural(p.workers, 'worker')}"
-        if not p.slow:
+        slow = [i - 1 for i, _, _ in p.slow]
+        if not slow:
             lines.append(f"{head}: none in {plural(p.published, 'round')}.")
             continue
-        typical = median(p.other) if p.other else None
-        listed = "; ".join(
-            f"round {i}: {num(v, 0) if v != INF else 'missed'}"
-            + (f" ms, other load {num(o, 2)} CPUs" if o is not None else "")
-            for i, v, o in p.slow
-        )
-        high = sum(1 for _, _, o in p.slow if o is not None and typical is not None and o > typical)
-        lines.append(
-            f"{head}: {plural(len(p.slow), 'round')} of {p.published} ({listed}); the "
-            f"row's median other load was {num(typical, 2)} CPUs, exceeded in {high} of them."
-        )
+        listed = "; ".join(slow_round(p, i) for i in slow)
+        lines.append(f"{head}: {plural(len(slow), 'round')} of {p.published}: {listed}.")
     return bullets(lines)
 
 
@@ -991,11 +1017,15 @@ def findings_md(facts: Facts) -> str:
     if facts.prop:
         others = [o for q in facts.prop for o in q.other]
         parts.append(
-            f"**Rounds over {SLOW_MS:.0f} ms (every aioapollo row).** Each is listed with the "
-            "load the rest of the machine put on it during that round (busy CPU time from "
-            "`/proc/stat` minus the row's workers and the harness, over the round's length; "
-            f"{facts.nproc} means every CPU busy elsewhere). Over all rounds of the run the "
-            f"median was {num(median(others) if others else None, 2)} CPUs.\n\n" + slow_md(facts)
+            f"**Rounds over {SLOW_MS:.0f} ms (every aioapollo row).** Each is listed with what "
+            "else happened during it: the load the rest of the machine put on it (busy CPU "
+            "time from `/proc/stat` minus the row's workers and the harness, over the round's "
+            f"length; {facts.nproc} means every CPU busy elsewhere; over all rounds of the run "
+            f"the median was {num(median(others) if others else None, 2)}), the CPU time of "
+            "the row's workers and of the busiest one, how many workers ran a full garbage "
+            "collection, and the CPU time of the harness (the test servers included). More "
+            "CPU in the workers points at the client, more other load at the machine, more "
+            "harness CPU at the harness.\n\n" + slow_md(facts)
         )
         parts.append(one_second_md(facts))
     if "startup" in facts.sections:
