@@ -208,16 +208,28 @@ def stat_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) * TICK
 
 
-def host_busy() -> float:
-    """CPU seconds every CPU of this machine has spent busy since boot (``/proc/stat``)."""
+def minor_faults(pid: int) -> int:
+    """Minor page faults of ``pid`` so far (copy-on-write faults of a forked child among them)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(text.rsplit(")", 1)[1].split()[7])
+
+
+def host_busy() -> tuple[float, float]:
+    """CPU seconds this machine's CPUs have spent busy since boot, and the part of it that
+    was *steal*: time a hypervisor gave to other guests while this one had work (``/proc/stat``).
+    """
     try:
         with open("/proc/stat", "rb") as stats:
             fields = stats.readline().split()[1:]
     except OSError:
-        return 0.0
+        return 0.0, 0.0
     values = [int(v) for v in fields]
     idle = values[3] + (values[4] if len(values) > 4 else 0)
-    return (sum(values[:8]) - idle) * TICK
+    steal = values[7] if len(values) > 7 else 0
+    return (sum(values[:8]) - idle) * TICK, steal * TICK
 
 
 def load_average() -> list[float]:

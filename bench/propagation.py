@@ -78,6 +78,8 @@ class Row:
     ms: list[float | None] = field(default_factory=list)
     cpu_ms: list[float] = field(default_factory=list)
     cpu_max_ms: list[float] = field(default_factory=list)
+    faults: list[int] = field(default_factory=list)
+    steal_ms: list[float] = field(default_factory=list)
     configs: list[int] = field(default_factory=list)
     polls: list[int] = field(default_factory=list)
     held: list[int] = field(default_factory=list)
@@ -98,6 +100,8 @@ class Row:
             "ms": c.rounded(self.ms),
             "cpu_ms": c.rounded(self.cpu_ms),
             "cpu_max_ms": c.rounded(self.cpu_max_ms),
+            "faults": self.faults,
+            "steal_ms": c.rounded(self.steal_ms, 0),
             "configs": self.configs,
             "polls": self.polls,
             "held": self.held,
@@ -154,7 +158,9 @@ def run_round(row: Row, round_no: int) -> None:
     pids = list(pool.pids)
     wanted = {str(pid) for pid in pids}
     cpu0 = {pid: c.process_cpu(pid) for pid in pids}
-    own0, busy0 = c.process_cpu(os.getpid()), c.host_busy()
+    faults0 = sum(c.minor_faults(pid) for pid in pids)
+    own0 = c.process_cpu(os.getpid())
+    busy0, steal0 = c.host_busy()
     t0 = time.monotonic()
     server.publish(c.APP, c.NS, {**VALUES, "round": str(round_no)})
     seen: dict[str, float] = {}
@@ -170,12 +176,15 @@ def run_round(row: Row, round_no: int) -> None:
     time.sleep(SETTLE)
     t1 = time.monotonic()
     per_worker = [c.process_cpu(pid) - cpu0[pid] for pid in pids]
+    row.faults.append(sum(c.minor_faults(pid) for pid in pids) - faults0)
     cpu = sum(per_worker)
     own = c.process_cpu(os.getpid()) - own0
-    busy = c.host_busy() - busy0
+    busy1, steal1 = c.host_busy()
+    busy, steal = busy1 - busy0, steal1 - steal0
     row.cpu_ms.append(cpu * 1000)
     row.cpu_max_ms.append(max(per_worker, default=0.0) * 1000)
-    row.other_cpus.append(max(0.0, busy - cpu - own) / (t1 - t0))
+    row.other_cpus.append(max(0.0, busy - steal - cpu - own) / (t1 - t0))
+    row.steal_ms.append(steal * 1000)
     pool.drain()
     full = [(pid, ms) for pid, at, ms in pool.collections if t0 <= at <= t1 and pid in pids]
     row.gc_workers.append(len({pid for pid, _ in full}))

@@ -953,6 +953,12 @@ def slow_round(p: Prop, i: int) -> str:
         if busiest is not None:
             text += f", the busiest worker {num(busiest, 0)} ms"
         parts.append(text)
+    faults = _at(row.get("faults"), i)
+    if faults is not None:
+        parts.append(f"{num(faults, 0)} page faults (row median {num(median(row['faults']), 0)})")
+    steal = _at(row.get("steal_ms"), i)
+    if steal is not None:
+        parts.append(f"steal {num(steal, 0)} ms")
     collected = _at(row.get("gc_workers"), i)
     if collected is not None:
         parts.append(f"{plural(int(collected), 'worker')} ran a full garbage collection")
@@ -1022,10 +1028,13 @@ def findings_md(facts: Facts) -> str:
             "time from `/proc/stat` minus the row's workers and the harness, over the round's "
             f"length; {facts.nproc} means every CPU busy elsewhere; over all rounds of the run "
             f"the median was {num(median(others) if others else None, 2)}), the CPU time of "
-            "the row's workers and of the busiest one, how many workers ran a full garbage "
-            "collection, and the CPU time of the harness (the test servers included). More "
-            "CPU in the workers points at the client, more other load at the machine, more "
-            "harness CPU at the harness.\n\n" + slow_md(facts)
+            "the row's workers and of the busiest one, their minor page faults, the *steal* "
+            "time (`/proc/stat`: CPU time the hypervisor gave to other guests while this "
+            "machine had work: the whole machine stood still), how many workers ran a full "
+            "garbage collection, and "
+            "the CPU time of the harness (the test servers included). Steal points at the "
+            "virtual machine, other load at the rest of the machine, harness CPU at the "
+            "harness, and more CPU in the workers without steal at the client.\n\n" + slow_md(facts)
         )
         parts.append(one_second_md(facts))
     if "startup" in facts.sections:
