@@ -20,10 +20,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import os
 import select
 import signal
+import socket
 import time
 import traceback
 from collections.abc import Callable
@@ -410,22 +412,118 @@ def adapter(name: str) -> Adapter:
 # ------------------------------------------------------------------------------ the pool
 
 
+class Zygote:
+    """A clean process that forks the pools' masters.
+
+    Forked before the harness starts any test server, it holds what an app's master holds
+    (the imported modules), not the harness's servers and request logs: a master forked from
+    the harness itself would hand all of that to its workers, to be paid for in copy-on-write
+    page faults whenever a worker touched it. Masters are asked for over a Unix socket that
+    carries each pool's two pipe ends (``SCM_RIGHTS``).
+    """
+
+    def __init__(self) -> None:
+        self.sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.pid = os.fork()
+        if self.pid == 0:  # the zygote: never returns
+            code = 1
+            try:
+                self.sock.close()
+                _zygote(child)
+                code = 0
+            finally:
+                os._exit(code)
+        child.close()
+
+    def start(self, pool: Pool, report_w: int, command_r: int) -> None:
+        """Fork a master for ``pool`` that reports to ``report_w`` and obeys ``command_r``."""
+        params = {
+            "adapter": pool.adapter.name,
+            "url": pool.url,
+            "tmp": str(pool.tmp),
+            "count": pool.count,
+            "prebuilt": pool.prebuilt,
+        }
+        socket.send_fds(self.sock, [json.dumps(params).encode()], [report_w, command_r])
+
+    def close(self) -> None:
+        self.sock.close()
+        os.waitpid(self.pid, 0)
+
+
+def _zygote(sock: socket.socket) -> None:
+    masters: set[int] = set()
+    sock.settimeout(0.2)
+    while True:
+        for pid in list(masters):
+            with contextlib.suppress(ChildProcessError):
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    masters.discard(pid)
+        try:
+            message, fds, _, _ = socket.recv_fds(sock, 65536, 2)
+        except TimeoutError:
+            continue
+        if not message:  # the harness is done
+            break
+        params = json.loads(message)
+        pid = os.fork()
+        if pid == 0:  # the master: never returns
+            code = 1
+            try:
+                sock.close()
+                found = adapter(params["adapter"])
+                master = _Master(
+                    found,
+                    params["url"],
+                    Path(params["tmp"]),
+                    params["count"],
+                    params["prebuilt"],
+                    fds[0],
+                    fds[1],
+                )
+                master.run()
+                code = 0
+            except BaseException:
+                text = traceback.format_exc().strip().splitlines()[-1]
+                report(fds[0], f"err {os.getpid()} master: {text[:200]}")
+            finally:
+                os._exit(code)
+        masters.add(pid)
+        for fd in fds:
+            os.close(fd)
+    deadline = time.monotonic() + 15
+    while masters and time.monotonic() < deadline:
+        for pid in list(masters):
+            with contextlib.suppress(ChildProcessError):
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    masters.discard(pid)
+        time.sleep(0.01)
+
+
 class Pool:
     """A preforking server in miniature: a master process and the workers it forks.
 
-    The master is forked from this process and does what a server's master (a gunicorn
-    arbiter, a uWSGI master) does: in the built-before-fork mode it builds the client (and
-    starts it, if the app would at import time), then forks ``count`` workers, each serving
-    ``client`` (None: each builds its own). Every pool has a master of its own, so no pool's
-    workers inherit another pool's client (a ``SyncApolloClient`` started in a process
-    starts a poller in every child that process forks later).
+    The master does what a server's master (a gunicorn arbiter, a uWSGI master) does: in the
+    built-before-fork mode it builds the client (and starts it, if the app would at import
+    time), then forks ``count`` workers, each serving ``client`` (None: each builds its own).
+    Every pool has a master of its own, so no pool's workers inherit another pool's client
+    (a ``SyncApolloClient`` started in a process starts a poller in every child that process
+    forks later). The master is forked by ``zygote`` when given, else by this process.
 
     This process talks to the master over a command pipe (``spawn``: fork one more worker,
-    ``stop``) and hears the master and the workers on the report pipe: ``worker <pid>`` when
-    the master forked one, then the workers' own lines.
+    ``stop``) and hears the master and the workers on the report pipe: ``master <pid>`` and
+    ``worker <pid>`` from the master, then the workers' own lines.
     """
 
-    def __init__(self, adapter: Adapter, url: str, tmp: Path, count: int, prebuilt: bool) -> None:
+    def __init__(
+        self,
+        adapter: Adapter,
+        url: str,
+        tmp: Path,
+        count: int,
+        prebuilt: bool,
+        zygote: Zygote | None = None,
+    ) -> None:
         self.adapter = adapter
         self.url = url
         self.tmp = tmp
@@ -438,23 +536,28 @@ class Pool:
         #: Full garbage collections in the workers: (pid, monotonic end, milliseconds).
         self.collections: list[tuple[int, float, float]] = []
         self.errors: list[str] = []
+        self.master = 0
         self._buffer = b""
         self._closed = False
+        self._ours = zygote is None
         self.report_r, report_w = os.pipe()
         command_r, self.command_w = os.pipe()
-        self.master = os.fork()
-        if self.master == 0:  # the master: never returns
-            code = 1
-            try:
-                os.close(self.report_r)
-                os.close(self.command_w)
-                _Master(self, report_w, command_r).run()
-                code = 0
-            except BaseException:
-                text = traceback.format_exc().strip().splitlines()[-1]
-                report(report_w, f"err {os.getpid()} master: {text[:200]}")
-            finally:
-                os._exit(code)
+        if zygote is not None:
+            zygote.start(self, report_w, command_r)
+        else:
+            self.master = os.fork()
+            if self.master == 0:  # the master: never returns
+                code = 1
+                try:
+                    os.close(self.report_r)
+                    os.close(self.command_w)
+                    _Master(adapter, url, tmp, count, prebuilt, report_w, command_r).run()
+                    code = 0
+                except BaseException:
+                    text = traceback.format_exc().strip().splitlines()[-1]
+                    report(report_w, f"err {os.getpid()} master: {text[:200]}")
+                finally:
+                    os._exit(code)
         os.close(report_w)
         os.close(command_r)
 
@@ -485,6 +588,8 @@ class Pool:
         for parts in parsed:
             if parts[0] == "worker":
                 self.pids.append(int(parts[1]))
+            elif parts[0] == "master":
+                self.master = int(parts[1])
             elif parts[0] == "role" and len(parts) == 3:
                 self.roles[int(parts[1])] = parts[2]
             elif parts[0] == "warn":
@@ -527,17 +632,23 @@ class Pool:
             os.write(self.command_w, b"stop\n")
         os.close(self.command_w)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            done, _ = os.waitpid(self.master, os.WNOHANG)
-            if done:
-                break
+        while not self._gone() and time.monotonic() < deadline:
             time.sleep(0.01)
-        else:
+        if not self._gone():
             for pid in [self.master, *self.pids]:
                 with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
-            os.waitpid(self.master, 0)
+                    if pid:
+                        os.kill(pid, signal.SIGKILL)
+            if self._ours:
+                os.waitpid(self.master, 0)
         os.close(self.report_r)
+
+    def _gone(self) -> bool:
+        """Whether the master exited (and, from a zygote, its workers closed the pipe too)."""
+        if self._ours:
+            return os.waitpid(self.master, os.WNOHANG)[0] != 0
+        readable, _, _ = select.select([self.report_r], [], [], 0)
+        return bool(readable) and not os.read(self.report_r, 65536)
 
 
 #: How long a stopping master gives its workers to close their clients before SIGKILL.
@@ -547,15 +658,26 @@ STOP_GRACE = 3.0
 class _Master:
     """The master process of a :class:`Pool` (runs in the forked child)."""
 
-    def __init__(self, pool: Pool, report_w: int, command_r: int) -> None:
-        self.pool = pool
+    def __init__(
+        self,
+        adapter: Adapter,
+        url: str,
+        tmp: Path,
+        count: int,
+        prebuilt: bool,
+        report_w: int,
+        command_r: int,
+    ) -> None:
+        self.adapter = adapter
+        self.url = url
+        self.tmp = tmp
         self.report_w = report_w
         self.command_r = command_r
         self.stop_r, self.stop_w = os.pipe()
         self.reporter = Reporter(report_w)
         self.children: set[int] = set()
-        adapter = pool.adapter
-        self.client = adapter.build(pool.url, self.reporter, pool.tmp) if pool.prebuilt else None
+        report(report_w, f"master {os.getpid()}")
+        self.client = adapter.build(url, self.reporter, tmp) if prebuilt else None
         if self.client is not None:
             adapter.parent_start(self.client)
 
@@ -579,7 +701,6 @@ class _Master:
                 return
 
     def _spawn(self) -> None:
-        pool = self.pool
         pid = os.fork()
         if pid == 0:  # the worker: never returns
             code = 1
@@ -588,7 +709,7 @@ class _Master:
                 os.close(self.stop_w)
                 _report_warnings(self.report_w)
                 _report_full_collections(self.report_w)
-                serve = (pool.adapter.serve, self.client, pool.url, self.reporter, pool.tmp)
+                serve = (self.adapter.serve, self.client, self.url, self.reporter, self.tmp)
                 profile_dir = os.environ.get("BENCH_PROFILE_DIR")
                 if profile_dir:  # bench/profile_worker.py: where a worker's time goes
                     import cProfile
@@ -626,4 +747,4 @@ class _Master:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
         if self.client is not None:
-            self.pool.adapter.close_in_parent(self.client)
+            self.adapter.close_in_parent(self.client)

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import _common as c
-from _workers import ADAPTERS, PEER_POLL_PAUSE, SHARED, Adapter, Pool
+from _workers import ADAPTERS, PEER_POLL_PAUSE, SHARED, Adapter, Pool, Zygote
 
 from aioapollo.testing import ApolloTestServer
 
@@ -123,14 +123,14 @@ def _scrub(text: str) -> str:
 VALUES = c.payload(10)
 
 
-def open_row(adapter: Adapter, mode: str, workers: int, tmp: Path) -> Row:
+def open_row(adapter: Adapter, mode: str, workers: int, tmp: Path, zygote: Zygote) -> Row:
     """Start the row's server and fork its workers (built in the parent first if asked)."""
     context = c.ServerThread(hold_seconds=60)
     server = context.__enter__()
     server.publish(c.APP, c.NS, VALUES)
     row = Row(adapter, mode, workers, context, server)
     prebuilt = mode == MODES[0]
-    pool = Pool(adapter, server.url, tmp, workers, prebuilt=prebuilt)
+    pool = Pool(adapter, server.url, tmp, workers, prebuilt=prebuilt, zygote=zygote)
     row.pool = pool
     if prebuilt and adapter.polls_in_parent:  # the master's own poll
         c.wait_until(lambda: server.held_polls >= 1, HELD_TIMEOUT)
@@ -301,6 +301,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     failovers: list[dict[str, Any]] = []
     began = time.monotonic()
+    zygote = Zygote()  # before any test server starts: masters inherit none of the harness
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         c.private_home(tmp)
@@ -317,7 +318,7 @@ def main() -> None:
                         if args.mode and mode != args.mode:
                             continue
                         where = tmp / f"w{workers}-{len(open_rows)}"
-                        open_rows.append(open_row(adapter, mode, workers, where))
+                        open_rows.append(open_row(adapter, mode, workers, where, zygote))
                 started = time.monotonic()
                 # The harness (the test servers and their request logs) collects its garbage
                 # between turns, never during one: an automatic full collection of its heap
@@ -355,6 +356,7 @@ def main() -> None:
                 for row in open_rows:
                     close_row(row)
             rows += [row.data() for row in open_rows]
+    zygote.close()
     c.emit(
         args,
         "propagation",
