@@ -539,6 +539,7 @@ class Pool:
         self.master = 0
         self._buffer = b""
         self._closed = False
+        self._reaped = False
         self._ours = zygote is None
         self.report_r, report_w = os.pipe()
         command_r, self.command_w = os.pipe()
@@ -641,14 +642,18 @@ class Pool:
                         os.kill(pid, signal.SIGKILL)
             if self._ours:
                 os.waitpid(self.master, 0)
+                self._reaped = True
         os.close(self.report_r)
 
     def _gone(self) -> bool:
         """Whether the master exited (and, from a zygote, its workers closed the pipe too)."""
-        if self._ours:
-            return os.waitpid(self.master, os.WNOHANG)[0] != 0
-        readable, _, _ = select.select([self.report_r], [], [], 0)
-        return bool(readable) and not os.read(self.report_r, 65536)
+        if not self._reaped:
+            if self._ours:
+                self._reaped = os.waitpid(self.master, os.WNOHANG)[0] != 0
+            else:
+                readable, _, _ = select.select([self.report_r], [], [], 0)
+                self._reaped = bool(readable) and not os.read(self.report_r, 65536)
+        return self._reaped
 
 
 #: How long a stopping master gives its workers to close their clients before SIGKILL.

@@ -970,10 +970,10 @@ def slow_round(p: Prop, i: int) -> str:
     return ", ".join(parts)
 
 
-def slow_md(facts: Facts) -> str:
+def slow_md(facts: Facts, ours: bool = True) -> str:
     lines = []
     for p in facts.prop:
-        if not p.ours:
+        if p.ours != ours or (not ours and (not p.slow or not p.reached)):
             continue
         head = f"{p.client}, {p.mode}, {plural(p.workers, 'worker')}"
         slow = [i - 1 for i, _, _ in p.slow]
@@ -1034,7 +1034,14 @@ def findings_md(facts: Facts) -> str:
             "garbage collection, and "
             "the CPU time of the harness (the test servers included). Steal points at the "
             "virtual machine, other load at the rest of the machine, harness CPU at the "
-            "harness, and more CPU in the workers without steal at the client.\n\n" + slow_md(facts)
+            "harness, and more CPU in the workers without steal at the client.\n\n"
+            + slow_md(facts)
+            + (
+                f"\n\nThe peers' rounds over {SLOW_MS:.0f} ms, the same way (rows that never "
+                "update left out):\n\n" + slow_md(facts, ours=False)
+                if any(not q.ours and q.slow and q.reached for q in facts.prop)
+                else ""
+            )
         )
         parts.append(one_second_md(facts))
     if "startup" in facts.sections:
