@@ -1,9 +1,9 @@
 """Where a propagation worker's time goes: merge the workers' cProfile files and print the top.
 
-    mkdir /tmp/prof
-    BENCH_PROFILE_DIR=/tmp/prof python bench/propagation.py --only aioapollo \\
+    mkdir prof
+    BENCH_PROFILE_DIR=$PWD/prof python bench/propagation.py --only aioapollo \\
         --mode "built before fork" --workers 16 --rounds 100 --kills 0
-    python bench/profile_worker.py /tmp/prof
+    python bench/profile_worker.py prof
 
 With ``BENCH_PROFILE_DIR`` set, every worker runs under ``cProfile`` and writes
 ``worker-<pid>.prof`` there when it stops (``bench/_workers.py``). This script merges them and

@@ -1074,7 +1074,13 @@ def one_second_md(facts: Facts) -> str:
         "reports made in a pool's parent, and every pool has a master process of its own. In "
         f"this run, the slowest round built before fork at {' / '.join(map(str, counts))} "
         f"workers: {'; '.join(maxima)}; the aioapollo workers logged "
-        f"{plural(warned, 'warning')} during the rounds."
+        f"{plural(warned, 'warning')} during the rounds. Two smaller artifacts of the harness "
+        "turned up on the way and are gone too: an automatic full garbage collection of the "
+        "harness's own heap (the test servers and their request logs) stalled the servers "
+        "in the middle of someone's round, and masters forked from the harness handed that "
+        "heap to their workers, which paid for it in copy-on-write page faults, all in the "
+        "same round. The harness now collects between turns, and the masters come from a "
+        "zygote forked before any test server starts (see How it is measured)."
     )
 
 
@@ -1136,7 +1142,12 @@ def readme_md(facts: Facts) -> str:
         f"[docs/benchmarks.md](docs/benchmarks.md) (tables, method, the slow rounds) is "
         f"generated from `{facts.name}` by `bench/report.py`."
     )
-    return "\n\n".join([intro, summary_md(facts, short=True), cause_md(facts)]).strip()
+    cause = cause_md(facts)
+    p = facts.row(OURS, BEFORE, facts.largest)
+    if cause and p is not None:
+        verdict, _, _ = _target(p, facts, 1.0)
+        cause = f"**Why the {facts.largest}-worker target is {verdict.strip('*')}:** {cause}"
+    return "\n\n".join([intro, summary_md(facts, short=True), cause]).strip()
 
 
 def trust_md(facts: Facts) -> str:
