@@ -252,15 +252,6 @@ def peer_available(module: str) -> bool:
     return True
 
 
-PEERS = {
-    "papollo": "papollo",
-    "apollo-client-python": "apollo.apollo_client",
-    "apollocfg": "apollocfg",
-    "apollo-config-client": "apollo_config",
-    "pyapollo-zenkilan": "pyapollo.client",
-}
-
-
 def quiet_peer_logging() -> None:
     """Keep peers' own log output (loguru, basicConfig) off the benchmark's stdout."""
     import logging
