@@ -1,8 +1,9 @@
-"""Shared helpers for the benchmark scripts: statistics, a test server in a thread, output.
+"""Shared helpers for the benchmark scripts: a test server in a thread, CPU clocks, output.
 
 Every script in ``bench/`` is run by ``bench/run.py`` in a fresh interpreter and writes its
-results as JSON (``--out FILE``): ``{"section": ..., "title": ..., "columns": [...],
-"rows": [[...], ...], "notes": [...]}``. ``run.py`` turns them into markdown tables.
+raw measurements as JSON (``--out FILE``): ``{"section": name, "data": {...}}``. Nothing is
+formatted here: ``bench/report.py`` turns a results file into tables and prose, so every
+figure in the documents comes from one committed file.
 """
 
 from __future__ import annotations
@@ -10,14 +11,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import platform
 import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,38 +28,6 @@ T = TypeVar("T")
 APP = "bench-app"
 NS = "application"
 
-#: Settings every aioapollo client in the benchmarks uses; only the poll pacing differs from
-#: the defaults (see docs/benchmarks.md: it adds nothing to a publish that meets a held poll).
-AIOAPOLLO_OPTIONS: dict[str, Any] = {"poll_min_interval": 0.0}
-
-
-# ------------------------------------------------------------------------------ statistics
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (``q`` in 0..100) of a non-empty sequence."""
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
-def median(values: Sequence[float]) -> float:
-    """The median of a non-empty sequence."""
-    return statistics.median(values)
-
-
-def ratio(value: float | None, base: float | None) -> str:
-    """``value / base`` formatted as ``1.23x``, or ``n/a``."""
-    if value is None or base is None or base <= 0:
-        return "n/a"
-    return f"{value / base:.2f}x"
-
-
-def fmt(value: float | None, digits: int = 1) -> str:
-    """A number with ``digits`` decimals, or an em dash for None."""
-    return "—" if value is None else f"{value:.{digits}f}"
-
-
 # ------------------------------------------------------------------------------ test server
 
 
@@ -67,7 +35,7 @@ class ServerThread:
     """An :class:`ApolloTestServer` running in its own thread and event loop.
 
     The main thread stays free to fork workers and to time things synchronously;
-    ``server.publish`` and ``server.held_polls`` are safe to use from it.
+    ``server.publish``, ``server.held_polls`` and ``server.requests`` are safe to use from it.
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -162,8 +130,13 @@ class ServerProcess:
             os.write(port_w, f"{server.url}\n".encode())
             os.close(port_w)
             loop = asyncio.get_running_loop()
-            stopped = loop.create_future()
-            loop.add_reader(stop_r, lambda: stopped.done() or stopped.set_result(None))
+            stopped: asyncio.Future[None] = loop.create_future()
+
+            def stop() -> None:
+                if not stopped.done():
+                    stopped.set_result(None)
+
+            loop.add_reader(stop_r, stop)
             await stopped
 
 
@@ -185,6 +158,88 @@ def payload(keys: int, round_no: int = 0) -> dict[str, str]:
     return data
 
 
+def median(values: Sequence[float]) -> float:
+    """The median of a non-empty sequence."""
+    return statistics.median(values)
+
+
+def rotate(items: Sequence[T], by: int) -> list[T]:
+    """``items`` starting at index ``by`` (modulo its length): who goes first takes turns."""
+    if not items:
+        return []
+    by %= len(items)
+    return [*items[by:], *items[:by]]
+
+
+# ------------------------------------------------------------------------------ CPU clocks
+
+TICK = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds used so far by every live thread of ``pid`` (Linux).
+
+    Read from ``/proc/<pid>/task/*/schedstat`` (nanoseconds) when the kernel has schedstats,
+    else from ``/proc/<pid>/stat`` (clock ticks). A process that is gone counts 0.
+    """
+    total = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as stats:
+                total += int(stats.read().split()[0])
+        except FileNotFoundError:
+            continue  # the thread ended
+        except OSError:
+            return stat_cpu(pid)
+    return total / 1e9
+
+
+def stat_cpu(pid: int) -> float:
+    """utime + stime of ``pid`` (all its threads, ended ones too), in seconds."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = text.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * TICK
+
+
+def minor_faults(pid: int) -> int:
+    """Minor page faults of ``pid`` so far (copy-on-write faults of a forked child among them)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(text.rsplit(")", 1)[1].split()[7])
+
+
+def host_busy() -> tuple[float, float]:
+    """CPU seconds this machine's CPUs have spent busy since boot, and the part of it that
+    was *steal*: time a hypervisor gave to other guests while this one had work (``/proc/stat``).
+    """
+    try:
+        with open("/proc/stat", "rb") as stats:
+            fields = stats.readline().split()[1:]
+    except OSError:
+        return 0.0, 0.0
+    values = [int(v) for v in fields]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    steal = values[7] if len(values) > 7 else 0
+    return (sum(values[:8]) - idle) * TICK, steal * TICK
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return []
+
+
 # ------------------------------------------------------------------------------ peers
 
 
@@ -195,15 +250,6 @@ def peer_available(module: str) -> bool:
     except Exception:
         return False
     return True
-
-
-PEERS = {
-    "papollo": "papollo",
-    "apollo-client-python": "apollo.apollo_client",
-    "apollocfg": "apollocfg",
-    "apollo-config-client": "apollo_config",
-    "pyapollo-zenkilan": "pyapollo.client",
-}
 
 
 def quiet_peer_logging() -> None:
@@ -262,37 +308,37 @@ def cli(
     return parser.parse_args()
 
 
-def table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A markdown table."""
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    lines.extend("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows)
-    return "\n".join(lines)
+def rounded(values: Sequence[float | None], digits: int = 3) -> list[float | None]:
+    """Values rounded for the results file (None stays None)."""
+    return [None if v is None else round(v, digits) for v in values]
 
 
-def emit(args: argparse.Namespace, sections: list[dict[str, Any]]) -> None:
-    """Print the sections as markdown and write them as JSON to ``--out``."""
-    for section in sections:
-        print(f"\n### {section['title']}\n")
-        print(table(section["columns"], section["rows"]))
-        for note in section.get("notes", ()):
-            print(f"\n- {note}")
-    sys.stdout.flush()
+def emit(args: argparse.Namespace, section: str, data: dict[str, Any]) -> None:
+    """Write one section's raw data to ``--out`` and print it as markdown."""
+    data = {"load": load_average(), **data}
     if args.out is not None:
-        args.out.write_text(json.dumps(sections, indent=1))
+        args.out.write_text(json.dumps({"section": section, "data": data}, indent=1) + "\n")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import report
+
+    print(report.section_markdown(section, data), flush=True)
 
 
-Sections = list[dict[str, Any]]
+Measure = Callable[[argparse.Namespace, Path], Coroutine[Any, Any, dict[str, Any]]]
 
 
 def run_section(
-    doc: str, measure: Callable[[argparse.Namespace, Path], Coroutine[Any, Any, Sections]]
+    section: str,
+    doc: str,
+    measure: Measure,
+    extra: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> None:
     """A section script's main(): parse flags, measure in a private HOME, print and write."""
     import tempfile
 
-    args = cli(doc)
+    args = cli(doc, extra)
     quiet_peer_logging()
     with tempfile.TemporaryDirectory() as tmp:
         private_home(Path(tmp))
-        sections = asyncio.run(measure(args, Path(tmp)))
-    emit(args, sections)
+        data = asyncio.run(measure(args, Path(tmp)))
+    emit(args, section, data)

@@ -137,60 +137,60 @@ PEER_BUILDERS = [
 ]
 
 
-async def build_peers(url: str, tmp: Path) -> tuple[dict[str, Loop], list[Any], list[list[str]]]:
+async def build_peers(
+    url: str, tmp: Path
+) -> tuple[dict[str, Loop], list[Any], list[dict[str, str]]]:
     """Each installed peer's getter, loaded against the test server; rows for the others."""
     loops: dict[str, Loop] = {}
     closers: list[Any] = []
-    missing: list[list[str]] = []
+    missing: list[dict[str, str]] = []
     for name, module, build in PEER_BUILDERS:
         if not c.peer_available(module):
-            missing.append([name, *["—"] * 5, "not installed"])
+            missing.append({"name": name, "why": "not installed"})
             continue
         try:
             more, close = await build(url, tmp)
         except Exception as exc:  # a peer that cannot start here is reported, not fatal
-            missing.append([name, *["—"] * 5, f"could not start ({type(exc).__name__})"])
+            missing.append({"name": name, "why": f"could not start ({type(exc).__name__})"})
             continue
         loops.update(more)
         closers += close
     return loops, closers, missing
 
 
-def build_sync_client(url: str) -> tuple[Any, str]:
-    """``aioapollo.SyncApolloClient`` started against the server, or (None, why not)."""
-    cls = getattr(aioapollo, "SyncApolloClient", None)
-    if cls is None:
-        return None, "not available in this build"
-    try:
-        client = cls(c.APP, config_server=url, cache_dir=None, **c.AIOAPOLLO_OPTIONS)
-        start = getattr(client, "start", None)
-        if callable(start):
-            start()
-        client.get(KEY)
-    except Exception as exc:  # a build whose API differs: report, do not crash the run
-        return None, f"could not be started here ({type(exc).__name__})"
-    return client, ""
+def build_sync_client(url: str) -> Any:
+    """``aioapollo.SyncApolloClient`` started against the server."""
+    client = aioapollo.SyncApolloClient(c.APP, config_server=url, cache_dir=None)
+    client.start()
+    client.get(KEY)
+    return client
 
 
-async def measure(args: Any, url: str, tmp: Path) -> list[dict[str, Any]]:
-    client = aioapollo.ApolloClient(c.APP, config_server=url, cache_dir=None, **c.AIOAPOLLO_OPTIONS)
+BASELINES = {
+    "plain": "minimal plain method (baseline)",
+    "async": "minimal `async def` method (baseline)",
+    "typed": "minimal typed `async def` (baseline)",
+}
+
+
+async def measure(args: Any, url: str, tmp: Path) -> dict[str, Any]:
+    client = aioapollo.ApolloClient(c.APP, config_server=url, cache_dir=None)
     await client.start()
     minimal = Minimal({c.NS: dict(client.snapshot(c.NS).items)})
+    sync_client = build_sync_client(url)
     plain: dict[str, Loop] = {
         "bare `dict.get`": sync_loop(minimal._d[c.NS].get),
-        "minimal plain method (baseline)": sync_loop(minimal.get),
-        "minimal `async def` method (baseline)": async_loop(minimal.aget),
-        "minimal typed `async def` (baseline)": async_loop(minimal.aget_int, INT_KEY),
+        BASELINES["plain"]: sync_loop(minimal.get),
+        BASELINES["async"]: async_loop(minimal.aget),
+        BASELINES["typed"]: async_loop(minimal.aget_int, INT_KEY),
         "aioapollo `get_nowait`": sync_loop(client.get_nowait),
         "aioapollo `await get`": async_loop(client.get),
         "aioapollo `await get_int`": async_loop(client.get_int, INT_KEY),
         "aioapollo `snapshot().get_int`": sync_loop(
             lambda k: client.snapshot().get_int(k), INT_KEY
         ),
+        "aioapollo `SyncApolloClient.get`": sync_loop(sync_client.get),
     }
-    sync_client, sync_why = build_sync_client(url)
-    if sync_client is not None:
-        plain["aioapollo `SyncApolloClient.get`"] = sync_loop(sync_client.get)
     peers, closers, missing = await build_peers(url, tmp)
     variants = {**plain, **peers}
 
@@ -199,94 +199,64 @@ async def measure(args: Any, url: str, tmp: Path) -> list[dict[str, Any]]:
     r = range(calls)
     samples: dict[str, list[float]] = {name: [] for name in variants}
     empties: list[float] = []
+    names = list(variants)
     gc.collect()
     gc.disable()
     try:
-        for _ in range(batches):
+        for batch in range(batches):
             empties.append(empty_loop(r))
-            for name, loop in variants.items():
+            for name in c.rotate(names, batch):  # who goes first takes turns
+                loop = variants[name]
                 result = loop(r)
-                samples[name].append(await result if asyncio.iscoroutine(result) else result)
+                if isinstance(result, int):
+                    samples[name].append(result)
+                else:
+                    samples[name].append(await result)
     finally:
         gc.enable()
     empty = c.median(empties)
     net = {name: [max(t - empty, 0.0) / calls for t in ts] for name, ts in samples.items()}
 
-    def batch_ratio(name: str, base: str) -> float:
-        return c.median([a / b for a, b in zip(net[name], net[base], strict=True) if b > 0])
-
-    base_of = dict.fromkeys(variants, "minimal plain method (baseline)")
-    for name in variants:
+    def baseline(name: str) -> str | None:
+        if name in (BASELINES["plain"], BASELINES["async"]):
+            return None
+        if name == BASELINES["typed"]:
+            return BASELINES["async"]
+        if "get_int" in name:
+            return BASELINES["typed"]
         if "await" in name or "async" in name:
-            base_of[name] = "minimal `async def` method (baseline)"
-    base_of["aioapollo `await get_int`"] = "minimal typed `async def` (baseline)"
-    base_of["aioapollo `snapshot().get_int`"] = "minimal typed `async def` (baseline)"
+            return BASELINES["async"]
+        return BASELINES["plain"]
+
     targets = {
         "aioapollo `get_nowait`": 1.3,
         "aioapollo `await get`": 1.3,
         "aioapollo `SyncApolloClient.get`": 1.3,
     }
-    rows = []
-    dict_get = c.median(net["bare `dict.get`"])
-    for name in variants:
-        med = c.median(net[name])
-        base = base_of[name]
-        r_base = "—" if name == base else f"{batch_ratio(name, base):.2f}x"
-        target = targets.get(name)
-        verdict = ""
-        if target is not None:
-            verdict = "met" if batch_ratio(name, base) <= target else "**missed**"
-            verdict = f"≤ {target}x: {verdict}"
-        rows.append(
-            [
-                name,
-                c.fmt(med),
-                c.fmt(c.percentile(net[name], 99)),
-                f"{med / dict_get:.1f}x" if dict_get > 0 else "n/a",
-                base.replace(" (baseline)", "") if name != base else "—",
-                r_base,
-                verdict,
-            ]
-        )
-    if sync_client is None:
-        rows.append(["aioapollo `SyncApolloClient.get`", "—", "—", "—", "—", "—", sync_why])
-    rows += missing
-    notes = [
-        f"{batches} batches x {calls:,} calls per getter, interleaved; loop cost "
-        f"({empty / calls:.1f} ns/iteration) subtracted. p99 is over batch means.",
-        "The fork check is included: reads test the client's `_live` flag, which the at-fork "
-        "hook clears in a child; no per-read `os.getpid()`.",
-    ]
-    notes.append(await profile_note(client))
+    profile = await profile_get_int(client)
     for close in closers:
         result = close()
         if asyncio.iscoroutine(result):
             await result
-    if sync_client is not None:
-        close = getattr(sync_client, "close", None)
-        if callable(close):
-            close()
+    sync_client.close()
     await client.aclose()
-    return [
-        {
-            "section": "read",
-            "title": "Read cost (ns per call, net of loop overhead)",
-            "columns": [
-                "getter",
-                "median ns",
-                "p99 ns",
-                "x dict.get",
-                "baseline",
-                "ratio to baseline",
-                "target",
-            ],
-            "rows": rows,
-            "notes": notes,
-        }
-    ]
+    return {
+        "params": {"batches": batches, "calls": calls, "loop_ns": round(empty / calls, 2)},
+        "variants": [
+            {
+                "name": name,
+                "baseline": baseline(name),
+                "target": targets.get(name),
+                "net_ns": c.rounded(net[name], 2),
+            }
+            for name in variants
+        ],
+        "missing": missing,
+        "profile": profile,
+    }
 
 
-async def profile_note(client: aioapollo.ApolloClient) -> str:
+async def profile_get_int(client: aioapollo.ApolloClient) -> dict[str, Any]:
     """Where the time of ``await get_int`` goes (the read with the most layers)."""
 
     async def many() -> None:
@@ -302,17 +272,13 @@ async def profile_note(client: aioapollo.ApolloClient) -> str:
     entries = stats.stats.items()  # type: ignore[attr-defined]
     total = sum(st[2] for _, st in entries) or 1.0
     rows = sorted(
-        ((f"{Path(fn[0]).stem}.{fn[2]}", st[2]) for fn, st in entries if "aioapollo" in fn[0]),
+        ((f"{Path(fn[0]).stem}.{fn[2]}", st[2]) for fn, st in entries if "/aioapollo/" in fn[0]),
         key=lambda x: -x[1],
     )
-    top = ", ".join(f"`{name}` {own / total:.0%}" for name, own in rows[:5])
-    return (
-        "Where `await get_int` spends its time (cProfile, 20,000 calls, share of own time): "
-        + top
-        + ". A typed read is `get_int` → `namespace()` → `snapshot()` → "
-        "`NamespaceSnapshot.get_int` → `_raw` → a `MappingProxyType` lookup: five Python "
-        "calls where the minimal typed baseline makes one."
-    )
+    return {
+        "calls": 20_000,
+        "own_time_shares": [[name, round(own / total, 3)] for name, own in rows[:5]],
+    }
 
 
 def main() -> None:
@@ -322,8 +288,8 @@ def main() -> None:
         c.private_home(Path(tmp))
         with c.ServerThread(hold_seconds=60) as server:
             server.publish(c.APP, c.NS, {**c.payload(50), KEY: "30"})
-            sections = asyncio.run(measure(args, server.url, Path(tmp)))
-    c.emit(args, sections)
+            data = asyncio.run(measure(args, server.url, Path(tmp)))
+    c.emit(args, "read_cost", data)
 
 
 if __name__ == "__main__":

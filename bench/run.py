@@ -1,8 +1,13 @@
-"""Run every benchmark and write one markdown report: ``python bench/run.py [--quick]``.
+"""Run every benchmark and write one results file: ``python bench/run.py [--quick]``.
 
 Each section runs in a fresh interpreter (forked workers, peers' threads and tracemalloc must
-not leak from one section into the next). The report goes to stdout and to
-``bench/results/latest.md``; ``--quick`` is a smoke run with few repetitions.
+not leak from one section into the next). The raw measurements of every section go to one
+JSON file, ``bench/results/<UTC date>.json`` (``--quick``: ``bench/results/quick.json``,
+not committed); the report printed at the end, and the figures in README.md and
+docs/benchmarks.md, are made from that file by ``bench/report.py``::
+
+    python bench/run.py
+    python bench/report.py bench/results/2026-11-30.json   # rewrites the documents' figures
 """
 
 from __future__ import annotations
@@ -19,9 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import _common as c
+import report
 
 HERE = Path(__file__).resolve().parent
 SECTIONS = ["read_cost", "propagation", "startup", "scale", "idle"]
+#: Seconds a section may take before it is stopped and reported as failed.
+SECTION_TIMEOUT = {"propagation": 720}
 DISTRIBUTIONS = [
     "aioapollo",
     "papollo",
@@ -33,72 +41,71 @@ DISTRIBUTIONS = [
 ]
 
 
-def versions() -> str:
-    found = []
+def versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
     for dist in DISTRIBUTIONS:
         try:
-            found.append(f"{dist} {importlib.metadata.version(dist)}")
+            found[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
-            found.append(f"{dist} (not installed)")
-    return ", ".join(found)
-
-
-def render(sections: list[dict[str, Any]], header: list[str]) -> str:
-    parts = list(header)
-    for section in sections:
-        parts += ["", f"### {section['title']}", "", c.table(section["columns"], section["rows"])]
-        if section.get("notes"):
-            parts.append("")
-            parts += [f"- {note}" for note in section["notes"]]
-    return "\n".join(parts) + "\n"
+            found[dist] = None
+    return found
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="few repetitions (smoke run)")
     parser.add_argument("--only", choices=SECTIONS, action="append", help="run only these")
-    parser.add_argument(
-        "--out", type=Path, default=HERE / "results" / "latest.md", help="markdown report"
-    )
+    parser.add_argument("--out", type=Path, help="results file (default: see above)")
     args = parser.parse_args()
+    started = datetime.datetime.now(datetime.UTC)
+    out = args.out or HERE / "results" / (
+        "quick.json" if args.quick else f"{started:%Y-%m-%d}.json"
+    )
     began = time.monotonic()
-    sections: list[dict[str, Any]] = []
+    sections: dict[str, Any] = {}
+    seconds: dict[str, float] = {}
     failed: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.only or SECTIONS:
-            out = Path(tmp) / f"{name}.json"
-            command = [sys.executable, str(HERE / f"{name}.py"), "--out", str(out)]
+            part = Path(tmp) / f"{name}.json"
+            command = [sys.executable, str(HERE / f"{name}.py"), "--out", str(part)]
             if args.quick:
                 command.append("--quick")
             print(f"== {name}", file=sys.stderr, flush=True)
-            started = time.monotonic()
+            section_began = time.monotonic()
             try:
-                done = subprocess.run(command, timeout=400, stdout=sys.stderr)
+                done = subprocess.run(
+                    command, timeout=SECTION_TIMEOUT.get(name, 400), stdout=sys.stderr
+                )
             except subprocess.TimeoutExpired:
                 failed.append(f"{name} (timed out)")
                 continue
-            print(f"== {name}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
-            if done.returncode != 0 or not out.exists():
+            seconds[name] = round(time.monotonic() - section_began, 1)
+            print(f"== {name}: {seconds[name]:.0f} s", file=sys.stderr, flush=True)
+            if done.returncode != 0 or not part.exists():
                 failed.append(f"{name} (exit {done.returncode})")
                 continue
-            sections += json.loads(out.read_text())
-    info = c.machine()
-    header = [
-        "## Benchmarks",
-        "",
-        f"Command: `python bench/run.py{' --quick' if args.quick else ''}` "
-        f"({time.monotonic() - began:.0f} s), "
-        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC.",
-        f"Machine: {info['nproc']} CPUs (`nproc`), {info['cpu']}, Python {info['python']}, "
-        f"{info['platform']}.",
-        f"Versions: {versions()}.",
-    ]
-    if failed:
-        header.append(f"Sections that failed: {', '.join(failed)}.")
-    report = render(sections, header)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report)
-    print(report)
+            sections[name] = json.loads(part.read_text())["data"]
+    results = {
+        "format": report.FORMAT,
+        "command": "python bench/run.py" + (" --quick" if args.quick else ""),
+        "quick": args.quick,
+        "started_utc": f"{started:%Y-%m-%d %H:%M}",
+        "seconds": round(time.monotonic() - began),
+        "section_seconds": seconds,
+        "machine": c.machine(),
+        "versions": versions(),
+        "failed": failed,
+        "sections": sections,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report.dumps(results))
+    markdown = report.full_markdown(results)
+    (out.parent / "latest.md").write_text(markdown)
+    print(markdown)
+    print(f"results: {out}", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -1,10 +1,13 @@
 """Scale: one namespace of 1,000 / 10,000 / 100,000 keys: load time, update time, memory.
 
-* load: start to loaded (fetch + parse + first diff), new client each time;
+* load: construction to loaded (fetch + parse), a new client each time, each in a fresh cache
+  directory and ``HOME``; the baseline and the clients take turns (who goes first rotates);
 * update: publish of a one-key change -> listener fired (notification + fetch + parse + diff
-  of the whole namespace), measured from the moment the server's publish returned;
-* memory: bytes still allocated (``tracemalloc``) once one client is loaded, the test
-  server's own allocations filtered out.
+  of the whole namespace), measured from the moment the server's publish returned. The
+  clients that have a change listener run side by side, each on its own copy of the
+  namespace, and take turns publish by publish;
+* memory: bytes still allocated (``tracemalloc``) once one client is loaded, against a test
+  server in another process, after a warm-up build (imports, SSL contexts).
 
 Baselines from the same run: an open aiohttp session fetching the same ``/configs`` body and
 ``json.loads`` it (time), and the parsed ``configurations`` dict alone (memory).
@@ -13,8 +16,10 @@ Baselines from the same run: an open aiohttp session fetching the same ``/config
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import json
+import os
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
@@ -31,8 +36,11 @@ Built = tuple[Any, Callable[[], Awaitable[None]]]
 _FILTERS = [tracemalloc.Filter(False, tracemalloc.__file__)]
 
 
-def ns_for(size: int) -> str:
-    return f"scale{size}"
+REPS = {1_000: 10, 10_000: 6, 100_000: 5}
+
+
+def ns_for(size: int, copy: str = "") -> str:
+    return f"scale{size}{copy}"
 
 
 async def retained(build: Callable[[], Awaitable[Built]]) -> int:
@@ -64,26 +72,48 @@ async def build_floor(url: str, size: int) -> Built:
 
 
 def aio_builder(
-    url: str, size: int, tmp: Path, listener: Any = None
+    url: str,
+    size: int,
+    tmp: Path,
+    listener: Any = None,
+    copy: str = "",
+    *,
+    cache: bool = True,
+    written: bool = False,
 ) -> Callable[[], Awaitable[Built]]:
+    """aioapollo with its defaults; ``written``: return once the cache file is on disk too
+    (``start()`` does not wait for it; a write in flight holds its encoded copy)."""
+
     async def build() -> Built:
         client = aioapollo.ApolloClient(
             c.APP,
-            namespaces=[ns_for(size)],
+            namespaces=[ns_for(size, copy)],
             config_server=url,
-            cache_dir=tmp / "aio",
-            **c.AIOAPOLLO_OPTIONS,
+            cache_dir=tmp / "aio" if cache else None,
         )
         if listener is not None:
             client.add_listener(listener)
         await client.start()
+        if cache and written:
+            await asyncio.to_thread(c.wait_until, lambda: _cache_file(tmp / "aio"), 10.0)
+            await asyncio.sleep(0.1)  # the writer's thread returns after the rename
         return client, client.aclose
 
     return build
 
 
+def _cache_file(directory: Path) -> bool:
+    return any(not p.name.startswith(".tmp-") for p in directory.rglob("*.json"))
+
+
+def aio_nocache_builder(
+    url: str, size: int, tmp: Path, listener: Any = None, copy: str = ""
+) -> Callable[[], Awaitable[Built]]:
+    return aio_builder(url, size, tmp, listener, copy, cache=False)
+
+
 def papollo_builder(
-    url: str, size: int, tmp: Path, listener: Any = None
+    url: str, size: int, tmp: Path, listener: Any = None, copy: str = ""
 ) -> Callable[[], Awaitable[Built]]:
     async def build() -> Built:
         import papollo
@@ -91,7 +121,7 @@ def papollo_builder(
         client = papollo.Apollo(url, c.APP, watch=True)
         if listener is not None:
             client.add_listener(lambda ns, old, new: listener(new))
-        client.namespace(ns_for(size))
+        client.namespace(ns_for(size, copy))
 
         async def close() -> None:
             client.close()
@@ -102,7 +132,7 @@ def papollo_builder(
 
 
 def acp_builder(
-    url: str, size: int, tmp: Path, listener: Any = None
+    url: str, size: int, tmp: Path, listener: Any = None, copy: str = ""
 ) -> Callable[[], Awaitable[Built]]:
     async def build() -> Built:
         from apollo.apollo_client import ApolloClient
@@ -120,7 +150,7 @@ def acp_builder(
 
 
 def apollocfg_builder(
-    url: str, size: int, tmp: Path, listener: Any = None
+    url: str, size: int, tmp: Path, listener: Any = None, copy: str = ""
 ) -> Callable[[], Awaitable[Built]]:
     async def build() -> Built:
         import apollocfg
@@ -136,58 +166,79 @@ def apollocfg_builder(
     return build
 
 
+FLOOR = "fetch + json.loads (baseline)"
 CLIENTS = [
     ("aioapollo", "aioapollo", aio_builder, True),
+    ("aioapollo, cache_dir=None", "aioapollo", aio_nocache_builder, True),
     ("papollo `Apollo`", "papollo", papollo_builder, True),
     ("apollo-client-python", "apollo.apollo_client", acp_builder, False),
     ("apollocfg", "apollocfg", apollocfg_builder, False),
 ]
 
 
-async def time_builds(build: Callable[[], Awaitable[Built]], reps: int) -> list[float]:
-    times = []
-    for _ in range(reps):
+Builder = Callable[..., Callable[[], Awaitable[Built]]]
+
+
+async def timed_build(builder: Builder, url: str, size: int, fresh: Path) -> float:
+    """One load in a fresh directory (also ``HOME``: peers cache under ``~``), in ms."""
+    os.makedirs(fresh)
+    home = os.environ["HOME"]
+    os.environ["HOME"] = str(fresh)
+    try:
         gc.collect()
         t0 = time.perf_counter()
-        _, close = await build()
-        times.append((time.perf_counter() - t0) * 1000)
+        _, close = await builder(url, size, fresh)()
+        elapsed = (time.perf_counter() - t0) * 1000
         await close()
-    return times
+    finally:
+        os.environ["HOME"] = home
+    return elapsed
 
 
 async def update_times(
-    server: Any, builder: Any, url: str, size: int, tmp: Path, reps: int
-) -> list[float]:
-    """Publish a one-key change ``reps`` times; time until the listener saw it."""
+    server: Any, builders: list[tuple[str, Builder]], url: str, size: int, tmp: Path, reps: int
+) -> dict[str, list[float]]:
+    """Publish one-key changes, each client's copy in turn; time until its listener saw it."""
     loop = asyncio.get_running_loop()
-    seen: asyncio.Queue[float] = asyncio.Queue()
-
-    def on_change(event: Any) -> None:
-        stamp = time.monotonic()
-        loop.call_soon_threadsafe(seen.put_nowait, stamp)
-
-    async def async_listener(event: aioapollo.ConfigChangeEvent) -> None:
-        on_change(event)
-
-    listener = async_listener if builder is aio_builder else on_change
-    _, close = await builder(url, size, tmp, listener)()
+    seen: dict[str, asyncio.Queue[float]] = {label: asyncio.Queue() for label, _ in builders}
+    closers = []
+    copies = {label: f"-{i}" for i, (label, _) in enumerate(builders)}
     data = c.payload(size)
-    times: list[float] = []
+    for label, builder in builders:
+        server.publish(c.APP, ns_for(size, copies[label]), data)
+
+        def on_change(event: Any, queue: asyncio.Queue[float] = seen[label]) -> None:
+            stamp = time.monotonic()
+            loop.call_soon_threadsafe(queue.put_nowait, stamp)
+
+        async def async_listener(event: Any, hear: Any = on_change) -> None:
+            hear(event)
+
+        listener = async_listener if label.startswith("aioapollo") else on_change
+        fresh = tmp / f"update-{size}-{copies[label]}"
+        os.makedirs(fresh)
+        _, close = await builder(url, size, fresh, listener, copies[label])()
+        closers.append(close)
+    times: dict[str, list[float]] = {label: [] for label, _ in builders}
     try:
-        for round_no in range(1, reps + 1):
-            if not await asyncio.to_thread(c.wait_until, lambda: server.held_polls >= 1, 10.0):
-                break
-            await asyncio.to_thread(
-                server.publish, c.APP, ns_for(size), {**data, "round": str(round_no)}
-            )
-            t0 = time.monotonic()
-            try:
-                stamp = await asyncio.wait_for(seen.get(), 20)
-            except TimeoutError:
-                break
-            times.append(max(0.0, stamp - t0) * 1000)
+        for rep in range(1, reps + 1):
+            for label, _ in c.rotate(builders, rep):
+                held = await asyncio.to_thread(
+                    c.wait_until, lambda: server.held_polls >= len(builders), 10.0
+                )
+                if not held:
+                    continue
+                change = {**data, "round": str(rep)}
+                await asyncio.to_thread(server.publish, c.APP, ns_for(size, copies[label]), change)
+                t0 = time.monotonic()
+                try:
+                    stamp = await asyncio.wait_for(seen[label].get(), 20)
+                except TimeoutError:
+                    continue
+                times[label].append(max(0.0, stamp - t0) * 1000)
     finally:
-        await close()
+        for close in closers:
+            await close()
     return times
 
 
@@ -200,91 +251,77 @@ async def memory(tmp: Path, sizes: tuple[int, ...]) -> dict[tuple[str, int], int
         for label, module, builder, _ in CLIENTS:  # first-use costs (imports, SSL contexts...)
             if c.peer_available(module):
                 try:
-                    _, close = await builder(url, sizes[0], tmp)()
+                    _, close = await builder(url, sizes[0], tmp / f"warm-{label}")()
                 except Exception:  # cannot start here: reported by measure()
                     continue
                 await close()
                 usable.append((label, builder))
         for size in sizes:
-            found[("floor", size)] = await retained(lambda s=size: build_floor(url, s))
+            found[("floor", size)] = await retained(functools.partial(build_floor, url, size))
             for label, builder in usable:
-                found[(label, size)] = await retained(builder(url, size, tmp))
+                where = tmp / f"m{size}-{label}"
+                if builder is aio_builder:
+                    build = aio_builder(url, size, where, written=True)
+                else:
+                    build = builder(url, size, where)
+                found[(label, size)] = await retained(build)
     return found
 
 
-async def measure(args: Any, tmp: Path) -> list[dict[str, Any]]:
-    rows: list[list[Any]] = []
+async def measure(args: Any, tmp: Path) -> dict[str, Any]:
     mem = await memory(tmp, SIZES)
+    floor: tuple[str, Builder] = (FLOOR, lambda url, size, fresh: lambda: build_floor(url, size))
+    usable = [floor] + [
+        (label, builder) for label, _, builder, _ in CLIENTS if (label, SIZES[0]) in mem
+    ]
+    rows: list[dict[str, Any]] = []
+    reps_of = {size: 2 if args.quick else REPS[size] for size in SIZES}
+    serial = 0
     with c.ServerThread(hold_seconds=60) as server:
         url = server.url
         for size in SIZES:
             server.publish(c.APP, ns_for(size), c.payload(size))
         for size in SIZES:
-            reps = {1_000: 10, 10_000: 5, 100_000: 3}[size]
-            if args.quick:
-                reps = 2
-            floor_times = await time_builds(lambda s=size: build_floor(url, s), reps)
-            floor_ms = c.median(floor_times)
-            floor_mem = mem[("floor", size)]
-            rows.append(
-                [
-                    "fetch + json.loads (baseline)",
-                    f"{size:,}",
-                    c.fmt(floor_ms),
-                    "1.00x",
-                    "—",
-                    f"{floor_mem / 2**20:.2f}",
-                    "1.00x",
-                ]
-            )
-            for label, module, builder, with_update in CLIENTS:
-                if (label, size) not in mem:
-                    why = "could not start" if c.peer_available(module) else "not installed"
-                    rows.append([label, f"{size:,}", why, "", "", "", ""])
-                    continue
-                load = c.median(await time_builds(builder(url, size, tmp), reps))
-                update = (
-                    await update_times(server, builder, url, size, tmp, reps) if with_update else []
-                )
+            loads: dict[str, list[float]] = {label: [] for label, _ in usable}
+            for rep in range(reps_of[size]):
+                for label, builder in c.rotate(usable, rep):  # who goes first takes turns
+                    serial += 1
+                    loads[label].append(await timed_build(builder, url, size, tmp / f"l{serial}"))
+            listened = [
+                (label, b)
+                for label, _, b, with_update in CLIENTS
+                if with_update and (label, SIZES[0]) in mem
+            ]
+            # A server of their own: held_polls counts the polls of closed clients until
+            # their hold ends, which would let a publish go out before every poll is held.
+            with c.ServerThread(hold_seconds=60) as fresh:
+                updates = await update_times(fresh, listened, fresh.url, size, tmp, reps_of[size])
+            for label, _ in usable:
                 rows.append(
-                    [
-                        label,
-                        f"{size:,}",
-                        c.fmt(load),
-                        c.ratio(load, floor_ms),
-                        c.fmt(c.median(update)) if update else "—",
-                        f"{mem[(label, size)] / 2**20:.2f}",
-                        c.ratio(mem[(label, size)], floor_mem),
-                    ]
+                    {
+                        "label": label,
+                        "size": size,
+                        "floor": label == FLOOR,
+                        "load_ms": c.rounded(loads[label]),
+                        "update_ms": c.rounded(updates[label]) if label in updates else None,
+                        "mem_bytes": mem.get(("floor" if label == FLOOR else label, size)),
+                        "note": "",
+                    }
                 )
-    return [
-        {
-            "section": "scale",
-            "title": "Scale: one namespace of N keys (load and update in ms, memory in MiB)",
-            "columns": [
-                "client",
-                "keys",
-                "load ms",
-                "load / baseline",
-                "update ms",
-                "retained MiB",
-                "memory / baseline",
-            ],
-            "rows": rows,
-            "notes": [
-                "Keys look like `key.000123` = `value-123-xxxxxxxxxxxxxxxx`. Median of 10 / 5 / 3 "
-                "loads for 1k / 10k / 100k keys; update = median of as many one-key changes.",
-                "update ms starts when the server's publish returned; `—` = not measured "
-                "(clients whose change path is the same thread-and-urllib fetch as their load).",
-                "Retained memory: `tracemalloc` difference before building and after loading "
-                "one client (gc collected), measured against a test server in another process.",
-            ],
-        }
+    missing = [
+        {"label": label, "why": "could not start" if c.peer_available(module) else "not installed"}
+        for label, module, _, _ in CLIENTS
+        if (label, SIZES[0]) not in mem
     ]
+    return {
+        "params": {"sizes": list(SIZES), "reps": {str(k): v for k, v in reps_of.items()}},
+        "rows": rows,
+        "missing": missing,
+    }
 
 
 def main() -> None:
-    c.run_section(__doc__ or "", measure)
+    c.run_section("scale", __doc__ or "", measure)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,18 @@
-"""Start-up: time from start to every namespace loaded (1, 10, 50), and 200 namespaces at once.
+"""Start-up: time from start to every namespace loaded (1, 10, 50), and 100 / 200 namespaces.
 
-The baseline is one round trip measured in the same run: a new aiohttp session, one
-``GET /configs/...`` and ``json.loads`` of its body. Loading namespaces concurrently should make
-start-up about one round trip, not N. "200 namespaces" counts the requests the test server
-logged: one client should hold one long poll for all of them, not 200.
+Baselines from the same run: a new aiohttp session making N concurrent ``GET /configs/...``
+calls with ``json.loads`` of each body (the floor for loading N namespaces concurrently), and
+N=1 as one round trip. The floor and the clients take turns repetition by repetition (who goes
+first rotates), and every start gets a fresh, empty cache directory and ``HOME``, so no start
+finds what an earlier one wrote. "100 / 200 namespaces" counts the requests the test server
+logged: one client should hold as few long polls as its request lines allow, not 200.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -22,32 +25,19 @@ import aioapollo
 
 SIZES = (1, 10, 50)
 WIDE = (100, 200)
+WIDE_WAIT = 3.0  # seconds for the first long poll to be held
+WIDE_SETTLE = 1.0  # seconds more, for the polls the client sends on its own
 
 
 def names(count: int) -> list[str]:
     return [c.NS] + [f"ns{i:03d}" for i in range(1, count)]
 
 
-async def concurrent_gets(url: str, count: int) -> float:
-    """The floor: a new aiohttp session, ``count`` concurrent GET /configs, json.loads each."""
-
-    async def one(session: aiohttp.ClientSession, name: str) -> None:
-        async with session.get(f"{url}/configs/{c.APP}/default/{name}") as response:
-            json.loads(await response.read())
-
-    t0 = time.perf_counter()
-    async with aiohttp.ClientSession() as session:
-        await asyncio.gather(*(one(session, name) for name in names(count)))
-    return (time.perf_counter() - t0) * 1000
-
-
 Starter = Callable[[str, list[str], Path], Awaitable[Callable[[], Awaitable[None]]]]
 
 
 async def start_aioapollo(url: str, ns: list[str], tmp: Path) -> Callable[[], Awaitable[None]]:
-    client = aioapollo.ApolloClient(
-        c.APP, namespaces=ns, config_server=url, cache_dir=tmp / "aio", **c.AIOAPOLLO_OPTIONS
-    )
+    client = aioapollo.ApolloClient(c.APP, namespaces=ns, config_server=url, cache_dir=tmp / "aio")
     await client.start()
     return client.aclose
 
@@ -55,9 +45,7 @@ async def start_aioapollo(url: str, ns: list[str], tmp: Path) -> Callable[[], Aw
 async def start_aioapollo_nocache(
     url: str, ns: list[str], tmp: Path
 ) -> Callable[[], Awaitable[None]]:
-    client = aioapollo.ApolloClient(
-        c.APP, namespaces=ns, config_server=url, cache_dir=None, **c.AIOAPOLLO_OPTIONS
-    )
+    client = aioapollo.ApolloClient(c.APP, namespaces=ns, config_server=url, cache_dir=None)
     await client.start()
     return client.aclose
 
@@ -89,7 +77,7 @@ async def start_acp(url: str, ns: list[str], tmp: Path) -> Callable[[], Awaitabl
     ApolloClient(url, c.APP, ns, enable_dotenv=False, auto_update_enabled=False)
 
     async def close() -> None:
-        pass
+        ApolloClient._instances.clear()  # its per-arguments singleton would be reused
 
     return close
 
@@ -106,7 +94,25 @@ async def start_apollocfg(url: str, ns: list[str], tmp: Path) -> Callable[[], Aw
     return close
 
 
+async def start_floor(url: str, ns: list[str], tmp: Path) -> Callable[[], Awaitable[None]]:
+    """The floor: a new aiohttp session, N concurrent GET /configs, json.loads of each."""
+
+    async def one(session: aiohttp.ClientSession, name: str) -> None:
+        async with session.get(f"{url}/configs/{c.APP}/default/{name}") as response:
+            json.loads(await response.read())
+
+    async with aiohttp.ClientSession() as session:
+        await asyncio.gather(*(one(session, name) for name in ns))
+
+    async def close() -> None:
+        pass
+
+    return close
+
+
+FLOOR = "N concurrent GETs (baseline)"
 CLIENTS: list[tuple[str, str, Starter]] = [
+    (FLOOR, "aiohttp", start_floor),
     ("aioapollo `await start()`", "aioapollo", start_aioapollo),
     ("aioapollo `await start()`, cache_dir=None", "aioapollo", start_aioapollo_nocache),
     ("papollo `Apollo` (first read of each)", "papollo", start_papollo),
@@ -116,50 +122,57 @@ CLIENTS: list[tuple[str, str, Starter]] = [
 ]
 
 
-async def startup_rows(url: str, reps: int, tmp: Path) -> tuple[list[list[Any]], float]:
-    floors: dict[int, float] = {}
-    rows: list[list[Any]] = []
-    for size in SIZES:
-        times = [await concurrent_gets(url, size) for _ in range(reps * 2)]
-        floors[size] = c.median(times)
-        rows.append(
-            [
-                f"{size} concurrent GETs (baseline)",
-                size,
-                c.fmt(floors[size], 2),
-                c.fmt(c.percentile(times, 99), 2),
-                "1.00x",
-                c.ratio(floors[size], floors[SIZES[0]]),
-            ]
-        )
-    base = floors[SIZES[0]]
-    for label, module, starter in CLIENTS:
-        if not c.peer_available(module):
-            rows.append([label, "—", "—", "—", "—", "not installed"])
-            continue
+async def timed_start(starter: Starter, url: str, ns: list[str], fresh: Path) -> float:
+    """One start in a fresh directory (also ``HOME``: peers cache under ``~``), in ms."""
+    os.makedirs(fresh)
+    home = os.environ["HOME"]
+    os.environ["HOME"] = str(fresh)
+    try:
+        t0 = time.perf_counter()
+        close = await starter(url, ns, fresh)
+        elapsed = (time.perf_counter() - t0) * 1000
+        await close()
+    finally:
+        os.environ["HOME"] = home
+    return elapsed
+
+
+async def startup_rows(url: str, reps: int, tmp: Path) -> tuple[list[dict[str, Any]], list[Any]]:
+    usable = [(label, starter) for label, module, starter in CLIENTS if c.peer_available(module)]
+    missing = [
+        {"label": label, "why": "not installed"}
+        for label, module, _ in CLIENTS
+        if not c.peer_available(module)
+    ]
+    times: dict[tuple[str, int], list[float]] = {
+        (label, n): [] for label, _ in usable for n in SIZES
+    }
+    failed: dict[tuple[str, int], str] = {}
+    serial = 0
+    for rep in range(reps):
         for size in SIZES:
-            times: list[float] = []
-            try:
-                for _ in range(reps):
-                    t0 = time.perf_counter()
-                    close = await starter(url, names(size), tmp)
-                    times.append((time.perf_counter() - t0) * 1000)
-                    await close()
-            except Exception as exc:  # a peer that cannot start here is reported, not fatal
-                rows.append([label, size, "—", "—", "—", f"could not start ({type(exc).__name__})"])
-                continue
-            med = c.median(times)
-            rows.append(
-                [
-                    label,
-                    size,
-                    c.fmt(med, 2),
-                    c.fmt(c.percentile(times, 99), 2),
-                    c.ratio(med, floors[size]),
-                    c.ratio(med, base),
-                ]
-            )
-    return rows, base
+            for label, starter in c.rotate(usable, rep):  # who goes first takes turns
+                if (label, size) in failed:
+                    continue
+                serial += 1
+                try:
+                    elapsed = await timed_start(starter, url, names(size), tmp / f"s{serial}")
+                except Exception as exc:  # a peer that cannot start here is reported
+                    failed[(label, size)] = f"could not start ({type(exc).__name__})"
+                    continue
+                times[(label, size)].append(elapsed)
+    rows = [
+        {
+            "label": label,
+            "size": size,
+            "floor": label == FLOOR,
+            "ms": c.rounded(times[(label, size)]),
+            "note": failed.get((label, size), ""),
+        }
+        for label, _ in usable
+        for size in SIZES
+    ]
+    return rows, missing
 
 
 def count(server: Any, prefix: str, since: float) -> int:
@@ -176,105 +189,77 @@ def poll_line_bytes(count: int) -> int:
     return len(f"GET {target} HTTP/1.1")
 
 
-async def wide_rows(tmp: Path) -> list[list[Any]]:
+async def wide_rows(tmp: Path) -> list[dict[str, Any]]:
     """100 and 200 namespaces in one client: start time and the requests it made."""
-    rows: list[list[Any]] = []
+    rows: list[dict[str, Any]] = []
     for label, module, starter in CLIENTS:
-        if not c.peer_available(module) or "constructor" in label or "cache_dir" in label:
+        skip = ("constructor" in label, "cache_dir" in label, label == FLOOR)
+        if not c.peer_available(module) or any(skip):
             continue
         for size in WIDE:
             with c.ServerThread(hold_seconds=60) as server:  # fresh: no polls left by others
                 for name in names(size):
                     server.publish(c.APP, name, c.payload(20))
-                rows.append(await wide_row(server, label, starter, size, tmp))
+                fresh = tmp / f"wide-{len(rows)}"
+                os.makedirs(fresh)
+                rows.append(await wide_row(server, label, starter, size, fresh))
     return rows
 
 
-async def wide_row(server: Any, label: str, starter: Starter, size: int, tmp: Path) -> list[Any]:
+async def wide_row(
+    server: Any, label: str, starter: Starter, size: int, tmp: Path
+) -> dict[str, Any]:
     """One client with ``size`` namespaces against a fresh server."""
     since = time.time()
     t0 = time.perf_counter()
     try:
         close = await starter(server.url, names(size), tmp)
     except Exception as exc:  # reported, not fatal
-        return [label, size, f"could not start ({type(exc).__name__})", "", "", ""]
+        row: dict[str, Any] = {"label": label, "size": size}
+        return {**row, "note": f"could not start ({type(exc).__name__})"}
     elapsed = (time.perf_counter() - t0) * 1000
     # Settle: let the polls the client sends on its own arrive (bounded).
-    await asyncio.to_thread(c.wait_until, lambda: server.held_polls >= 1, 3.0)
-    await asyncio.sleep(1.0)
+    await asyncio.to_thread(c.wait_until, lambda: server.held_polls >= 1, WIDE_WAIT)
+    await asyncio.sleep(WIDE_SETTLE)
     configs = count(server, "/configs/", since)
     polls = count(server, "/notifications/v2", since)
     held = server.held_polls
     await close()
-    return [label, size, c.fmt(elapsed, 1), configs, polls, held]
+    return {
+        "label": label,
+        "size": size,
+        "start_ms": round(elapsed, 2),
+        "configs": configs,
+        "polls": polls,
+        "held": held,
+        "note": "",
+    }
 
 
-async def measure(args: Any, tmp: Path) -> list[dict[str, Any]]:
-    reps = 3 if args.quick else 15
+async def measure(args: Any, tmp: Path) -> dict[str, Any]:
+    reps = 3 if args.quick else 20
     with c.ServerThread(hold_seconds=60) as server:
         for name in names(max(SIZES)):
             server.publish(c.APP, name, c.payload(20))
-        rows, base = await startup_rows(server.url, reps, tmp)
+        rows, missing = await startup_rows(server.url, reps, tmp)
     wide = await wide_rows(tmp)
-    return [
-        {
-            "section": "startup",
-            "title": "Start-up: start to every namespace loaded (ms)",
-            "columns": [
-                "client",
-                "namespaces",
-                "median ms",
-                "p99 ms",
-                "/ N concurrent GETs",
-                "/ one round trip",
-            ],
-            "rows": rows,
-            "notes": [
-                f"{reps} starts per row. Baselines: a new aiohttp session, N concurrent "
-                f"GET /configs and json.loads of each (the floor for loading N namespaces "
-                f"concurrently; the server shares this process); one round trip = N=1, "
-                f"{base:.2f} ms in this run.",
-                "aioapollo's `start()` awaits each namespace's disk-cache write (temp file, "
-                "fsync, rename) before it returns; the `cache_dir=None` rows show start-up "
-                "without it.",
-                "Peers that load namespaces one at a time (papollo `Apollo`, "
-                "apollo-client-python, apollocfg) grow with N; apollo-client-python's "
-                "constructor also probes 8.8.8.8 for its IP and writes a cache file per "
-                "namespace.",
-            ],
+    return {
+        "params": {
+            "reps": reps,
+            "sizes": list(SIZES),
+            "wide": list(WIDE),
+            "wide_wait_s": WIDE_WAIT,
+            "wide_settle_s": WIDE_SETTLE,
         },
-        {
-            "section": "wide",
-            "title": "100 and 200 namespaces in one client (requests in the server log)",
-            "columns": [
-                "client",
-                "namespaces",
-                "start ms",
-                "/configs requests",
-                "/notifications/v2 requests",
-                "long polls it holds",
-            ],
-            "rows": wide,
-            "notes": [
-                "Requests counted from start to 1 s after the first long poll was held "
-                "(3 s at most). One held poll covering every namespace is the goal; papollo "
-                "aborts and re-sends its poll each time a namespace is first read.",
-                "Every client fetches each namespace twice while starting: its first poll "
-                "carries notificationId -1, the server answers at once with the current ids, "
-                "and the client re-checks each namespace (304s). The Java client does the same.",
-                "The request line of one long poll is "
-                + ", ".join(f"{poll_line_bytes(n):,} bytes for {n} namespaces" for n in WIDE)
-                + " (names `ns001`...). The test server (aiohttp) rejects request lines over "
-                "8,190 bytes with a 400 before logging them, so a client whose poll is too "
-                "long shows 0 polls and 0 held: it never gets a long poll through. aioapollo "
-                "splits its poll into groups of at most 6 KiB.",
-            ],
-        },
-    ]
+        "rows": rows,
+        "missing": missing,
+        "wide": wide,
+        "poll_line_bytes": {str(n): poll_line_bytes(n) for n in WIDE},
+    }
 
 
 def main() -> None:
-    c.run_section(__doc__ or "", measure)
+    c.run_section("startup", __doc__ or "", measure)
 
 
 if __name__ == "__main__":
