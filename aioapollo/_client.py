@@ -199,7 +199,7 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
     @property
     def last_poll_success(self) -> float | None:
         """Epoch seconds of the last long poll answered with 200 or 304, if any."""
-        own = self.own_poll_success()
+        own = self._own_poll_time()
         share = self._share
         if share is None or share.leader_poll_success is None:
             return own
@@ -212,7 +212,14 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
 
     def stats(self) -> ClientStats:
         """A point-in-time health summary (for a health endpoint); never holds values."""
-        return collect_stats(self, self._snapshots, self._synced)
+        return collect_stats(
+            self,
+            self._snapshots,
+            self._synced,
+            share=self._share,
+            supervisor=self._supervisor,
+            listeners=self._listeners.stats(),
+        )
 
     def __repr__(self) -> str:
         return (
@@ -458,7 +465,7 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
             raise
         self._tasks = [dispatcher, *loads]
         if sharing is None or sharing.role == share_mod.LEADER or sharing.degraded:
-            self.start_polling()
+            self._start_polling()
         if sharing is not None:
             self._tasks.append(self._spawn(sharing.run, "share"))
         self._state = ClientState.RUNNING
@@ -514,7 +521,7 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
 
     # ------------------------------------------------------------------ polling Apollo
 
-    def start_polling(self) -> None:
+    def _start_polling(self) -> None:
         """Poll Apollo from this process: the long poll(s) and the safety refresh."""
         if self._remote or self._transport is None or self._pool is None:
             return
@@ -537,19 +544,19 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
             self._spawn(self._refresh_loop, "refresh"),
         ]
 
-    async def stop_polling(self) -> None:
+    async def _stop_polling(self) -> None:
         """Stop polling Apollo from this process (a follower whose leader is back)."""
         tasks, self._remote = self._remote, []
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
-        self._own_poll_success = self.own_poll_success()
+        self._own_poll_success = self._own_poll_time()
         self._pollers = []
 
     # ------------------------------------------------------------------ sharing host
 
-    def share_release(self, name: str) -> Release | None:
+    def _share_release(self, name: str) -> Release | None:
         snap = self._snapshots.get(name)
         if snap is None:
             return None
@@ -564,7 +571,7 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
             synced_at=self._synced.get(name),
         )
 
-    def share_states(self) -> dict[str, tuple[int, str | None]]:
+    def _share_states(self) -> dict[str, tuple[int, str | None]]:
         return {
             name: (
                 state.notification_id,
@@ -573,7 +580,7 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
             for name, state in self._states.items()
         }
 
-    def apply_shared(self, release: Release) -> bool:
+    def _apply_shared(self, release: Release) -> bool:
         name = release.namespace
         state = self._states.get(name)
         if state is None:
@@ -603,14 +610,14 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
         self._install(name, release.items, release.release_key, source, emit=held is not None)
         return True
 
-    def share_healthy(self) -> bool:
+    def _share_healthy(self) -> bool:
         return (
             self._state is ClientState.RUNNING
             and all(s.source is Source.REMOTE for s in self._snapshots.values())
             and not self._supervisor.failing()
         )
 
-    def own_poll_success(self) -> float | None:
+    def _own_poll_time(self) -> float | None:
         return max(
             (p.last_success for p in self._pollers if p.last_success is not None),
             default=self._own_poll_success,

@@ -145,14 +145,16 @@ class Loading:
             )
 
     async def _load_at_start(self, name: str, remote: asyncio.Task[None], began: float) -> None:
-        # Read in a thread, as every cache file access (the loop never waits on the disk),
-        # while the remote load runs: it decides whether warm values exist.
-        cached = await asyncio.to_thread(self._cache.load, name) if self._cache else None
+        # The cache is read only when Apollo is slow or fails (never on a healthy start), and in
+        # a thread, as every cache file access: the loop never waits on the disk.
+        cached: CachedRelease | None = None
+        read = False
         budget = self._options.warm_start_timeout
-        if budget is not None and (cached is not None or name in self._snapshots):
+        if budget is not None:
             left = began + budget - asyncio.get_running_loop().time()
             done, _ = await asyncio.wait([remote], timeout=max(left, 0.0))
             if not done:
+                cached, read = await self._read_cache(name), True
                 why = f"Apollo did not answer within warm_start_timeout={budget:g} s"
                 if self._serve_warm(name, cached, why, background=True):
                     remote.add_done_callback(functools.partial(self._background_load_done, name))
@@ -162,6 +164,8 @@ class Loading:
             return
         except ApolloError as exc:
             remote_error: Exception = exc
+        if not read:
+            cached = await self._read_cache(name)
         if self._serve_warm(name, cached, remote_error, background=False):
             return
         if self._options.allow_empty:
@@ -169,6 +173,9 @@ class Loading:
             logger.warning("namespace %r starts empty: %s", name, remote_error)
             return
         raise remote_error
+
+    async def _read_cache(self, name: str) -> CachedRelease | None:
+        return await asyncio.to_thread(self._cache.load, name) if self._cache else None
 
     def _serve_warm(
         self, name: str, cached: CachedRelease | None, why: object, *, background: bool

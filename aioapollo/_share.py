@@ -98,25 +98,25 @@ class SharingHost(Protocol):
     @property
     def namespaces(self) -> tuple[str, ...]: ...
 
-    def share_release(self, name: str) -> Release | None:
+    def _share_release(self, name: str) -> Release | None:
         """The release held for ``name`` as a message, or None before it is loaded."""
 
-    def share_states(self) -> dict[str, tuple[int, str | None]]:
+    def _share_states(self) -> dict[str, tuple[int, str | None]]:
         """``{namespace: (notification_id, release_key)}`` as held now."""
 
-    def apply_shared(self, release: Release) -> bool:
+    def _apply_shared(self, release: Release) -> bool:
         """Install a pushed release if it is newer than what is held; whether it was."""
 
-    def share_healthy(self) -> bool:
+    def _share_healthy(self) -> bool:
         """Whether this client (as a leader) is healthy."""
 
-    def own_poll_success(self) -> float | None:
+    def _own_poll_time(self) -> float | None:
         """Epoch seconds of this process's own last successful long poll."""
 
-    def start_polling(self) -> None:
+    def _start_polling(self) -> None:
         """Start polling Apollo from this process (idempotent)."""
 
-    async def stop_polling(self) -> None:
+    async def _stop_polling(self) -> None:
         """Stop polling Apollo from this process (idempotent)."""
 
 
@@ -247,7 +247,7 @@ class Sharing:
             follower.wake.set()
 
     def _frame(self, name: str) -> bytes | None:
-        release = self._host.share_release(name)
+        release = self._host._share_release(name)
         if release is None:
             return None
         version = (release.notification_id, release.release_key, release.synced_at)
@@ -262,9 +262,9 @@ class Sharing:
         return encode(
             Heartbeat(
                 leader_pid=os.getpid(),
-                healthy=self._host.share_healthy(),
-                last_poll_success=self._host.own_poll_success(),
-                states=self._host.share_states(),
+                healthy=self._host._share_healthy(),
+                last_poll_success=self._host._own_poll_time(),
+                states=self._host._share_states(),
             ).to_wire()
         )
 
@@ -411,18 +411,18 @@ class Sharing:
                 raise ConnectionResetError("the leader closed the connection")
             self._handle(message)
             if isinstance(message, Heartbeat) and set(message.states) >= set(self._host.namespaces):
-                held = self._host.share_states()
+                held = self._host._share_states()
                 if all(held[n][1] is not None or message.states[n][1] is None for n in held):
                     return
 
     def _handle(self, message: Message) -> None:
         if isinstance(message, Release):
-            self._host.apply_shared(message)
+            self._host._apply_shared(message)
         elif isinstance(message, Heartbeat):
             self.leader_pid = message.leader_pid
             self.leader_healthy = message.healthy
             self.leader_poll_success = message.last_poll_success
-            held = self._host.share_states()
+            held = self._host._share_states()
             behind = [
                 name
                 for name, (nid, key) in message.states.items()
@@ -470,7 +470,7 @@ class Sharing:
         if self.degraded is None:
             self.degraded = reason
             logger.warning("ApolloClient(%r): %s", self._options.app_id, reason)
-            self._host.start_polling()
+            self._host._start_polling()
 
     async def _recover(self) -> None:
         logger.warning(
@@ -479,7 +479,7 @@ class Sharing:
             self.leader_pid,
         )
         self.degraded = None
-        await self._host.stop_polling()
+        await self._host._stop_polling()
 
     # ------------------------------------------------------------------ the loop
 
@@ -509,7 +509,7 @@ class Sharing:
         delay = 0.01
         while True:
             if self.try_lead():
-                self._host.start_polling()  # from the ids held: no refetch storm
+                self._host._start_polling()  # from the ids held: no refetch storm
                 await self.lead("took over from the previous leader")
                 self.loaded()
                 return

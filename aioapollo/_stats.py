@@ -17,6 +17,8 @@ from ._models import NamespaceSnapshot, Source
 
 if TYPE_CHECKING:
     from ._client import ApolloClient
+    from ._share import Sharing
+    from ._supervise import Supervisor
 
 __all__ = ["ClientStats", "NamespaceStats", "collect_stats"]
 
@@ -166,8 +168,13 @@ def collect_stats(
     client: ApolloClient,
     snapshots: Mapping[str, NamespaceSnapshot],
     synced: Mapping[str, float],
+    *,
+    share: Sharing | None,
+    supervisor: Supervisor,
+    listeners: ListenerStats,
 ) -> ClientStats:
-    """Build a :class:`ClientStats` for ``client`` from its snapshots and sync times."""
+    """Build a :class:`ClientStats` for ``client`` from the parts it hands over: its
+    snapshots and sync times, its sharing membership, loop supervisor and listener counters."""
     polled = client.last_poll_success
     ids = client.notification_ids
     namespaces: dict[str, NamespaceStats] = {}
@@ -188,8 +195,7 @@ def collect_stats(
             parse_error=snap.parse_error if snap else None,
         )
     times = [t for t in (polled, *synced.values()) if t is not None]
-    supervisor = client._supervisor
-    sharing = _sharing_stats(client)
+    sharing = _sharing_stats(share)
     reasons = [r for r in (sharing.pop("degraded", None), *supervisor.reasons()) if r]
     return ClientStats(
         app_id=client.app_id,
@@ -200,7 +206,7 @@ def collect_stats(
         last_sync=max(times) if times else None,
         namespaces=MappingProxyType(namespaces),
         poll_cuts=client.poll_cuts,
-        listeners=client._listeners.stats(),
+        listeners=listeners,
         degraded="; ".join(reasons) or None,
         degraded_loops=supervisor.degraded,
         failing_loops=supervisor.failing(),
@@ -208,8 +214,7 @@ def collect_stats(
     )
 
 
-def _sharing_stats(client: ApolloClient) -> dict[str, Any]:
-    share = client._share
+def _sharing_stats(share: Sharing | None) -> dict[str, Any]:
     if share is None:
         return {}
     following = share.role == "follower"

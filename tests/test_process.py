@@ -10,6 +10,7 @@ from collections.abc import Callable
 from aioapollo import ClientState, SyncApolloClient, _process
 from aioapollo.testing import ApolloTestServer
 
+from ._support import wait_until
 from .conftest import APP, ClientFactory
 
 IMPORT_ONLY = """
@@ -53,9 +54,7 @@ async def test_sync_client_has_the_async_clients_introspection(
     assert stats.state == "running" and stats.healthy
     assert stats.app_id == APP and set(stats.namespaces) == {"application"}
     server.publish(APP, "application", {"greeting": "hi"})
-    async with asyncio.timeout(10):
-        while cfg.notification_ids["application"] < 0:  # noqa: ASYNC110 - another thread
-            await asyncio.sleep(0.01)
+    await wait_until(lambda: cfg.notification_ids["application"] >= 0, timeout=10)
     assert cfg.last_poll_success is not None
     await asyncio.to_thread(cfg.close)
     assert cfg.state is ClientState.CLOSED and cfg.stats().state == "closed"

@@ -22,6 +22,8 @@ import pytest
 from aioapollo import ApolloClient, ConfigChangeEvent
 from aioapollo.testing import ApolloTestServer
 
+from ._support import wait_until
+
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(300)]
 
 APP = "fleet-app"
@@ -80,9 +82,7 @@ async def run_fleet(share: bool, root: Path) -> dict[str, float]:
                 await client.start()
             start_s = time.perf_counter() - started
             polls = HOSTS if share else HOSTS * PER_HOST
-            async with asyncio.timeout(120):
-                while sum(s.held_polls for s in servers) < polls:  # noqa: ASYNC110
-                    await asyncio.sleep(0.05)
+            await wait_until(lambda: sum(s.held_polls for s in servers) >= polls, timeout=120)
             held = sum(s.held_polls for s in servers)
             before_each = {id(s): len(s.requests) for s in servers}
             published = time.perf_counter()

@@ -9,7 +9,6 @@ are removed even when the test fails.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -17,7 +16,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +24,8 @@ from typing import Any
 import pytest
 
 from aioapollo.testing import ApolloTestServer
+
+from ._support import wait_until
 
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(120)]
 
@@ -74,14 +74,6 @@ def lines(path: Path, event: str) -> list[dict[str, Any]]:
     return [row for row in rows if row["event"] == event]
 
 
-async def wait_until(what: str, predicate: Any, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 def start_worker(netns: str, url: str, share_dir: Path, report: Path) -> subprocess.Popen[bytes]:
     argv = ["ip", "netns", "exec", netns, sys.executable, str(WORKER), url]
     return subprocess.Popen([*argv, str(share_dir), str(report)], stdin=subprocess.DEVNULL)
@@ -105,33 +97,33 @@ async def test_one_poll_per_host_and_gray_by_ip_reaches_one_host(
                     start_worker(name, url, share_dir, reports[name]) for _ in range(WORKERS)
                 )
             await wait_until(
-                "every worker to start",
                 lambda: all(len(lines(r, "started")) == WORKERS for r in reports.values()),
+                timeout=60,
             )
             for report in reports.values():
                 roles = sorted(row["role"] for row in lines(report, "started"))
                 assert roles == ["follower"] * (WORKERS - 1) + ["leader"]
-            await wait_until("one held poll per host", lambda: apollo.held_polls == HOSTS)
+            await wait_until(lambda: apollo.held_polls == HOSTS, timeout=60)
             pollers = {r.remote for r in apollo.requests if r.path == "/notifications/v2"}
             assert pollers == {inner for _, _, inner in namespaces}  # one address per host
 
             gray_host, _, gray_ip = namespaces[1]
             apollo.publish(APP_ID, "application", {"greeting": "gray"}, gray_ips=[gray_ip])
             await wait_until(
-                "the gray host's workers",
                 lambda: len(lines(reports[gray_host], "changed")) == WORKERS,
+                timeout=60,
             )
             apollo.publish(APP_ID, "application", {"greeting": "everyone"})
             others = [r for name, r in reports.items() if name != gray_host]
             await wait_until(
-                "the other hosts to see the main release",
                 lambda: all(len(lines(r, "changed")) == WORKERS for r in others),
+                timeout=60,
             )
             # The gray host keeps its gray release until the branch goes; then it converges.
             apollo.clear_gray(APP_ID, "application")
             await wait_until(
-                "the gray host to fall back to the main release",
                 lambda: len(lines(reports[gray_host], "changed")) == 2 * WORKERS,
+                timeout=60,
             )
             for name, report in reports.items():
                 values = [row["value"] for row in lines(report, "changed")]
