@@ -464,6 +464,7 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
             await transport.close()
             raise
         self._tasks = [dispatcher, *loads]
+        sharing = self._share  # None if the group could not be joined after all
         if sharing is None or sharing.role == share_mod.LEADER or sharing.degraded:
             self._start_polling()
         if sharing is not None:
@@ -494,8 +495,18 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
 
         Returns the loads left running in the background, as :meth:`_initial_load` does.
         """
-        if sharing.try_lead():
-            await sharing.lead("first of its group on this host")
+        try:
+            leads = sharing.try_lead()
+            if leads:
+                sharing.lead("first of its group on this host")
+        except ShareUnavailable as exc:
+            # An unusable lock or socket (a read-only directory, a lock path that is a
+            # directory, a file we cannot open): one warning, and this client runs solo.
+            share_mod.warn_solo(self.app_id, str(exc))
+            self._share = None
+            await sharing.close()
+            return await self._initial_load(pool)
+        if leads:
             loads = await self._initial_load(pool)
             sharing.loaded()
             return loads
@@ -548,6 +559,8 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
         """Stop polling Apollo from this process (a follower whose leader is back)."""
         tasks, self._remote = self._remote, []
         for task in tasks:
+            # Cancelled on purpose, by this client: not the loop's end (see _task_done).
+            task.remove_done_callback(self._task_done)
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)

@@ -176,6 +176,9 @@ class ClientOptions:
     #: ``None``: ``$XDG_RUNTIME_DIR/aioapollo``, else ``<tmp>/aioapollo-<euid>``, chosen by
     #: ``start()`` (a server may drop privileges after importing the app).
     share_dir: Path | None = None
+    #: The most followers a sharing leader serves; more are refused (told why) and poll
+    #: Apollo themselves, asking again with backoff. Keeps a leader's descriptors bounded.
+    share_max_followers: int = 128
     #: How long one change-listener call may take. Past it, a coroutine listener is
     #: cancelled and a plain one is left to finish on its own (it gets no events until it
     #: does); the other listeners go on. ``None`` waits for ever.
@@ -230,6 +233,8 @@ class ClientOptions:
                 raise ValueError(f"{name} must be None or a number of seconds >= 0")
         if self.max_body_bytes < 1:
             raise ValueError("max_body_bytes must be positive")
+        if self.share_max_followers < 1:
+            raise ValueError("share_max_followers must be at least 1")
         if not self.server_hold > 0:
             raise ValueError("server_hold must be a positive number of seconds")
         if not self.poll_timeout > self.server_hold:

@@ -11,11 +11,24 @@ The whole design on one page::
              releases it is pushed (only newer ones) and fires its own listeners
 
     leader dies (EOF)      -> followers race for the lock; the winner leads from the ids it
-                              holds; the rest connect to it
+                              holds; the rest connect to it (WARNING)
+    leader closes cleanly  -> it says goodbye first: the same race, logged as a handover (INFO)
     leader silent > 4 s    -> followers poll Apollo themselves ("degraded") and follow again
                               on its next heartbeat
+    share_dir removed      -> whoever cannot lead or follow polls Apollo itself at once, and
+    while running             keeps re-creating the directory (same checks) and re-electing;
+                              a leader whose socket vanished moves into the new directory
     no usable share_dir,   -> solo, one warning
-    no peer credentials
+    no peer credentials,
+    unusable lock at start
+    the leader is full     -> refused with the reason; the process polls Apollo itself and
+                              asks again with backoff
+
+The leader accepts connections itself (no asyncio server): a listening socket that exists
+before anything awaits, so no cancellation can leak it; at most ``share_max_followers``
+followers; at the descriptor limit it backs off and logs once a minute. Followers' frames are
+capped at :data:`~aioapollo._sharewire.MAX_FOLLOWER_FRAME` bytes and their hello must arrive
+within :data:`HANDSHAKE_TIMEOUT`, so a local peer cannot make the leader buffer anything.
 
 Who shares: clients whose :func:`~aioapollo._config.group_fingerprint` (and wire version)
 match. A follower checks the directory's owner and mode, the socket's owner and the leader's
@@ -32,11 +45,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
 import functools
 import hashlib
 import logging
 import os
 import random
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,8 +72,10 @@ from ._rendezvous import (
     supported,
 )
 from ._sharewire import (
+    MAX_FOLLOWER_FRAME,
     PROTOCOL_VERSION,
     Decoder,
+    Goodbye,
     Heartbeat,
     Hello,
     Message,
@@ -88,6 +105,15 @@ SLOW_FOLLOWER = 10.0
 HANDSHAKE_TIMEOUT = 2.0
 #: How long a starting follower waits for a leader's snapshot before loading by itself.
 JOIN_TIMEOUT = 3.0
+#: Connections that have not said hello yet, at most: past it the leader accepts no more
+#: until one ends (they wait in the listen backlog, costing it no descriptor).
+MAX_HANDSHAKES = 16
+#: The longest pause between two election attempts of a process that cannot share (refused
+#: by a full leader, or no usable directory): it polls Apollo itself meanwhile.
+REJOIN_MAX = 30.0
+#: At the descriptor limit the leader stops accepting for a while; it logs once per this.
+ACCEPT_WARN_INTERVAL = 60.0
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 SOLO, LEADER, FOLLOWER = "solo", "leader", "follower"
 
@@ -164,14 +190,25 @@ class Sharing:
         self.failovers = 0
         self._lock: LeaderLock | None = None
         self._socket: Path | None = None
-        self._server: asyncio.Server | None = None
+        #: The leader's listening socket, the (st_dev, st_ino) it was bound as, and the task
+        #: that accepts on it.
+        self._listener: socket.socket | None = None
+        self._bound: tuple[int, int] | None = None
+        self._accepting: asyncio.Task[None] | None = None
+        #: Every connection the leader serves, handshaking or following.
+        self._connections: set[asyncio.Task[None]] = set()
+        self._handshakes: asyncio.Semaphore | None = None
         self._followers: set[_Follower] = set()
+        #: Set by a clean close: followers are told goodbye, not left to find the EOF.
+        self._closing = False
         self._loaded = asyncio.Event()
         self._inbox: _Inbox | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._in_sync = True
         self._frames: dict[str, tuple[tuple[int, str | None, float | None], bytes]] = {}
         self._refused_peer_warned = False
+        #: The leader we follow said goodbye: its end is a handover, not a death.
+        self._goodbye = False
 
     # ------------------------------------------------------------------ setup
 
@@ -201,7 +238,8 @@ class Sharing:
         if role == LEADER:
             self.leader_pid = os.getpid()
         change = RoleChange(role, previous, self.leader_pid, reason)
-        level = logging.INFO if previous in (SOLO, role) else logging.WARNING
+        # A takeover after the leader said goodbye is a handover, not an incident.
+        level = logging.INFO if previous in (SOLO, role) or self._goodbye else logging.WARNING
         logger.log(
             level,
             "ApolloClient(%r) shares group %s as %s (pid %s): %s",
@@ -221,15 +259,102 @@ class Sharing:
 
     # ------------------------------------------------------------------ leading
 
-    async def lead(self, reason: str) -> None:
-        """Serve followers from this process (the lock is held): listen, then push."""
-        assert self._socket is not None
+    def lead(self, reason: str) -> None:
+        """Serve followers from this process (the lock is held): listen, then push.
+
+        Synchronous on purpose: the listening socket is ours before anything can be
+        cancelled, so :meth:`close` always finds it.
+
+        Raises:
+            ShareUnavailable: The socket cannot be bound (the lock is released again).
+        """
+        try:
+            self._listen()
+        except ShareUnavailable:
+            if self._lock is not None:
+                self._lock.release()
+            raise
         self._set_role(LEADER, reason)
         self.degraded = None
+
+    def _listen(self) -> None:
+        assert self._socket is not None
+        path = self._socket
         with contextlib.suppress(FileNotFoundError):
-            self._socket.unlink()  # a dead leader's: we hold the lock
-        self._server = await asyncio.start_unix_server(self._serve, path=str(self._socket))
-        os.chmod(self._socket, 0o600)
+            path.unlink()  # a dead leader's: we hold the lock
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            sock.bind(str(path))
+            os.chmod(path, 0o600)
+            sock.listen(128)
+            info = os.stat(path)
+        except OSError as exc:
+            sock.close()
+            raise ShareUnavailable(f"cannot listen on {path}: {exc.strerror}") from None
+        self._listener, self._bound = sock, (info.st_dev, info.st_ino)
+        self._accepting = self._supervisor.spawn(
+            "share-accept",
+            functools.partial(self._accept_loop, sock),
+            task_name=f"aioapollo-share-accept-{self._options.app_id}",
+        )
+
+    def _stop_listening(self) -> None:
+        """Close the listening socket (connections already accepted stay)."""
+        accepting, self._accepting = self._accepting, None
+        if accepting is not None:
+            accepting.cancel()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+            if self._socket is not None and self._socket_is_ours():
+                with contextlib.suppress(OSError):
+                    self._socket.unlink()
+        self._bound = None
+
+    def _socket_is_ours(self) -> bool:
+        """Whether the group's socket path is still the socket this leader bound."""
+        if self._socket is None or self._bound is None:
+            return False
+        try:
+            info = os.stat(self._socket)
+        except OSError:
+            return False
+        return (info.st_dev, info.st_ino) == self._bound
+
+    async def _accept_loop(self, listener: socket.socket, progress: Progress) -> None:
+        """Accept followers; at the descriptor limit back off instead of spinning and logging."""
+        loop = asyncio.get_running_loop()
+        slots = self._handshakes = asyncio.Semaphore(MAX_HANDSHAKES)
+        pause = 0.1
+        warned_at: float | None = None
+        while True:
+            await slots.acquire()  # released when that connection's handshake ends
+            try:
+                conn, _ = await loop.sock_accept(listener)
+            except BaseException as exc:
+                slots.release()
+                if not isinstance(exc, OSError) or exc.errno not in _OUT_OF_RESOURCES:
+                    raise
+                now = time.monotonic()
+                if warned_at is None or now - warned_at >= ACCEPT_WARN_INTERVAL:
+                    warned_at = now
+                    logger.warning(
+                        "ApolloClient(%r): the sharing leader cannot accept followers: %s; "
+                        "pausing (they poll Apollo themselves meanwhile)",
+                        self._options.app_id,
+                        exc.strerror,
+                    )
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
+                continue
+            pause = 0.1
+            task = asyncio.create_task(
+                self._serve(conn, slots), name=f"aioapollo-share-peer-{self._options.app_id}"
+            )
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
+            progress.done()
 
     def loaded(self) -> None:
         """The leader holds every namespace: followers may be sent its snapshot."""
@@ -268,21 +393,34 @@ class Sharing:
             ).to_wire()
         )
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(self, conn: socket.socket, slots: asyncio.Semaphore) -> None:
+        """One follower's connection, from its hello to its end (or the leader's close)."""
         follower: _Follower | None = None
+        handshaking = True
+        writer: asyncio.StreamWriter | None = None
         try:
             try:
-                check_peer(writer.get_extra_info("socket"))
+                check_peer(conn)
             except ShareUnavailable as exc:
                 if not self._refused_peer_warned:
                     self._refused_peer_warned = True
                     logger.warning("refused a follower: %s", exc)
                 return
-            inbox = _Inbox(reader)
+            reader, writer = await asyncio.open_unix_connection(sock=conn)
+            inbox = _Inbox(reader, max_frame=MAX_FOLLOWER_FRAME)
             async with asyncio.timeout(HANDSHAKE_TIMEOUT):
                 hello = await inbox.next()
             if not isinstance(hello, Hello) or hello.fingerprint != self.fingerprint:
                 refusal = Refuse(reason="not a member of this group")
+                writer.write(encode(refusal.to_wire()))
+                return
+            handshaking = False
+            slots.release()
+            if len(self._followers) >= self._options.share_max_followers:
+                refusal = Refuse(
+                    reason=f"the leader serves {len(self._followers)} followers, its limit"
+                    " (share_max_followers)"
+                )
                 writer.write(encode(refusal.to_wire()))
                 return
             welcome = Welcome(leader_pid=os.getpid(), fingerprint=self.fingerprint)
@@ -310,12 +448,21 @@ class Sharing:
                 await asyncio.wait([sender])
         except (OSError, WireError, TimeoutError) as exc:
             logger.debug("follower connection ended: %s", exc)
+        except asyncio.CancelledError:
+            # The leader closes (or its loop ends): a goodbye, then the connection closes.
+            if self._closing and follower is not None and writer is not None:
+                with contextlib.suppress(OSError, WireError):
+                    writer.write(encode(Goodbye(reason="the leader is closing").to_wire()))
+            raise
         finally:
+            if handshaking:
+                slots.release()
             if follower is not None:
                 self._followers.discard(follower)
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+            if writer is not None:
+                writer.close()
+            else:
+                conn.close()
 
     async def _send_loop(self, follower: _Follower, progress: Progress) -> None:
         """Send one follower what it is owed (supervised: restarted after a crash)."""
@@ -353,16 +500,58 @@ class Sharing:
             writer.transport.abort()
 
     async def heartbeat_loop(self, progress: Progress) -> None:
-        """While leading: wake every follower's sender with a heartbeat each second."""
+        """While leading: wake every follower's sender with a heartbeat each second.
+
+        Returns when this process no longer leads the group that new processes join (its
+        directory was removed and someone else leads the re-made one): the caller re-elects.
+        """
         while True:
             await asyncio.sleep(HEARTBEAT_INTERVAL)
             fault("share.heartbeat")
+            if self.role == LEADER and not self._socket_is_ours() and not self._rehome():
+                return
             if self.role != LEADER or not self._loaded.is_set():
                 continue
             for follower in self._followers:
                 follower.beat = True
                 follower.wake.set()
             progress.done()
+
+    def _rehome(self) -> bool:
+        """The leader's socket is gone (a tmp cleaner, a logout): re-make the rendezvous.
+
+        Returns whether this process still leads: it re-created the directory, took the new
+        lock and listens again (its followers stay connected). False when another process
+        leads the re-made group: this one steps down, its followers re-elect, and so does it.
+        """
+        old = self._lock
+        logger.warning(
+            "ApolloClient(%r): the sharing socket %s was removed; re-making it",
+            self._options.app_id,
+            self._socket,
+        )
+        self._stop_listening()
+        try:
+            self.prepare()
+            if self.try_lead():
+                if old is not None and old is not self._lock:
+                    old.release()
+                self._listen()
+                return True
+        except ShareUnavailable as exc:
+            logger.warning(
+                "ApolloClient(%r): cannot re-make the sharing rendezvous: %s",
+                self._options.app_id,
+                exc,
+            )
+        # Another process leads the new group (or none can): step down and elect.
+        if old is not None and old is not self._lock:
+            old.release()
+        for follower in list(self._followers):
+            follower.writer.transport.abort()
+        self.degraded = "re-forming the sharing group; polling Apollo from this process"
+        self._set_role(SOLO, "the group's directory was re-made")
+        return False
 
     # ------------------------------------------------------------------ following
 
@@ -401,6 +590,7 @@ class Sharing:
         if not isinstance(answer, Welcome) or answer.fingerprint != self.fingerprint:
             raise WireError("the leader did not welcome this client")
         self.leader_pid = answer.leader_pid
+        self._goodbye = False
 
     async def _read_until_complete(self) -> None:
         """Read releases until every namespace is loaded and a heartbeat confirms it."""
@@ -416,7 +606,9 @@ class Sharing:
                     return
 
     def _handle(self, message: Message) -> None:
-        if isinstance(message, Release):
+        if isinstance(message, Goodbye):
+            self._goodbye = True
+        elif isinstance(message, Release):
             self._host._apply_shared(message)
         elif isinstance(message, Heartbeat):
             self.leader_pid = message.leader_pid
@@ -457,6 +649,9 @@ class Sharing:
                 if message is None:
                     return
                 fault("share.follow")
+                if isinstance(message, Goodbye):
+                    self._goodbye = True
+                    return
                 self._handle(message)
                 if isinstance(message, Heartbeat) and self.degraded is not None:
                     await self._recover()
@@ -492,28 +687,39 @@ class Sharing:
         """
         while True:
             if self.role == LEADER:
-                await self.heartbeat_loop(progress)  # runs until cancelled
+                await self.heartbeat_loop(progress)  # returns only when it must re-elect
             if self._inbox is not None:
                 await self.follow(progress)
                 self.failovers += 1
-                logger.warning(
-                    "ApolloClient(%r): the leader (pid %s) is gone; electing a new one",
+                logger.log(
+                    logging.INFO if self._goodbye else logging.WARNING,
+                    "ApolloClient(%r): the leader (pid %s) %s; electing a new one",
                     self._options.app_id,
                     self.leader_pid,
+                    "handed over (it closed)" if self._goodbye else "is gone",
                 )
             await self._elect()
 
     async def _elect(self) -> None:
-        """After losing the leader: lead if the lock is free, else follow whoever has it."""
+        """After losing the leader: lead if the lock is free, else follow whoever has it.
+
+        Never deaf: a process that can neither lead nor follow (the directory is gone and
+        cannot be re-made, the lock is unusable, the leader refuses it) polls Apollo itself at
+        once, and keeps trying to re-form the group with backoff.
+        """
         silent_since = time.monotonic()
         delay = 0.01
+        remake = False
         while True:
-            if self.try_lead():
-                self._host._start_polling()  # from the ids held: no refetch storm
-                await self.lead("took over from the previous leader")
-                self.loaded()
-                return
             try:
+                if remake:
+                    self.prepare()  # re-creates a removed directory, with the same checks
+                    remake = False
+                if self.try_lead():
+                    self._host._start_polling()  # from the ids held: no refetch storm
+                    self.lead("took over from the previous leader")
+                    self.loaded()
+                    return
                 await self._connect()
                 await self._read_until_complete()
                 self._set_role(FOLLOWER, f"following the new leader (pid {self.leader_pid})")
@@ -522,7 +728,9 @@ class Sharing:
                 return
             except ShareUnavailable as exc:
                 self._disconnect()
-                await self._degrade(f"cannot follow the leader: {exc}")
+                remake = True
+                await self._degrade(f"cannot share: {exc}; polling Apollo from this process")
+                delay = max(delay, 0.5)
             except (OSError, WireError, TimeoutError):
                 self._disconnect()
                 if time.monotonic() - silent_since > LEADER_SILENCE:
@@ -531,27 +739,22 @@ class Sharing:
                         f"{LEADER_SILENCE:g} s; polling Apollo from this process"
                     )
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, 0.5)
+            delay = min(delay * 2, REJOIN_MAX if remake else 0.5)
 
     # ------------------------------------------------------------------ teardown
 
     async def close(self) -> None:
-        """Leave the group: stop serving, let go of the lock and the leader."""
+        """Leave the group: say goodbye to the followers, let go of the lock and the leader."""
+        self._closing = True
         self._disconnect()
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
-            senders = [f.sender for f in self._followers if f.sender is not None]
-            for follower in list(self._followers):
-                follower.writer.transport.abort()
-            for sender in senders:
-                sender.cancel()
-            if senders:
-                await asyncio.wait(senders)
-            await server.wait_closed()
-            if self._socket is not None and self._lock is not None and self._lock.held:
-                with contextlib.suppress(OSError):
-                    self._socket.unlink()
+        accepting = self._accepting
+        self._stop_listening()
+        connections = list(self._connections)
+        for task in connections:
+            task.cancel()  # each says goodbye to its follower and closes
+        waited = [t for t in (accepting, *connections) if t is not None]
+        if waited:
+            await asyncio.wait(waited)
         if self._lock is not None:
             self._lock.release()
 
@@ -560,17 +763,27 @@ class Sharing:
         if self._lock is not None:
             self._lock.forget_after_fork()
         fds: list[int] = []
-        if self._server is not None:
-            fds.extend(s.fileno() for s in self._server.sockets)
+        if self._listener is not None:
+            fds.append(self._listener.fileno())
         if self._writer is not None:
             fds.append(self._writer.get_extra_info("socket").fileno())
         fds.extend(f.writer.get_extra_info("socket").fileno() for f in self._followers)
         # The objects stay referenced, never finalized: that would close these numbers again.
-        _process.keep_forever(self._server, self._writer, self._inbox, set(self._followers))
+        _process.keep_forever(
+            self._listener,
+            self._accepting,
+            self._writer,
+            self._inbox,
+            set(self._followers),
+            set(self._connections),
+        )
         for fd in fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
-        self._server = self._writer = self._inbox = None
+        self._listener = self._accepting = self._writer = self._inbox = None
+        self._bound = None
+        self._connections = set()
+        self._handshakes = None
         self._followers = set()
         self.role, self.degraded = SOLO, None
 
@@ -593,9 +806,9 @@ class _Inbox:
 
     __slots__ = ("_decoder", "_pending", "_reader")
 
-    def __init__(self, reader: asyncio.StreamReader) -> None:
+    def __init__(self, reader: asyncio.StreamReader, *, max_frame: int | None = None) -> None:
         self._reader = reader
-        self._decoder = Decoder()
+        self._decoder = Decoder(max_frame=max_frame)
         self._pending: collections.deque[dict[str, Any]] = collections.deque()
 
     async def next(self) -> Message | None:

@@ -21,6 +21,11 @@ Messages (unknown fields are ignored, so a version may grow optional fields)::
     heartbeat  leader -> follower   leader_pid, healthy, last_poll_success,
                                     states {namespace: [notification_id, release_key]}
     resync     follower -> leader   (no fields)
+    goodbye    leader -> follower   reason (the leader is closing cleanly: a handover, not
+                                    a death)
+
+Followers only ever send ``hello`` and ``resync``: a leader reads their frames with
+:data:`MAX_FOLLOWER_FRAME` as the limit, so no local peer can make it buffer more.
 
 Error messages name fields, namespaces and keys, never config values.
 """
@@ -35,9 +40,11 @@ from typing import Any, ClassVar, Self, TypeAlias
 
 __all__ = [
     "MAGIC",
+    "MAX_FOLLOWER_FRAME",
     "MAX_FRAME",
     "PROTOCOL_VERSION",
     "Decoder",
+    "Goodbye",
     "Heartbeat",
     "Hello",
     "Message",
@@ -51,9 +58,12 @@ __all__ = [
     "parse",
 ]
 
-PROTOCOL_VERSION = 1
+#: 2 added ``goodbye``. Versions never meet: the version is part of the group's name.
+PROTOCOL_VERSION = 2
 #: The largest body a frame may carry (a release holds a whole namespace).
 MAX_FRAME = 256 * 1024 * 1024
+#: The largest body a leader accepts from a follower (a hello or a resync: tens of bytes).
+MAX_FOLLOWER_FRAME = 4096
 MAGIC = b"AAPO"
 
 _PREFIX = len(MAGIC) + 1  # magic and version: enough to tell whether we speak the same protocol
@@ -351,6 +361,23 @@ class Refuse:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Goodbye:
+    """The leader closes cleanly (a recycled worker, a shutdown): elect a new one at once."""
+
+    TYPE: ClassVar[str] = "goodbye"
+
+    reason: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"type": self.TYPE, "reason": self.reason}
+
+    @classmethod
+    def from_wire(cls, msg: Mapping[str, Any]) -> Self:
+        _check_type(msg, cls.TYPE)
+        return cls(reason=_str(msg, cls.TYPE, "reason"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Release:
     """One namespace's current release, as the leader holds it. ``items`` stays out of repr."""
 
@@ -455,10 +482,10 @@ class Resync:
         return cls()
 
 
-Message: TypeAlias = Hello | Welcome | Refuse | Release | Heartbeat | Resync
+Message: TypeAlias = Hello | Welcome | Refuse | Release | Heartbeat | Resync | Goodbye
 
 _KINDS: dict[str, type[Message]] = {
-    kind.TYPE: kind for kind in (Hello, Welcome, Refuse, Release, Heartbeat, Resync)
+    kind.TYPE: kind for kind in (Hello, Welcome, Refuse, Release, Heartbeat, Resync, Goodbye)
 }
 
 

@@ -122,7 +122,7 @@ def test_truncated_frame_stays_pending() -> None:
     assert decoder.pending == len(frame) - 1  # what a caller sees at EOF: a truncated frame
 
 
-@pytest.mark.parametrize("version", [0, 2, 255])
+@pytest.mark.parametrize("version", [0, PROTOCOL_VERSION + 1, 255])
 def test_other_version_is_detected_before_the_length(version: int) -> None:
     decoder = Decoder()
     assert decoder.feed(MAGIC) == []
@@ -134,7 +134,7 @@ def test_other_version_is_detected_before_the_length(version: int) -> None:
 
 
 def test_version_mismatch_after_good_frames() -> None:
-    stream = encode(Resync().to_wire()) + _frame(2, b'{"type":"resync"}')
+    stream = encode(Resync().to_wire()) + _frame(PROTOCOL_VERSION + 1, b'{"type":"resync"}')
     with pytest.raises(VersionMismatch):
         Decoder().feed(stream)
 
