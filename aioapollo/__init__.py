@@ -2,6 +2,7 @@
 
 from ._client import ApolloClient, ClientState
 from ._config import ClientOptions
+from ._core.listeners import ChangeListener, ListenerStats
 from ._exceptions import (
     ApolloAuthError,
     ApolloConnectionError,
@@ -17,7 +18,6 @@ from ._exceptions import (
     NamespaceUnavailableError,
 )
 from ._hooks import ChangeEvent, ErrorEvent, FetchEvent, Hooks, PollEvent, RoleEvent
-from ._listeners import ChangeListener, ListenerStats
 from ._models import ChangeType, ConfigChange, ConfigChangeEvent, NamespaceSnapshot, Source
 from ._reload import reload_server_on_change
 from ._stats import ClientStats, NamespaceStats

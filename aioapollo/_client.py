@@ -16,26 +16,27 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType, TracebackType
 from typing import Any, Self, TypeVar, overload
 
-from . import _owner, _process
-from . import _share as share_mod
-from ._cache import DiskCache
+from ._apollo.cache import DiskCache
+from ._apollo.discovery import ServicePool
+from ._apollo.loader import Loading, with_source
+from ._apollo.poller import NamespaceState, PollCuts, Poller, poll_groups
+from ._apollo.transport import Transport
+from ._apollo.wire import namespace_format
 from ._config import ClientOptions, options_from_env
-from ._discovery import ServicePool
+from ._core.listeners import ChangeListener, ListenerRegistry, OnChange
+from ._core.supervise import Loop, Supervisor
 from ._exceptions import (
     ClientStateError,
     NamespaceNotFoundError,
 )
 from ._hooks import Hooks, HookSet, RoleEvent
-from ._listeners import ChangeListener, ListenerRegistry, OnChange
-from ._loading import Loading, with_source
 from ._models import NamespaceSnapshot, Source
-from ._poller import NamespaceState, PollCuts, Poller, poll_groups
-from ._rendezvous import ShareUnavailable
-from ._sharewire import Release
+from ._runtime import owner as _owner
+from ._runtime import process as _process
+from ._share import group as share_mod
+from ._share.rendezvous import ShareUnavailable
+from ._share.wire import Release
 from ._stats import ClientStats, collect_stats
-from ._supervise import Loop, Supervisor
-from ._transport import Transport
-from ._wire import namespace_format
 
 __all__ = ["ApolloClient", "ClientState"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ._wire import APP_ID_PATTERN
+from ._apollo.wire import APP_ID_PATTERN
 
 __all__ = [
     "ClientOptions",

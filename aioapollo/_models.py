@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar, overload
 
+from ._apollo.wire import CONTENT_KEY
 from ._exceptions import ConfigValueError
-from ._wire import CONTENT_KEY
 
 __all__ = [
     "ChangeType",

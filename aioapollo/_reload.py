@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ._client import ApolloClient
 from ._models import ConfigChangeEvent
-from ._servers import uwsgi_module
+from ._runtime.servers import uwsgi_module
 from ._sync import SyncApolloClient
 
 __all__ = ["reload_server_on_change"]

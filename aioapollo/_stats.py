@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from ._listeners import ListenerStats
+from ._core.listeners import ListenerStats
 from ._models import NamespaceSnapshot, Source
 
 if TYPE_CHECKING:
     from ._client import ApolloClient
-    from ._share import Sharing
-    from ._supervise import Supervisor
+    from ._core.supervise import Supervisor
+    from ._share.group import Sharing
 
 __all__ = ["ClientStats", "NamespaceStats", "collect_stats"]
 

@@ -21,13 +21,15 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar, overload
 
-from . import _owner, _process, _threads
 from ._client import ApolloClient, ClientState
 from ._config import ClientOptions, options_from_env
+from ._core.listeners import ChangeListener, OnChange
 from ._exceptions import ClientStateError, NamespaceNotFoundError
-from ._listeners import ChangeListener, OnChange
 from ._models import NamespaceSnapshot, Source
-from ._servers import (
+from ._runtime import owner as _owner
+from ._runtime import process as _process
+from ._runtime import threads as _threads
+from ._runtime.servers import (
     is_master,
     on_master_released,
     preforking_master,

@@ -181,7 +181,7 @@ def count(server: Any, prefix: str, since: float) -> int:
 
 def poll_line_bytes(count: int) -> int:
     """Length of the request line of one long poll for ``count`` namespaces (as we send it)."""
-    from aioapollo._protocol import notifications_target
+    from aioapollo._apollo.protocol import notifications_target
 
     target = notifications_target(
         c.APP, "default", [(n, -1) for n in names(count)], data_center=None, ip=None

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from aioapollo import ConfigChangeEvent, SyncApolloClient
-from aioapollo._threads import alive_threads
+from aioapollo._runtime.threads import alive_threads
 from aioapollo.testing import ApolloTestServer
 
 from .conftest import APP, FAST

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from aioapollo import ApolloClient, ConfigChangeEvent
-from aioapollo._cache import DiskCache
+from aioapollo._apollo.cache import DiskCache
 from aioapollo._config import ClientOptions
 from aioapollo.testing import ApolloTestServer
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from aioapollo._auth import auth_headers, sign
+from aioapollo._apollo.auth import auth_headers, sign
 
 #: The three vectors of docs/apollo-protocol.md, section 9:
 #: (timestamp, path with query, secret, signature).

@@ -9,12 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aioapollo import (
-    ApolloAuthError,
-    ApolloClient,
-    NamespaceUnavailableError,
-    Source,
-)
+from aioapollo import ApolloAuthError, ApolloClient, NamespaceUnavailableError, Source
 from aioapollo.testing import ApolloTestServer
 
 from ._support import assert_backoff, dead_url, gaps, wait_for_requests, wait_until

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from aioapollo import ApolloClient, ConfigChangeEvent, Source, SyncApolloClient
-from aioapollo._cache import DiskCache
-from aioapollo._cachewriter import CacheWriter
+from aioapollo._apollo.cache import DiskCache
+from aioapollo._core.cachewriter import CacheWriter
 from aioapollo.testing import ApolloTestServer
 
 from ._support import wait_until

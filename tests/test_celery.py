@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from aioapollo._cache import DiskCache
+from aioapollo._apollo.cache import DiskCache
 from aioapollo._config import ClientOptions
 from aioapollo.testing import ApolloTestServer
 

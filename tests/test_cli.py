@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from aioapollo._cli import EXIT_AUTH, EXIT_MISSING, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, main
+from aioapollo._cli.main import EXIT_AUTH, EXIT_MISSING, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, main
 from aioapollo.testing import ApolloTestServer
 
 from ._support import free_port

@@ -29,8 +29,8 @@ from aioapollo import (
     NamespaceUnavailableError,
     Source,
 )
-from aioapollo._cache import DiskCache
-from aioapollo._cli import EXIT_UNAVAILABLE, EXIT_USAGE, main
+from aioapollo._apollo.cache import DiskCache
+from aioapollo._cli.main import EXIT_UNAVAILABLE, EXIT_USAGE, main
 from aioapollo.testing import ApolloTestServer
 
 from .conftest import APP, ClientFactory

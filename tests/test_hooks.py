@@ -8,15 +8,7 @@ import logging
 
 import pytest
 
-from aioapollo import (
-    ApolloClient,
-    ChangeEvent,
-    ErrorEvent,
-    FetchEvent,
-    Hooks,
-    PollEvent,
-    Source,
-)
+from aioapollo import ApolloClient, ChangeEvent, ErrorEvent, FetchEvent, Hooks, PollEvent, Source
 from aioapollo.testing import ApolloTestServer
 
 from ._support import wait_until

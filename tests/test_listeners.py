@@ -25,8 +25,8 @@ from aioapollo import (
     ListenerStats,
     SyncApolloClient,
 )
-from aioapollo._listeners import ListenerRegistry
-from aioapollo._threads import alive_threads
+from aioapollo._core.listeners import ListenerRegistry
+from aioapollo._runtime.threads import alive_threads
 from aioapollo.testing import ApolloTestServer
 
 from ._support import wait_until

@@ -5,8 +5,8 @@ import math
 import pytest
 
 from aioapollo import ChangeType, ConfigValueError, NamespaceSnapshot, Source
+from aioapollo._apollo.parsing import parse_content
 from aioapollo._models import ConfigChange, diff_items
-from aioapollo._parsing import parse_content
 
 
 def snap(items: dict[str, str], fmt: str = "properties") -> NamespaceSnapshot:

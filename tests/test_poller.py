@@ -2,7 +2,7 @@
 
 import time
 
-from aioapollo._poller import Backoff, NamespaceState, Poller, _TokenBucket
+from aioapollo._apollo.poller import Backoff, NamespaceState, Poller, _TokenBucket
 
 
 def test_backoff_grows_with_jitter_to_the_cap_and_resets() -> None:
@@ -58,7 +58,7 @@ async def test_handle_merges_messages_and_advances_only_fetched() -> None:
 
     states = {"a": NamespaceState("a"), "b": NamespaceState("b", 5, {"app+default+b": 5})}
     poller = Poller(None, None, None, states, refetch)  # type: ignore[arg-type]
-    from aioapollo._protocol import Notification
+    from aioapollo._apollo.protocol import Notification
 
     ok = await poller._handle(
         [

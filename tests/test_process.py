@@ -7,7 +7,8 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from aioapollo import ClientState, SyncApolloClient, _process
+from aioapollo import ClientState, SyncApolloClient
+from aioapollo._runtime import process as _process
 from aioapollo.testing import ApolloTestServer
 
 from ._support import wait_until
@@ -20,7 +21,7 @@ def hook(): pass
 fake.post_fork_hook = hook
 sys.modules["uwsgi"] = fake  # as inside uWSGI, with or without a master
 import aioapollo, aioapollo.integrations.starlette
-from aioapollo import _process
+from aioapollo._runtime import process as _process
 assert fake.post_fork_hook is hook, "import chained into uWSGI's post-fork hook"
 assert not _process._installed and not _process.under_uwsgi
 assert "uwsgidecorators" not in sys.modules

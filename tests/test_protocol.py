@@ -3,7 +3,7 @@
 import pytest
 
 from aioapollo import ApolloResponseError
-from aioapollo._protocol import parse_config, parse_notifications, parse_services
+from aioapollo._apollo.protocol import parse_config, parse_notifications, parse_services
 
 
 def test_full_sync() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from aioapollo._rendezvous import (
+from aioapollo._share.rendezvous import (
     LeaderLock,
     ShareUnavailable,
     check_peer,

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from aioapollo import ApolloClient, Hooks, RoleEvent
-from aioapollo import _share as share_mod
-from aioapollo import _sharewire as wire
+from aioapollo._share import group as share_mod
+from aioapollo._share import wire
 from aioapollo.testing import ApolloTestServer
 
 from ._support import wait_until

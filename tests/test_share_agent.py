@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from aioapollo import ApolloClient, ConfigChangeEvent
-from aioapollo._share import share_fingerprint
+from aioapollo._share.group import share_fingerprint
 from aioapollo.testing import ApolloTestServer
 
 from .conftest import APP, FAST

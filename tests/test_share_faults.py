@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 
 from aioapollo import ApolloClient
-from aioapollo import _share as share_mod
-from aioapollo._sharewire import MAGIC, PROTOCOL_VERSION, Hello, encode
+from aioapollo._share import group as share_mod
+from aioapollo._share.wire import MAGIC, PROTOCOL_VERSION, Hello, encode
 from aioapollo.testing import ApolloTestServer
 
 from ._support import wait_until

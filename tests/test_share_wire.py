@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from aioapollo import _sharewire
-from aioapollo._sharewire import (
+from aioapollo._share import wire as _sharewire
+from aioapollo._share.wire import (
     MAGIC,
     PROTOCOL_VERSION,
     Decoder,

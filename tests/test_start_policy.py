@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from aioapollo import ApolloClient, NamespaceUnavailableError, Source, SyncApolloClient
-from aioapollo._cache import DiskCache
+from aioapollo._apollo.cache import DiskCache
 from aioapollo._config import ClientOptions
 from aioapollo.testing import ApolloTestServer
 

@@ -11,9 +11,10 @@ import logging
 
 import pytest
 
-from aioapollo import ErrorEvent, Hooks, LoopCrashedError, _supervise
+from aioapollo import ErrorEvent, Hooks, LoopCrashedError
+from aioapollo._core import supervise as _supervise
+from aioapollo._core.supervise import CRASH_BUDGET, Progress, Supervisor
 from aioapollo._hooks import HookSet
-from aioapollo._supervise import CRASH_BUDGET, Progress, Supervisor
 
 
 class Errors(Hooks):

@@ -19,9 +19,9 @@ from aioapollo import (
     NamespaceUnavailableError,
     Source,
     SyncApolloClient,
-    _process,
 )
-from aioapollo._threads import alive_threads
+from aioapollo._runtime import process as _process
+from aioapollo._runtime.threads import alive_threads
 from aioapollo.testing import ApolloTestServer
 
 from ._workers import (

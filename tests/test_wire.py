@@ -5,8 +5,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from aioapollo._protocol import config_target, notifications_target
-from aioapollo._wire import (
+from aioapollo._apollo.protocol import config_target, notifications_target
+from aioapollo._apollo.wire import (
     build_query,
     form_escape,
     namespace_format,

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from yarl import URL
 
-from .._auth import sign
-from .._wire import APP_ID_PATTERN, CONTENT_KEY, namespace_format
+from .._apollo.auth import sign
+from .._apollo.wire import APP_ID_PATTERN, CONTENT_KEY, namespace_format
 from ._http import (
     JSON_UTF8,
     decode_segment,

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._wire import strip_properties
+from .._apollo.wire import strip_properties
 from ._store import ReleaseStore
 
 __all__ = ["ClientNamespace", "LongPollHub", "Waiter", "immediate_reply", "parse_notifications"]

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._wire import CONTENT_KEY, namespace_format, strip_properties
+from .._apollo.wire import CONTENT_KEY, namespace_format, strip_properties
 from ._store import DEFAULT_CLUSTER, GrayRule, ReleaseStore
 
 __all__ = ["Consumer", "ItemChange", "PortalError", "PortalState"]

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._wire import watch_key
+from .._apollo.wire import watch_key
 from ._store import APPLICATION, DEFAULT_CLUSTER, NO_APP_ID, Release, ReleaseStore
 
 __all__ = [

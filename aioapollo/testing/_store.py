@@ -19,7 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from .._wire import CONTENT_KEY, namespace_format, strip_properties, watch_key
+from .._apollo.wire import CONTENT_KEY, namespace_format, strip_properties, watch_key
 from ._state import read_state, strings, text, write_state
 
 if TYPE_CHECKING:

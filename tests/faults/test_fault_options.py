@@ -8,8 +8,8 @@ import time
 import pytest
 
 from aioapollo import ApolloClient, ClientOptions
-from aioapollo._discovery import ServicePool
-from aioapollo._transport import Transport
+from aioapollo._apollo.discovery import ServicePool
+from aioapollo._apollo.transport import Transport
 
 URL = "http://127.0.0.1:8080"
 

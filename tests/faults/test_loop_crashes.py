@@ -32,8 +32,8 @@ from aioapollo import (
     Hooks,
     LoopCrashedError,
     SyncApolloClient,
-    _supervise,
 )
+from aioapollo._core import supervise as _supervise
 from aioapollo.testing import ApolloTestServer
 
 from .._support import wait_until

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from aioapollo import ApolloHTTPStatusError, ApolloTimeoutError, Hooks, PollEvent
-from aioapollo._poller import CUT_FRACTION
+from aioapollo._apollo.poller import CUT_FRACTION
 from aioapollo.testing import ApolloTestServer, RecordedRequest
 
 from ..conftest import APP, ClientFactory, Events

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from aioapollo._cli import main
+from aioapollo._cli.main import main
 from aioapollo.openapi import ApolloOpenApiClient
 from aioapollo.testing import ApolloTestServer
 

@@ -12,7 +12,7 @@ import pytest
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from aioapollo._wire import build_query
+from aioapollo._apollo.wire import build_query
 
 
 @dataclass

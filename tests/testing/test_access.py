@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aioapollo._auth import sign
+from aioapollo._apollo.auth import sign
 from aioapollo.testing import ApolloTestServer
 
 from ..test_auth import VECTORS

@@ -19,8 +19,8 @@ import aiohttp
 import pytest
 
 from aioapollo import ApolloClient
-from aioapollo._cli import EXIT_AUTH, EXIT_OK, build_parser, main
-from aioapollo._cli_common import EXIT_USAGE
+from aioapollo._cli.common import EXIT_USAGE
+from aioapollo._cli.main import EXIT_AUTH, EXIT_OK, build_parser, main
 
 from .._support import free_port
 from ..conftest import FAST, Events

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from aioapollo._auth import sign
+from aioapollo._apollo.auth import sign
 from aioapollo.testing import ApolloTestServer
 
 from .conftest import Http, notifications_query

@@ -21,7 +21,8 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from ._cli_common import (
+from .._apollo.wire import FORMATS, namespace_format
+from .common import (
     EXIT_AUTH,
     EXIT_MISSING,
     EXIT_OK,
@@ -31,8 +32,7 @@ from ._cli_common import (
     at_least_one,
     positive_seconds,
 )
-from ._serve import CONTROL_TOKEN_ENV
-from ._wire import FORMATS, namespace_format
+from .serve import CONTROL_TOKEN_ENV
 
 __all__ = ["CONTROL_COMMANDS", "add_commands", "run"]
 
@@ -224,7 +224,7 @@ class _Control:
 
     def __init__(self, base: URL, token: str | None, timeout: float, command: str) -> None:
         # Imported here: `get` and `watch` need not load the test server's modules.
-        from .testing._control import CONTROL_PREFIX, CONTROL_TOKEN_HEADER
+        from ..testing._control import CONTROL_PREFIX, CONTROL_TOKEN_HEADER
 
         self.base = base
         self.command = command

@@ -12,9 +12,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._config import url_problem
-from ._exceptions import ApolloResponseError
-from ._wire import build_query, path_escape
+from .._config import url_problem
+from .._exceptions import ApolloResponseError
+from .wire import build_query, path_escape
 
 __all__ = [
     "ConfigReply",

@@ -27,7 +27,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._cli_common import (
+from .._exceptions import ApolloConnectionError, ApolloError
+from ..openapi import (
+    ApolloOpenApiClient,
+    NamespaceLockedError,
+    OpenApiAuthError,
+    OpenApiError,
+    OpenApiForbiddenError,
+    PublishNotAllowedError,
+)
+from .common import (
     EXIT_AUTH,
     EXIT_CHANGES,
     EXIT_OK,
@@ -38,15 +47,6 @@ from ._cli_common import (
     PROG,
     CommandFailed,
     positive_seconds,
-)
-from ._exceptions import ApolloConnectionError, ApolloError
-from .openapi import (
-    ApolloOpenApiClient,
-    NamespaceLockedError,
-    OpenApiAuthError,
-    OpenApiError,
-    OpenApiForbiddenError,
-    PublishNotAllowedError,
 )
 
 __all__ = ["MASK", "add_command", "run"]

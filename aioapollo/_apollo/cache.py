@@ -19,7 +19,7 @@ file is missing and the client sets no label, no ip and no data center; see
 :func:`legacy_readable`. They are never written or deleted.
 
 Every method here blocks on the file system: the client calls them from a worker thread
-(:mod:`aioapollo._cachewriter` for writes), never on its event loop.
+(:mod:`aioapollo._core.cachewriter` for writes), never on its event loop.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ._config import ClientOptions, answer_key
+from .._config import ClientOptions, answer_key
 
 __all__ = ["CachedRelease", "DiskCache", "legacy_readable"]
 
@@ -78,7 +78,7 @@ class DiskCache:
     """Reads and writes one client's cache files (blocking: call it from a worker thread).
 
     Reads never raise: a missing, unreadable or foreign file is ``None``. :meth:`save` raises
-    :class:`OSError`; :class:`~aioapollo._cachewriter.CacheWriter` decides what that means.
+    :class:`OSError`; :class:`~aioapollo._core.cachewriter.CacheWriter` decides what that means.
     """
 
     def __init__(

@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ._wire import CONTENT_KEY
+from .wire import CONTENT_KEY
 
 __all__ = ["parse_content"]
 

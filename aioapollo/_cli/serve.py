@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .testing import ApolloTestServer
+    from ..testing import ApolloTestServer
 
 __all__ = ["CONTROL_TOKEN_ENV", "OPENAPI_TOKEN_ENV", "add_arguments", "port_number", "serve"]
 
@@ -106,8 +106,8 @@ class _Setup:
 
 def _prepare(args: argparse.Namespace) -> _Setup:
     """Build and seed the server (no event loop needed); raises ``ValueError`` to exit 2."""
-    from .testing import ApolloTestServer, ReleaseStore
-    from .testing._seed import apply_seed, load_seed
+    from ..testing import ApolloTestServer, ReleaseStore
+    from ..testing._seed import apply_seed, load_seed
 
     token = args.control_token or os.environ.get(CONTROL_TOKEN_ENV) or None
     ready = Path(args.ready_file) if args.ready_file else None
@@ -202,7 +202,7 @@ def serve(args: argparse.Namespace) -> int:
     )
     if not args.verbose:
         logging.getLogger("asyncio").setLevel(logging.WARNING)
-    from .testing._seed import SeedError
+    from ..testing._seed import SeedError
 
     try:
         setup = _prepare(args)

@@ -15,7 +15,7 @@ import asyncio
 import threading
 from typing import NoReturn
 
-from ._exceptions import ClientStateError
+from .._exceptions import ClientStateError
 
 __all__ = ["ProcessLocal", "foreign_loop", "loop_ended", "other_loop_error"]
 

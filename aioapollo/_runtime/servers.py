@@ -18,7 +18,7 @@ __all__ = [
     "warn_if_uwsgi_threads_disabled",
 ]
 
-from . import _process
+from . import process as _process
 
 logger = logging.getLogger("aioapollo")
 

@@ -31,9 +31,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeAlias, TypeVar, overload
 
-from . import _threads
-from ._models import ChangeType, ConfigChange, ConfigChangeEvent, NamespaceSnapshot
-from ._supervise import Progress, fault
+from .._models import ChangeType, ConfigChange, ConfigChangeEvent, NamespaceSnapshot
+from .._runtime import threads as _threads
+from .supervise import Progress, fault
 
 __all__ = ["ChangeListener", "ListenerRegistry", "ListenerStats", "OnChange"]
 

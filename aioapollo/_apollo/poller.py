@@ -18,20 +18,20 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
-from ._config import ClientOptions, redact_url
-from ._discovery import ServicePool
-from ._exceptions import (
+from .._config import ClientOptions, redact_url
+from .._core.supervise import Progress, fault
+from .._exceptions import (
     ApolloAuthError,
     ApolloConnectionError,
     ApolloError,
     ApolloHTTPStatusError,
     ApolloTimeoutError,
 )
-from ._hooks import ErrorEvent, HookSet, PollEvent
-from ._protocol import Notification, notifications_target, parse_notifications
-from ._supervise import Progress, fault
-from ._transport import Transport, closed_after_sending, status_error
-from ._wire import strip_properties
+from .._hooks import ErrorEvent, HookSet, PollEvent
+from .discovery import ServicePool
+from .protocol import Notification, notifications_target, parse_notifications
+from .transport import Transport, closed_after_sending, status_error
+from .wire import strip_properties
 
 __all__ = [
     "CUT_FRACTION",

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
-from ._auth import auth_headers
-from ._config import ClientOptions, redact_url
-from ._exceptions import (
+from .._config import ClientOptions, redact_url
+from .._exceptions import (
     ApolloAuthError,
     ApolloConnectionError,
     ApolloHTTPStatusError,
@@ -26,7 +25,8 @@ from ._exceptions import (
     ApolloTimeoutError,
     ClientStateError,
 )
-from ._wire import path_escape
+from .auth import auth_headers
+from .wire import path_escape
 
 __all__ = ["Reply", "Transport", "closed_after_sending", "config_status_error", "status_error"]
 

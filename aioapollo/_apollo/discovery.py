@@ -7,15 +7,15 @@ import logging
 import random
 import time
 
-from ._config import ClientOptions, redact_url
-from ._exceptions import (
+from .._config import ClientOptions, redact_url
+from .._exceptions import (
     ApolloConnectionError,
     ApolloError,
     ApolloHTTPStatusError,
     ApolloResponseError,
 )
-from ._protocol import parse_services, services_target
-from ._transport import Transport, status_error
+from .protocol import parse_services, services_target
+from .transport import Transport, status_error
 
 __all__ = ["ServicePool"]
 

@@ -24,8 +24,17 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
-from . import _cli_config, _cli_control, _serve
-from ._cli_common import (
+from .._apollo.wire import namespace_format
+from .._client import ApolloClient
+from .._config import options_from_env
+from .._exceptions import ApolloAuthError, ApolloError, NamespaceUnavailableError
+from .._models import ChangeType, ConfigChangeEvent
+from .._share.group import share_fingerprint
+from .._version import __version__
+from . import config as _cli_config
+from . import control as _cli_control
+from . import serve as _serve
+from .common import (
     EXIT_AUTH,
     EXIT_MISSING,
     EXIT_OK,
@@ -36,13 +45,6 @@ from ._cli_common import (
     at_least_one,
     positive_seconds,
 )
-from ._client import ApolloClient
-from ._config import options_from_env
-from ._exceptions import ApolloAuthError, ApolloError, NamespaceUnavailableError
-from ._models import ChangeType, ConfigChangeEvent
-from ._share import share_fingerprint
-from ._version import __version__
-from ._wire import namespace_format
 
 __all__ = ["EXIT_AUTH", "EXIT_MISSING", "EXIT_OK", "EXIT_UNAVAILABLE", "EXIT_USAGE", "main"]
 

@@ -46,8 +46,8 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from ._cache import DiskCache
-from ._supervise import Progress, Supervisor, fault
+from .._apollo.cache import DiskCache
+from .supervise import Progress, Supervisor, fault
 
 __all__ = ["CacheWriter"]
 

@@ -27,7 +27,7 @@ The whole design on one page::
 The leader accepts connections itself (no asyncio server): a listening socket that exists
 before anything awaits, so no cancellation can leak it; at most ``share_max_followers``
 followers; at the descriptor limit it backs off and logs once a minute. Followers' frames are
-capped at :data:`~aioapollo._sharewire.MAX_FOLLOWER_FRAME` bytes and their hello must arrive
+capped at :data:`~aioapollo._share.wire.MAX_FOLLOWER_FRAME` bytes and their hello must arrive
 within :data:`HANDSHAKE_TIMEOUT`, so a local peer cannot make the leader buffer anything.
 
 Who shares: clients whose :func:`~aioapollo._config.group_fingerprint` (and wire version)
@@ -58,9 +58,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import _process
-from ._config import ClientOptions, group_fingerprint
-from ._rendezvous import (
+from .._config import ClientOptions, group_fingerprint
+from .._core.supervise import Progress, Supervisor, fault
+from .._runtime import process as _process
+from .rendezvous import (
     LeaderLock,
     ShareUnavailable,
     check_peer,
@@ -71,7 +72,7 @@ from ._rendezvous import (
     socket_path,
     supported,
 )
-from ._sharewire import (
+from .wire import (
     MAX_FOLLOWER_FRAME,
     PROTOCOL_VERSION,
     Decoder,
@@ -87,7 +88,6 @@ from ._sharewire import (
     encode,
     parse,
 )
-from ._supervise import Progress, Supervisor, fault
 
 __all__ = ["HEARTBEAT_INTERVAL", "LEADER_SILENCE", "Sharing", "SharingHost"]
 

@@ -38,8 +38,8 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 
-from ._exceptions import LoopCrashedError
-from ._hooks import ErrorEvent, HookSet
+from .._exceptions import LoopCrashedError
+from .._hooks import ErrorEvent, HookSet
 
 __all__ = [
     "CRASH_BUDGET",

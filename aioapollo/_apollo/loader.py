@@ -13,11 +13,11 @@ import logging
 import time
 from collections.abc import Mapping
 
-from ._cache import CachedRelease, DiskCache
-from ._cachewriter import CacheWriter
-from ._config import ClientOptions
-from ._discovery import ServicePool
-from ._exceptions import (
+from .._config import ClientOptions
+from .._core.cachewriter import CacheWriter
+from .._core.listeners import ListenerRegistry
+from .._core.supervise import Progress, Supervisor, fault
+from .._exceptions import (
     ApolloConnectionError,
     ApolloError,
     ApolloNotFoundError,
@@ -25,15 +25,15 @@ from ._exceptions import (
     ApolloTimeoutError,
     NamespaceUnavailableError,
 )
-from ._hooks import ChangeEvent, ErrorEvent, FetchEvent, HookSet
-from ._listeners import ListenerRegistry
-from ._models import ConfigChangeEvent, NamespaceSnapshot, Source, diff_items
-from ._parsing import parse_content
-from ._poller import NamespaceState
-from ._protocol import ConfigReply, config_target, parse_config
-from ._share import FOLLOWER, Sharing
-from ._supervise import Progress, Supervisor, fault
-from ._transport import Reply, Transport, config_status_error
+from .._hooks import ChangeEvent, ErrorEvent, FetchEvent, HookSet
+from .._models import ConfigChangeEvent, NamespaceSnapshot, Source, diff_items
+from .._share.group import FOLLOWER, Sharing
+from .cache import CachedRelease, DiskCache
+from .discovery import ServicePool
+from .parsing import parse_content
+from .poller import NamespaceState
+from .protocol import ConfigReply, config_target, parse_config
+from .transport import Reply, Transport, config_status_error
 
 __all__ = ["Loading", "with_source"]
 
