@@ -1,4 +1,9 @@
-"""ApolloClient: lifecycle, reads and listeners (loading releases lives in ``_loading``).
+"""ApolloClient: lifecycle, reads and listeners over one release pipeline.
+
+Sources (the Apollo source in ``_apollo.loader``, a sharing leader, the disk cache at start)
+deliver releases to the client's :class:`~aioapollo._core.store.NamespaceStore`; sinks follow
+the store (listener dispatch, hooks, the sharing leader's push, the cache writer). See
+docs/architecture.md.
 
 The client is inert until :meth:`ApolloClient.start`: constructing one does no I/O and touches
 no event loop, so it is safe at import time and under ``gunicorn --preload``. Reads are a dict
@@ -17,25 +22,22 @@ from types import MappingProxyType, TracebackType
 from typing import Any, Self, TypeVar, overload
 
 from ._apollo.cache import DiskCache
-from ._apollo.discovery import ServicePool
-from ._apollo.loader import Loading, with_source
-from ._apollo.poller import NamespaceState, PollCuts, Poller, poll_groups
-from ._apollo.transport import Transport
-from ._apollo.wire import namespace_format
+from ._apollo.loader import ApolloSource
 from ._config import ClientOptions, options_from_env
+from ._core.cachewriter import CacheWriter
 from ._core.listeners import ChangeListener, ListenerRegistry, OnChange
+from ._core.store import Change, NamespaceStore
 from ._core.supervise import Loop, Supervisor
 from ._exceptions import (
     ClientStateError,
     NamespaceNotFoundError,
 )
-from ._hooks import Hooks, HookSet, RoleEvent
+from ._hooks import ChangeEvent, Hooks, HookSet, RoleEvent
 from ._models import NamespaceSnapshot, Source
 from ._runtime import owner as _owner
 from ._runtime import process as _process
 from ._share import group as share_mod
 from ._share.rendezvous import ShareUnavailable
-from ._share.wire import Release
 from ._stats import ClientStats, collect_stats
 
 __all__ = ["ApolloClient", "ClientState"]
@@ -63,7 +65,7 @@ class ClientState(enum.Enum):
     CLOSED = "closed"
 
 
-class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
+class ApolloClient(OnChange, _owner.ProcessLocal):
     """An asyncio client for one Apollo app: long-polls all its namespaces in one task.
 
     Args:
@@ -83,11 +85,11 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
         **options: Timeouts and intervals; see :class:`ClientOptions`.
 
     Facade interface (internal, for :class:`~aioapollo.SyncApolloClient` and nothing else):
-    ``_values`` and ``_snapshots`` are per-namespace dicts that are updated item by item and
-    never replaced, so a facade may keep references for its read path; ``_suspend()`` stops
-    every task but keeps the values and ``_start(share=False)`` never joins a sharing group
-    (both for a preforking master, where nothing may keep running). Fork state is not part of it:
-    both clients ask ``_process`` which generation they run in.
+    ``_store`` is the namespace store, whose ``values`` dict a facade may keep for its read
+    path (it is never replaced); ``_suspend()`` stops every task but keeps the values and
+    ``_start(share=False)`` never joins a sharing group (both for a preforking master, where
+    nothing may keep running). Fork state is not part of it: both clients ask
+    ``_runtime.process`` which generation they run in.
     """
 
     def __init__(
@@ -130,34 +132,30 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
         self._started_pid: int | None = None
         #: The event loop start() ran on: the client's tasks and futures belong to it.
         self._owner_loop: asyncio.AbstractEventLoop | None = None
-        self._values: dict[str, dict[str, str]] = {}
-        self._snapshots: dict[str, NamespaceSnapshot] = {}
-        self._states = {name: NamespaceState(name) for name in opts.namespaces}
-        self._formats = {name: namespace_format(name) for name in opts.namespaces}
+        #: The one owner of every namespace's state; sources apply releases to it.
+        self._store = NamespaceStore(opts.namespaces)
+        #: The read view (never replaced: the read path looks values up in it directly).
+        self._values = self._store.values
         self._listeners = ListenerRegistry(
             timeout=opts.listener_timeout, close_timeout=opts.close_timeout
         )
         self._cache = DiskCache.for_options(opts)
-        self._writer = None  # a CacheWriter from start() to aclose()
-        self._transport: Transport | None = None
-        self._pool: ServicePool | None = None
-        self._pollers: list[Poller] = []
-        self._poll_cuts = PollCuts()  # one per client: a proxy's cuts are warned about once
-        #: The tasks that poll Apollo from this process (none in a healthy follower).
-        self._remote: list[asyncio.Task[None]] = []
-        self._own_poll_success: float | None = None
+        self._writer: CacheWriter | None = None  # from start() to aclose()
         self._share: share_mod.Sharing | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._locks: dict[str, asyncio.Lock] = {}
         self._ready: asyncio.Event | None = None
         self._closed: asyncio.Event | None = None
         self._fork_warned = False
         self._hooks = HookSet(hooks)
         #: Runs every background loop: restarts it after a crash and knows which are degraded.
         self._supervisor = Supervisor(opts.app_id, self._hooks)
-        #: Epoch seconds of the last 200/304 from ``/configs`` per namespace.
-        self._synced: dict[str, float] = {}
-        self._refetch_failures: dict[str, int] = {}
+        self._apollo = ApolloSource(opts, self._store, self._cache, self._hooks, self._spawn)
+        # The sinks, in this order: listeners hear of a release before the cache writer
+        # writes it (see _core.cachewriter). None of them calls another.
+        self._store.subscribe(self._to_listeners)
+        self._store.subscribe(self._to_hooks)
+        self._store.subscribe(self._to_followers)
+        self._store.subscribe(self._to_cache)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Self:
@@ -171,6 +169,11 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
         return cls(kwargs.pop("app_id"), **kwargs)
 
     # ------------------------------------------------------------------ introspection
+
+    @property
+    def app_id(self) -> str:
+        """The Apollo appId."""
+        return self._options.app_id
 
     @property
     def options(self) -> ClientOptions:
@@ -190,17 +193,19 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
     @property
     def sources(self) -> Mapping[str, Source]:
         """Where each loaded namespace's current values came from (read-only)."""
-        return MappingProxyType({n: s.source for n, s in self._snapshots.items()})
+        return MappingProxyType(
+            {n: r.snapshot.source for n, r in self._store.records.items() if r.snapshot is not None}
+        )
 
     @property
     def notification_ids(self) -> Mapping[str, int]:
         """The long poll's notification id per namespace (-1 until first notified)."""
-        return MappingProxyType({n: s.notification_id for n, s in self._states.items()})
+        return MappingProxyType({n: r.notification_id for n, r in self._store.records.items()})
 
     @property
     def last_poll_success(self) -> float | None:
         """Epoch seconds of the last long poll answered with 200 or 304, if any."""
-        own = self._own_poll_time()
+        own = self._apollo.last_poll_success
         share = self._share
         if share is None or share.leader_poll_success is None:
             return own
@@ -209,14 +214,14 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
     @property
     def poll_cuts(self) -> int:
         """Long polls a proxy cut at about the hold time (handled like a 304; see README)."""
-        return self._poll_cuts.count
+        return self._apollo.cuts.count
 
     def stats(self) -> ClientStats:
         """A point-in-time health summary (for a health endpoint); never holds values."""
         return collect_stats(
             self,
-            self._snapshots,
-            self._synced,
+            self._store.snapshots(),
+            {n: r.synced_at for n, r in self._store.records.items() if r.synced_at is not None},
             share=self._share,
             supervisor=self._supervisor,
             listeners=self._listeners.stats(),
@@ -264,7 +269,7 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
     def _read_slow(self, key: str, default: Any, namespace: str) -> Any:
         values = self._values.get(namespace)
         if values is None:
-            if namespace not in self._states:
+            if namespace not in self._store:
                 raise NamespaceNotFoundError(namespace)
             raise ClientStateError(
                 f"namespace {namespace!r} is not loaded: "
@@ -282,7 +287,7 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
 
     def snapshot(self, namespace: str = "application") -> NamespaceSnapshot:
         """The current snapshot of a namespace (typed getters live on it)."""
-        snap = self._snapshots.get(namespace)
+        snap = self._store.snapshot(namespace)
         if snap is None:
             self._read_slow("", None, namespace)  # raises the right error
             raise AssertionError  # pragma: no cover
@@ -378,7 +383,7 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
     ) -> None:
         """Register ``listener`` (see :meth:`on_change`)."""
         for name in namespaces or ():
-            if name not in self._states:
+            if name not in self._store:
                 raise NamespaceNotFoundError(name)
         self._listeners.add(listener, keys=keys, prefixes=prefixes, namespaces=namespaces)
 
@@ -429,9 +434,10 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
         self._owner_loop = asyncio.get_running_loop()
         _process.track(self)
         self._ready = asyncio.Event()
-        self._locks = {name: asyncio.Lock() for name in self._states}
-        transport = self._transport = Transport(self._options)
-        pool = self._pool = ServicePool(self._options, transport)
+        for record in self._store.records.values():
+            record.drop_lock()  # fetch locks belong to this start's loop
+        apollo = self._apollo
+        apollo.open()
         sharing = self._share = self._join_group() if share else None
         # The dispatcher runs before the load: when warm values (inherited across fork, or
         # kept by _suspend) differ from what Apollo serves now, that is a real change that
@@ -444,11 +450,11 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
         # background; the client owns them like its other tasks.
         loads: list[asyncio.Task[None]] = []
         try:
-            await transport.open()
+            await apollo.connect()
             if sharing is None:
-                loads = await self._initial_load(pool)
+                loads = await apollo.initial_load()
             else:
-                loads = await self._load_shared(sharing, pool)
+                loads = await self._load_shared(sharing)
             if self._state is not ClientState.STARTING:
                 raise ClientStateError("the client was closed while starting")
         except BaseException:
@@ -456,18 +462,18 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
                 task.cancel()
             await asyncio.wait([dispatcher, *loads])
             await self._close_cache_writer(self._options.close_timeout)
-            self._transport = self._pool = self._share = None
+            self._share = None
             if sharing is not None:
                 await sharing.close()
             if self._state is ClientState.STARTING:
                 self._state = previous
             self._ready.set()
-            await transport.close()
+            await apollo.aclose()
             raise
         self._tasks = [dispatcher, *loads]
         sharing = self._share  # None if the group could not be joined after all
         if sharing is None or sharing.role == share_mod.LEADER or sharing.degraded:
-            self._start_polling()
+            apollo.start_polling()
         if sharing is not None:
             self._tasks.append(self._spawn(sharing.run, "share"))
         self._state = ClientState.RUNNING
@@ -476,12 +482,14 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
         logger.info(
             "ApolloClient(%r) started: %s",
             self.app_id,
-            ", ".join(f"{n}={s.source.value}" for n, s in self._snapshots.items()),
+            ", ".join(f"{n}={s.source.value}" for n, s in self._store.snapshots().items()),
         )
 
     def _join_group(self) -> share_mod.Sharing | None:
         """This client's sharing group, or None (solo, warned once) where it cannot share."""
-        sharing = share_mod.Sharing(self, self._options, self._role_changed, self._supervisor)
+        sharing = share_mod.Sharing(
+            self._store, _PollControl(self), self._options, self._role_changed, self._supervisor
+        )
         try:
             sharing.prepare()
         except ShareUnavailable as exc:
@@ -489,12 +497,10 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
             return None
         return sharing
 
-    async def _load_shared(
-        self, sharing: share_mod.Sharing, pool: ServicePool
-    ) -> list[asyncio.Task[None]]:
+    async def _load_shared(self, sharing: share_mod.Sharing) -> list[asyncio.Task[None]]:
         """Lead (and load from Apollo) or load from the leader; alone if none answers.
 
-        Returns the loads left running in the background, as :meth:`_initial_load` does.
+        Returns the loads left running in the background, as ``ApolloSource.initial_load`` does.
         """
         try:
             leads = sharing.try_lead()
@@ -506,9 +512,9 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
             share_mod.warn_solo(self.app_id, str(exc))
             self._share = None
             await sharing.close()
-            return await self._initial_load(pool)
+            return await self._apollo.initial_load()
         if leads:
-            loads = await self._initial_load(pool)
+            loads = await self._apollo.initial_load()
             sharing.loaded()
             return loads
         try:
@@ -518,7 +524,7 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
             joined = False
         if joined:
             return []
-        loads = await self._initial_load(pool)
+        loads = await self._apollo.initial_load()
         sharing.degraded = "no leader answered at start; polling Apollo from this process"
         logger.warning("ApolloClient(%r): %s", self.app_id, sharing.degraded)
         return loads
@@ -531,110 +537,70 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
                 )
             )
 
-    # ------------------------------------------------------------------ polling Apollo
+    # ------------------------------------------------------------------ sinks
 
-    def _start_polling(self) -> None:
-        """Poll Apollo from this process: the long poll(s) and the safety refresh."""
-        if self._remote or self._transport is None or self._pool is None:
+    def _to_listeners(self, change: Change) -> None:
+        if change.event is not None and change.notify:
+            self._listeners.emit(change.event)
+
+    def _to_hooks(self, change: Change) -> None:
+        release = change.release
+        if not self._hooks or release is None or not (change.first or change.changed):
             return
-        transport, pool, share = self._transport, self._pool, self._share
-        self._pollers = [
-            Poller(
-                self._options,
-                transport,
-                pool,
-                group,
-                self._refetch,
-                self._hooks,
-                self._poll_cuts,
-                on_advance=share.changed if share is not None else None,
+        self._hooks.change(
+            ChangeEvent(
+                self.app_id,
+                change.record.name,
+                change.changed,
+                release.release_key,
+                release.source,
+                change.first or not change.notify,
             )
-            for group in poll_groups(self._options, self._states)
-        ]
-        self._remote = [
-            *(self._spawn(poller.run, "poll") for poller in self._pollers),
-            self._spawn(self._refresh_loop, "refresh"),
-        ]
-
-    async def _stop_polling(self) -> None:
-        """Stop polling Apollo from this process (a follower whose leader is back)."""
-        tasks, self._remote = self._remote, []
-        for task in tasks:
-            # Cancelled on purpose, by this client: not the loop's end (see _task_done).
-            task.remove_done_callback(self._task_done)
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
-        self._own_poll_success = self._own_poll_time()
-        self._pollers = []
-
-    # ------------------------------------------------------------------ sharing host
-
-    def _share_release(self, name: str) -> Release | None:
-        snap = self._snapshots.get(name)
-        if snap is None:
-            return None
-        state = self._states[name]
-        return Release(
-            namespace=name,
-            release_key=snap.release_key,
-            notification_id=state.notification_id,
-            messages=dict(state.messages),
-            items=snap._dict,
-            source=snap.source.value,
-            synced_at=self._synced.get(name),
         )
 
-    def _share_states(self) -> dict[str, tuple[int, str | None]]:
-        return {
-            name: (
-                state.notification_id,
-                snap.release_key if (snap := self._snapshots.get(name)) else None,
-            )
-            for name, state in self._states.items()
-        }
+    def _to_followers(self, change: Change) -> None:
+        if self._share is not None:
+            self._share.changed(change.record.name)  # a leader pushes it to its followers
 
-    def _apply_shared(self, release: Release) -> bool:
-        name = release.namespace
-        state = self._states.get(name)
-        if state is None:
-            return False
-        held = self._snapshots.get(name)
-        synced = self._synced.get(name)
-        if release.synced_at is not None and (synced is None or release.synced_at > synced):
-            self._synced[name] = release.synced_at
-        if held is None:
-            newer = True
-        elif release.notification_id != state.notification_id:
-            newer = release.notification_id > state.notification_id
-        elif release.release_key == held.release_key and release.source == held.source.value:
-            newer = False
-        elif held.source is not Source.REMOTE and release.source == Source.REMOTE.value:
-            newer = True
-        else:  # same id, another release (a safety refresh): the later confirmed one wins
-            newer = (release.synced_at or 0.0) > (synced or 0.0)
-        if not newer:
-            return False
-        state.notification_id = max(state.notification_id, release.notification_id)
-        state.messages = dict(release.messages)
-        try:
-            source = Source(release.source)
-        except ValueError:
-            source = Source.REMOTE
-        self._install(name, release.items, release.release_key, source, emit=held is not None)
-        return True
+    def _to_cache(self, change: Change) -> None:
+        """Releases fetched from Apollo by this process go to the disk cache (a follower's
+        leader writes the cache of its group)."""
+        release, snap = change.release, change.record.snapshot
+        if (
+            self._writer is None
+            or release is None
+            or snap is None
+            or release.origin != "apollo"
+            or release.source is not Source.REMOTE
+            or (self._share is not None and self._share.role == share_mod.FOLLOWER)
+        ):
+            return
+        self._writer.submit(change.record.name, snap.release_key, snap._dict, snap.fetched_at)
+
+    def _open_cache_writer(self) -> None:
+        """Start this run's background cache writer (none without a cache)."""
+        if self._cache is None:
+            self._writer = None
+            return
+        self._writer = CacheWriter(
+            self._cache,
+            picked_up=self._listeners.picked_up,
+            name=self.app_id,
+            supervisor=self._supervisor,
+        )
+        self._writer.open()
+
+    async def _close_cache_writer(self, within: float) -> None:
+        """Write what is pending (for at most ``within`` seconds), then stop the writer."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            await writer.aclose(within)
 
     def _share_healthy(self) -> bool:
         return (
             self._state is ClientState.RUNNING
-            and all(s.source is Source.REMOTE for s in self._snapshots.values())
+            and all(s.source is Source.REMOTE for s in self._store.snapshots().values())
             and not self._supervisor.failing()
-        )
-
-    def _own_poll_time(self) -> float | None:
-        return max(
-            (p.last_success for p in self._pollers if p.last_success is not None),
-            default=self._own_poll_success,
         )
 
     def _spawn(self, loop: Loop, what: str) -> asyncio.Task[None]:
@@ -696,9 +662,7 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
             _process.keep_forever(self._tasks)
             self._live = False
             self._tasks = []
-            if self._transport is not None:
-                self._transport.abandon()
-                self._transport = None
+            self._apollo.abandon()
             self._state = ClientState.CLOSED
             return
         if not owner.is_running():
@@ -714,8 +678,7 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
 
     async def _stop_tasks(self) -> None:
         self._live = False
-        tasks, self._tasks = [*self._remote, *self._tasks], []
-        self._remote = []
+        tasks, self._tasks = [*self._apollo.take_tasks(), *self._tasks], []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._options.close_timeout
         try:
@@ -731,9 +694,7 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
             share, self._share = self._share, None
             if share is not None:
                 await share.close()
-            transport, self._transport = self._transport, None
-            if transport is not None:
-                await transport.close()
+            await self._apollo.aclose()
 
     async def _suspend(self) -> None:
         """Stop every task and close the session but keep the values, back in CREATED.
@@ -765,34 +726,57 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
             return
         # Every task, lock and socket belongs to the parent's loop: drop them untouched, but
         # keep them referenced (see _process.keep_forever).
+        locks = [r._lock for r in self._store.records.values()]
         _process.keep_forever(
-            self._tasks,
-            self._remote,
-            self._locks,
-            self._ready,
-            self._closed,
-            self._pollers,
-            self._writer,
+            self._tasks, locks, self._ready, self._closed, self._writer, self._apollo.forget()
         )
+        for record in self._store.records.values():
+            record.drop_lock()
         if self._share is not None:
             self._share.forked()  # closes the inherited lock and sockets, never unlocks
             self._share = None
-        self._remote = []
         self._live = False
         self._state = ClientState.FORKED
         self._tasks = []
-        self._locks = {}
         self._ready = None
         self._closed = None
-        self._pollers = []
         self._writer = None
         self._supervisor = Supervisor(self.app_id, self._hooks)  # the parent's loops are not ours
-        if self._transport is not None:
-            self._transport.abandon()
-            self._transport = None
+        cuts = self._apollo.cuts  # a proxy's cuts stay warned about once per client
+        self._apollo = ApolloSource(
+            self._options, self._store, self._cache, self._hooks, self._spawn
+        )
+        self._apollo.cuts = cuts
         self._fork_warned = False
-        for name, snap in self._snapshots.items():
-            self._snapshots[name] = with_source(snap, Source.INHERITED)
+        self._store.relabel(Source.INHERITED)
 
     def _resume(self) -> None:
         """Nothing starts by itself in a forked child: ``start()`` there resumes polling."""
+
+
+class _PollControl:
+    """What sharing may ask of its client: poll Apollo from this process or stop, and how
+    healthy it is (the named interface of ``_share.group.SharingHost``)."""
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: ApolloClient) -> None:
+        self._client = client
+
+    def start_polling(self) -> None:
+        self._client._apollo.start_polling()
+
+    async def stop_polling(self) -> None:
+        # Cancelled on purpose, by this client: not the loop's end (see _task_done).
+        client = self._client
+
+        def on_cancel(task: asyncio.Task[None]) -> None:
+            task.remove_done_callback(client._task_done)
+
+        await client._apollo.stop_polling(on_cancel=on_cancel)
+
+    def healthy(self) -> bool:
+        return self._client._share_healthy()
+
+    def own_poll_time(self) -> float | None:
+        return self._client._apollo.last_poll_success

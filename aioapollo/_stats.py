@@ -186,13 +186,13 @@ def collect_stats(
             confirmed.append(polled)
         namespaces[name] = NamespaceStats(
             name=name,
-            source=snap.source if snap else None,
-            release_key=snap.release_key if snap else None,
+            source=snap.source if snap is not None else None,
+            release_key=snap.release_key if snap is not None else None,
             notification_id=ids.get(name, -1),
-            keys=len(snap) if snap else 0,
-            loaded_at=snap.fetched_at if snap else None,
+            keys=len(snap) if snap is not None else 0,
+            loaded_at=snap.fetched_at if snap is not None else None,
             synced_at=max(confirmed) if confirmed else None,
-            parse_error=snap.parse_error if snap else None,
+            parse_error=snap.parse_error if snap is not None else None,
         )
     times = [t for t in (polled, *synced.values()) if t is not None]
     sharing = _sharing_stats(share)

@@ -61,10 +61,10 @@ class SyncApolloClient(OnChange, _owner.ProcessLocal):
 
     def __init__(self, app_id: str, **kwargs: Any) -> None:
         self._client = ApolloClient(app_id, **kwargs)
-        # The facade interface of ApolloClient (see its docstring): these dicts are swapped
-        # per namespace, never replaced, so the read path looks them up directly.
-        self._values = self._client._values
-        self._snapshots = self._client._snapshots
+        # The facade interface of ApolloClient (see its docstring): the store's read view is
+        # never replaced, so the read path looks values up in it directly.
+        self._store = self._client._store
+        self._values = self._store.values
         #: The one flag the read path checks: a poller thread is running in this process.
         self._live = False
         self._lock = _threads.allocate_lock()
@@ -186,10 +186,11 @@ class SyncApolloClient(OnChange, _owner.ProcessLocal):
 
     def snapshot(self, namespace: str = "application") -> NamespaceSnapshot:
         """The current snapshot of a namespace (typed getters live on it)."""
-        snap = self._snapshots.get(namespace)
+        snap = self._store.snapshot(namespace)
         if snap is None or not self._live:
             self._read_slow("", None, namespace)  # raises the right error, or starts polling
-            snap = self._snapshots[namespace]
+            snap = self._store.snapshot(namespace)
+            assert snap is not None
         return snap
 
     def get_int(

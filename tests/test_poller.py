@@ -2,7 +2,8 @@
 
 import time
 
-from aioapollo._apollo.poller import Backoff, NamespaceState, Poller, _TokenBucket
+from aioapollo._apollo.poller import Backoff, Poller, _TokenBucket
+from aioapollo._core.store import NamespaceStore
 
 
 def test_backoff_grows_with_jitter_to_the_cap_and_resets() -> None:
@@ -37,7 +38,7 @@ def _poller(*names: str) -> Poller:
     async def refetch(targets, prefer):  # pragma: no cover - not called here
         return set()
 
-    states = {name: NamespaceState(name) for name in names}
+    states = NamespaceStore(names).records
     return Poller(None, None, None, states, refetch)  # type: ignore[arg-type]
 
 
@@ -49,15 +50,18 @@ def test_reply_names_map_back_to_configured_names() -> None:
     assert poller.match("unknown") == []
 
 
-async def test_handle_merges_messages_and_advances_only_fetched() -> None:
-    fetched: dict[str, dict[str, int]] = {}
+async def test_handle_merges_messages_and_asks_for_each_namespaces_new_position() -> None:
+    """The poller names each notified namespace's new id and merged messages; the source
+    advances them in the store with the release, for the namespaces it fetched only."""
+    fetched: dict[str, tuple[int, dict[str, int]]] = {}
 
     async def refetch(targets, prefer):
         fetched.update(targets)
         return {"a"}  # "b" failed
 
-    states = {"a": NamespaceState("a"), "b": NamespaceState("b", 5, {"app+default+b": 5})}
-    poller = Poller(None, None, None, states, refetch)  # type: ignore[arg-type]
+    store = NamespaceStore(["a", "b"])
+    store.advance("b", 5, {"app+default+b": 5})
+    poller = Poller(None, None, None, store.records, refetch)  # type: ignore[arg-type]
     from aioapollo._apollo.protocol import Notification
 
     ok = await poller._handle(
@@ -68,6 +72,7 @@ async def test_handle_merges_messages_and_advances_only_fetched() -> None:
         "http://x",
     )
     assert ok is False
-    assert fetched["b"] == {"app+default+b": 5, "app+dc+b": 12}
-    assert states["a"].notification_id == 10 and states["a"].messages == {"app+default+a": 10}
-    assert states["b"].notification_id == 5  # not advanced: the next poll answers at once
+    assert fetched["a"] == (10, {"app+default+a": 10})
+    assert fetched["b"] == (12, {"app+default+b": 5, "app+dc+b": 12})
+    # The poller itself moves nothing: "b" stays behind, so the next poll answers at once.
+    assert store.records["b"].notification_id == 5

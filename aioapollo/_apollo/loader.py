@@ -1,22 +1,22 @@
-"""Loading namespaces: fetching ``/configs``, applying replies, the cache and the refresh loop.
+"""The Apollo source: fetching ``/configs``, the long poll(s), the cache at start, the refresh.
 
-A mixin of :class:`~aioapollo._client.ApolloClient`, kept apart so the client module holds
-the lifecycle and the read path only. It reads and swaps the client's snapshots; it never
-blocks a reader (snapshots are replaced whole).
+:class:`ApolloSource` delivers every release it learns of to the client's
+:class:`~aioapollo._core.store.NamespaceStore`; it never touches listeners, the cache writer
+or sharing (they follow the store). Reads are never blocked: the store swaps snapshots whole.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from .._config import ClientOptions
-from .._core.cachewriter import CacheWriter
-from .._core.listeners import ListenerRegistry
-from .._core.supervise import Progress, Supervisor, fault
+from .._core.store import NamespaceStore, Release
+from .._core.supervise import Loop, Progress, fault
 from .._exceptions import (
     ApolloConnectionError,
     ApolloError,
@@ -25,47 +25,143 @@ from .._exceptions import (
     ApolloTimeoutError,
     NamespaceUnavailableError,
 )
-from .._hooks import ChangeEvent, ErrorEvent, FetchEvent, HookSet
-from .._models import ConfigChangeEvent, NamespaceSnapshot, Source, diff_items
-from .._share.group import FOLLOWER, Sharing
+from .._hooks import ErrorEvent, FetchEvent, HookSet
+from .._models import Source
 from .cache import CachedRelease, DiskCache
 from .discovery import ServicePool
-from .parsing import parse_content
-from .poller import NamespaceState
+from .poller import PollCuts, Poller, poll_groups
 from .protocol import ConfigReply, config_target, parse_config
 from .transport import Reply, Transport, config_status_error
 
-__all__ = ["Loading", "with_source"]
+__all__ = ["ApolloSource"]
 
 logger = logging.getLogger("aioapollo")
 
 
-class Loading:
-    """Fetch, apply and persist releases (mixed into ApolloClient, which sets these)."""
+class ApolloSource:
+    """Releases from Apollo: the load at start (with the cache as fallback), the long
+    poll(s) and their refetches, and the periodic safety refresh.
 
-    _options: ClientOptions
-    _snapshots: dict[str, NamespaceSnapshot]
-    _values: dict[str, dict[str, str]]
-    _states: dict[str, NamespaceState]
-    _formats: dict[str, str]
-    _locks: dict[str, asyncio.Lock]
-    _transport: Transport | None
-    _pool: ServicePool | None
-    _cache: DiskCache | None
-    _writer: CacheWriter | None
-    _listeners: ListenerRegistry
-    _hooks: HookSet
-    _synced: dict[str, float]
-    _refetch_failures: dict[str, int]
-    _share: Sharing | None
-    _supervisor: Supervisor
+    Args:
+        options: The client's options.
+        store: Where every release goes.
+        cache: The disk cache to fall back on at start (None: no cache).
+        hooks: Told of fetches and errors.
+        spawn: Runs a long-lived loop of the client (under its supervisor).
+    """
+
+    def __init__(
+        self,
+        options: ClientOptions,
+        store: NamespaceStore,
+        cache: DiskCache | None,
+        hooks: HookSet,
+        spawn: Callable[[Loop, str], asyncio.Task[None]],
+    ) -> None:
+        self._options = options
+        self._store = store
+        self._cache = cache
+        self._hooks = hooks
+        self._spawn = spawn
+        self._transport: Transport | None = None
+        self._pool: ServicePool | None = None
+        self._pollers: list[Poller] = []
+        #: One per client: a proxy's cuts are warned about once.
+        self.cuts = PollCuts()
+        #: The tasks that poll Apollo from this process (none in a healthy follower).
+        self._remote: list[asyncio.Task[None]] = []
+        self._last_poll: float | None = None
 
     @property
     def app_id(self) -> str:
-        """The Apollo appId."""
         return self._options.app_id
 
-    async def _initial_load(self, pool: ServicePool) -> list[asyncio.Task[None]]:
+    @property
+    def is_open(self) -> bool:
+        return self._transport is not None
+
+    @property
+    def polling(self) -> bool:
+        """Whether this process polls Apollo now."""
+        return bool(self._remote)
+
+    @property
+    def last_poll_success(self) -> float | None:
+        """Epoch seconds of this process's own last successful long poll."""
+        return max(
+            (p.last_success for p in self._pollers if p.last_success is not None),
+            default=self._last_poll,
+        )
+
+    def open(self) -> None:
+        """Make this run's HTTP transport and service pool (no I/O yet)."""
+        self._transport = Transport(self._options)
+        self._pool = ServicePool(self._options, self._transport)
+
+    async def connect(self) -> None:
+        assert self._transport is not None
+        await self._transport.open()
+
+    async def aclose(self) -> None:
+        """Stop polling and close the HTTP session."""
+        await self.stop_polling()
+        transport, self._transport, self._pool = self._transport, None, None
+        if transport is not None:
+            await transport.close()
+
+    def forget(self) -> list[object]:
+        """After fork: drop the parent's tasks and session untouched; returns what to keep
+        referenced (see ``_runtime.process.keep_forever``)."""
+        kept: list[object] = [self._remote, self._pollers]
+        self._remote, self._pollers = [], []
+        if self._transport is not None:
+            self._transport.abandon()
+        self._transport = self._pool = None
+        return kept
+
+    def abandon(self) -> None:
+        """The session's loop has ended: drop it without closing it."""
+        self._remote = []
+        if self._transport is not None:
+            self._transport.abandon()
+        self._transport = self._pool = None
+
+    # ------------------------------------------------------------------ polling
+
+    def start_polling(self) -> None:
+        """Poll Apollo from this process: the long poll(s) and the safety refresh."""
+        if self._remote or self._transport is None or self._pool is None:
+            return
+        transport, pool = self._transport, self._pool
+        self._pollers = [
+            Poller(self._options, transport, pool, group, self._refetch, self._hooks, self.cuts)
+            for group in poll_groups(self._options, self._store.records)
+        ]
+        self._remote = [
+            *(self._spawn(poller.run, "poll") for poller in self._pollers),
+            self._spawn(self._refresh_loop, "refresh"),
+        ]
+
+    def take_tasks(self) -> list[asyncio.Task[None]]:
+        """Hand the polling tasks over (to be cancelled by the caller)."""
+        tasks, self._remote = self._remote, []
+        return tasks
+
+    async def stop_polling(
+        self, on_cancel: Callable[[asyncio.Task[None]], None] | None = None
+    ) -> None:
+        """Stop polling Apollo from this process (a follower whose leader is back)."""
+        tasks, self._remote = self._remote, []
+        for task in tasks:
+            if on_cancel is not None:
+                on_cancel(task)
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        self._last_poll = self.last_poll_success
+        self._pollers = []
+
+    async def initial_load(self) -> list[asyncio.Task[None]]:
         """Load every namespace for ``start()``; returns the loads left running in the background.
 
         One deadline, ``start_timeout``, bounds the whole load from Apollo, discovery included.
@@ -75,6 +171,8 @@ class Loading:
         release if it differs). A namespace without them waits for Apollo as long as the
         timeouts allow. The returned tasks belong to the caller, who must cancel them.
         """
+        assert self._pool is not None
+        pool = self._pool
         loop = asyncio.get_running_loop()
         began = loop.time()
         start_timeout = self._options.start_timeout
@@ -85,15 +183,15 @@ class Loading:
                 self._load_remote(name, discovery, deadline),
                 name=f"aioapollo-load-{self.app_id}-{name}",
             )
-            for name in self._states
+            for name in self._store.records
         }
         try:
             results = await asyncio.gather(
-                *(self._load_at_start(name, remote[name], began) for name in self._states),
+                *(self._load_at_start(name, remote[name], began) for name in self._store.records),
                 return_exceptions=True,
             )
             failures: dict[str, BaseException] = {}
-            for name, result in zip(self._states, results, strict=True):
+            for name, result in zip(self._store.records, results, strict=True):
                 if isinstance(result, BaseException):
                     if not isinstance(result, Exception):
                         raise result  # cancellation and friends
@@ -169,7 +267,8 @@ class Loading:
         if self._serve_warm(name, cached, remote_error, background=False):
             return
         if self._options.allow_empty:
-            self._install(name, {}, None, Source.NONE, emit=False)
+            release = Release(namespace=name, items={}, release_key=None, source=Source.NONE)
+            self._store.apply(dataclasses.replace(release, origin="empty"), notify=False)
             logger.warning("namespace %r starts empty: %s", name, remote_error)
             return
         raise remote_error
@@ -183,7 +282,14 @@ class Loading:
         """Serve the cache (else the inherited values) for ``name``; False if there are none."""
         later = "; still loading it from Apollo in the background" if background else ""
         if cached is not None:
-            self._install(name, cached.items, cached.release_key, Source.CACHE, emit=False)
+            release = Release(
+                namespace=name,
+                items=cached.items,
+                release_key=cached.release_key,
+                source=Source.CACHE,
+                origin="cache",
+            )
+            self._store.apply(release, notify=False)
             logger.warning(
                 "namespace %r served from the local cache (saved %s%s): %s%s",
                 name,
@@ -193,20 +299,25 @@ class Loading:
                 later,
             )
             return True
-        if name in self._snapshots:  # inherited across fork: better than nothing
+        if self._store.snapshot(name) is not None:  # inherited across fork: better than nothing
             logger.warning("namespace %r keeps its inherited values: %s%s", name, why, later)
             return True
         return False
 
-    async def _refetch(self, targets: Mapping[str, dict[str, int]], prefer: str | None) -> set[str]:
+    async def _refetch(
+        self, targets: Mapping[str, tuple[int, dict[str, int]]], prefer: str | None
+    ) -> set[str]:
         """Fetch notified namespaces concurrently; returns those fetched.
+
+        ``targets`` maps each namespace to the notification id and messages it was notified
+        of: they advance with its release, in one step of the store, once it is fetched.
 
         An exception other than an :class:`ApolloError` is a bug, not a failed fetch: it is
         raised (after the others are handled) for the poller's supervisor to see.
         """
         names = list(targets)
         results = await asyncio.gather(
-            *(self._fetch(n, forced=True, prefer=prefer, messages=targets[n]) for n in names),
+            *(self._fetch(n, forced=True, prefer=prefer, notified=targets[n]) for n in names),
             return_exceptions=True,
         )
         done: set[str] = set()
@@ -214,11 +325,14 @@ class Loading:
         for name, result in zip(names, results, strict=True):
             if isinstance(result, ApolloNotFoundError):
                 logger.warning("namespace %r has no release (404); keeping its values", name)
+                self._store.advance(name, *targets[name])
                 done.add(name)
             elif isinstance(result, BaseException) and not isinstance(result, ApolloError):
                 unexpected = unexpected or result
             elif isinstance(result, Exception):
-                failures = self._refetch_failures[name] = self._refetch_failures.get(name, 0) + 1
+                record = self._store.records[name]
+                record.refetch_failures += 1
+                failures = record.refetch_failures
                 # Warn on failures 1, 2, 4, 8, ...: visible, but never a flood in an outage.
                 level = logging.WARNING if failures & (failures - 1) == 0 else logging.DEBUG
                 logger.log(
@@ -231,7 +345,9 @@ class Loading:
             else:
                 done.add(name)
         for name in done:
-            if self._refetch_failures.pop(name, 0):
+            record = self._store.records[name]
+            if record.refetch_failures:
+                record.refetch_failures = 0
                 logger.info("namespace %r fetched again", name)
         if unexpected is not None:
             raise unexpected
@@ -255,7 +371,7 @@ class Loading:
                 logger.warning("service discovery failed for %s: %s", self.app_id, exc)
                 if self._hooks:
                     self._hooks.error(ErrorEvent(self.app_id, "discovery", exc))
-            for name in self._states:
+            for name in self._store.records:
                 try:
                     await self._fetch(name, forced=False)
                 except ApolloError as exc:
@@ -268,17 +384,19 @@ class Loading:
         *,
         forced: bool,
         prefer: str | None = None,
-        messages: Mapping[str, int] | None = None,
+        notified: tuple[int, dict[str, int]] | None = None,
     ) -> None:
-        """Fetch one namespace from the config services and apply it.
+        """Fetch one namespace from the config services and hand it to the store.
 
         Tries every service in random order (``prefer`` first), twice when ``forced``. A 404
-        or 401 stops at once. Raises the last error when every attempt failed.
+        or 401 stops at once. Raises the last error when every attempt failed. ``notified``:
+        the notification id and messages to advance to with it.
         """
         assert self._transport is not None and self._pool is not None
         opts = self._options
-        async with self._locks[name]:
-            held = self._snapshots.get(name)
+        record = self._store.records[name]
+        async with record.lock:
+            held = record.snapshot
             release_key = held.release_key if held and held.source is Source.REMOTE else None
             target = config_target(
                 opts.app_id,
@@ -288,7 +406,7 @@ class Loading:
                 data_center=opts.data_center,
                 ip=opts.ip,
                 label=opts.label,
-                messages=messages if messages is not None else self._states[name].messages,
+                messages=notified[1] if notified is not None else record.messages,
             )
             last: ApolloError | None = None
             for attempt in range(2 if forced else 1):
@@ -298,13 +416,13 @@ class Loading:
                     try:
                         reply = await self._get_config(base, target, name)
                         if reply.status == 304:
-                            self._synced[name] = time.time()
+                            self._store.synced(name, time.time())
+                            if notified is not None:
+                                self._store.advance(name, *notified)
                             return
                         if reply.status == 200:
                             fault("fetch.apply")
-                            if self._apply(name, parse_config(reply.body), release_key):
-                                self._write_to_cache(name)  # after _apply queued the event
-                            self._synced[name] = time.time()
+                            self._apply(name, parse_config(reply.body), release_key, notified)
                             return
                         error = config_status_error(reply, base, opts, name)
                     except ApolloError as exc:
@@ -341,15 +459,23 @@ class Loading:
             self._hooks.error(ErrorEvent(self.app_id, "fetch", error, name))
         return reply
 
-    def _apply(self, name: str, reply: ConfigReply, sent_key: str | None) -> bool:
-        """Install a 200 reply; False when it holds exactly what is held already."""
-        held = self._snapshots.get(name)
+    def _apply(
+        self,
+        name: str,
+        reply: ConfigReply,
+        sent_key: str | None,
+        notified: tuple[int, dict[str, int]] | None,
+    ) -> None:
+        """Hand a 200 reply to the store (unless it holds exactly what is held already)."""
+        record = self._store.records[name]
+        held = record.snapshot
+        now = time.time()
         if reply.configurations is not None:
             items = reply.configurations
         else:
             if held is None or sent_key is None:
                 raise ApolloResponseError(f"incremental reply for {name!r} without a base")
-            items = dict(self._values[name])
+            items = dict(held._dict)
             for key, value in reply.changes or ():
                 if value is None:
                     items.pop(key, None)
@@ -359,106 +485,21 @@ class Loading:
             held is not None
             and held.source is Source.REMOTE
             and held.release_key == reply.release_key
-            and self._values[name] == items
+            and held._dict == items
         ):
-            return False
-        self._install(name, items, reply.release_key, Source.REMOTE, emit=held is not None)
-        return True
-
-    def _install(
-        self,
-        name: str,
-        items: Mapping[str, str],
-        release_key: str | None,
-        source: Source,
-        *,
-        emit: bool,
-    ) -> None:
-        held = self._snapshots.get(name)
-        old_items = self._values.get(name, {})
-        fmt = self._formats[name]
-        data, error = parse_content(fmt, items, held.data if held else None)
-        if error is not None:
-            logger.warning("namespace %r: %s; keeping the last parsed value", name, error)
-        snap = NamespaceSnapshot(
-            name,
-            fmt,
-            items,
-            release_key=release_key,
-            source=source,
-            fetched_at=time.time(),
-            data=data,
-            parse_error=error,
-        )
-        self._snapshots[name] = snap
-        self._values[name] = snap._dict
-        if self._share is not None:
-            self._share.changed(name)  # a leader pushes it to its followers
-        if held is None:
-            # First load: nothing to tell listeners, and a per-key diff against nothing costs
-            # one object per key (0.24 s of a 0.38 s start with 100k keys).
-            logger.info("namespace %r loaded: %d key(s), release %s", name, len(snap), release_key)
-            if self._hooks:
-                keys = frozenset(snap._dict)
-                self._hooks.change(ChangeEvent(self.app_id, name, keys, release_key, source, True))
+            self._store.synced(name, now)
+            if notified is not None:
+                self._store.advance(name, *notified)
             return
-        changes = diff_items(name, old_items, snap._dict)
-        if changes:
-            logger.info(
-                "namespace %r changed: %d key(s), release %s",
-                name,
-                len(changes),
-                release_key,
-            )
-            if emit:
-                self._listeners.emit(ConfigChangeEvent(name, changes, snap))
-            if self._hooks:
-                self._hooks.change(
-                    ChangeEvent(
-                        self.app_id, name, frozenset(changes), release_key, source, not emit
-                    )
-                )
-
-    def _open_cache_writer(self) -> None:
-        """Start this run's background cache writer (none without a cache)."""
-        if self._cache is None:
-            self._writer = None
-            return
-        self._writer = CacheWriter(
-            self._cache,
-            picked_up=self._listeners.picked_up,
-            name=self.app_id,
-            supervisor=self._supervisor,
+        self._store.apply(
+            Release(
+                namespace=name,
+                items=items,
+                release_key=reply.release_key,
+                source=Source.REMOTE,
+                notification_id=notified[0] if notified is not None else None,
+                messages=notified[1] if notified is not None else None,
+                synced_at=now,
+            ),
+            notify=held is not None,
         )
-        self._writer.open()
-
-    async def _close_cache_writer(self, within: float) -> None:
-        """Write what is pending (for at most ``within`` seconds), then stop the writer."""
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            await writer.aclose(within)
-
-    def _write_to_cache(self, name: str) -> None:
-        """Hand a release just applied from Apollo to the cache writer.
-
-        The writer starts the write only once the listener dispatcher has taken the change
-        event that :meth:`_install` queued before this call (see ``_cachewriter``).
-        """
-        snap = self._snapshots[name]
-        if self._share is not None and self._share.role == FOLLOWER:
-            return  # the leader writes the cache of its group
-        if self._writer is not None and snap.source is Source.REMOTE:
-            self._writer.submit(name, snap.release_key, snap._dict, snap.fetched_at)
-
-
-def with_source(snap: NamespaceSnapshot, source: Source) -> NamespaceSnapshot:
-    return NamespaceSnapshot(
-        snap.name,
-        snap.format,
-        snap._dict,
-        release_key=snap.release_key,
-        source=source,
-        fetched_at=snap.fetched_at,
-        data=snap.data,
-        parse_error=snap.parse_error,
-    )

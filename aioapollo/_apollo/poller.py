@@ -16,9 +16,10 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .._config import ClientOptions, redact_url
+from .._core.store import NamespaceRecord
 from .._core.supervise import Progress, fault
 from .._exceptions import (
     ApolloAuthError,
@@ -37,7 +38,6 @@ __all__ = [
     "CUT_FRACTION",
     "CUT_STATUSES",
     "Backoff",
-    "NamespaceState",
     "PollCuts",
     "Poller",
     "poll_groups",
@@ -118,18 +118,10 @@ class PollCuts:
     warned: bool = False
 
 
-@dataclass(slots=True)
-class NamespaceState:
-    """Long-poll bookkeeping for one namespace (names as configured on the client)."""
-
-    name: str
-    notification_id: int = -1
-    messages: dict[str, int] = field(default_factory=dict)
-
-
-#: ``refetch({name: messages}, prefer)`` fetches those namespaces; returns the names that
-#: were fetched (200, 304 or a definitive 404).
-Refetch = Callable[[Mapping[str, dict[str, int]], str | None], Awaitable[set[str]]]
+#: ``refetch({name: (notification_id, messages)}, prefer)`` fetches those namespaces and
+#: advances each one fetched to its notification id and messages (in the store, with its
+#: release); returns the names that were fetched (200, 304 or a definitive 404).
+Refetch = Callable[[Mapping[str, tuple[int, dict[str, int]]], str | None], Awaitable[set[str]]]
 
 
 class Poller:
@@ -140,11 +132,10 @@ class Poller:
         options: ClientOptions,
         transport: Transport,
         pool: ServicePool,
-        states: Mapping[str, NamespaceState],
+        states: Mapping[str, NamespaceRecord],
         refetch: Refetch,
         hooks: HookSet | None = None,
         cuts: PollCuts | None = None,
-        on_advance: Callable[[str], None] | None = None,
     ) -> None:
         self._options = options
         self.cuts = PollCuts() if cuts is None else cuts
@@ -153,8 +144,6 @@ class Poller:
         self._pool = pool
         self._states = states
         self._refetch = refetch
-        #: Told of each namespace whose notification id advanced (a sharing leader pushes it).
-        self._on_advance = on_advance
         self._by_reply_name: dict[str, list[str]] = {}
         for name in states:
             self._by_reply_name.setdefault(strip_properties(name), []).append(name)
@@ -177,7 +166,7 @@ class Poller:
         """Poll until cancelled; tells ``progress`` of each poll answered and handled.
 
         Everything a restart must keep (notification ids, messages) is in the namespace
-        states, outside this frame; a restarted run polls again from them.
+        records, outside this frame; a restarted run polls again from them.
         """
         options = self._options
         poll_backoff = Backoff(options.backoff_initial, options.backoff_max)
@@ -261,13 +250,7 @@ class Poller:
             return True
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("notified of %s by %s", sorted(targets), redact_url(base))
-        done = await self._refetch({name: t[1] for name, t in targets.items()}, base)
-        for name in done:
-            state = self._states[name]
-            state.notification_id = max(state.notification_id, targets[name][0])
-            state.messages = targets[name][1]
-            if self._on_advance is not None:
-                self._on_advance(name)
+        done = await self._refetch(targets, base)
         return done >= targets.keys()
 
     def _report(self, base: str, notes: list[Notification] | None, started: float) -> None:
@@ -346,15 +329,15 @@ class Poller:
 
 
 def poll_groups(
-    options: ClientOptions, states: Mapping[str, NamespaceState]
-) -> list[dict[str, NamespaceState]]:
+    options: ClientOptions, states: Mapping[str, NamespaceRecord]
+) -> list[dict[str, NamespaceRecord]]:
     """Split the namespaces into groups whose long-poll target fits in ``MAX_POLL_TARGET``.
 
     One group (one long poll) in all usual cases; sized with the widest possible notification
     id so a group never outgrows the limit as ids increase.
     """
     widest = 2**63 - 1
-    groups: list[dict[str, NamespaceState]] = [{}]
+    groups: list[dict[str, NamespaceRecord]] = [{}]
     for name, state in states.items():
         candidate = [*groups[-1], name]
         target = notifications_target(

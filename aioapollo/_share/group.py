@@ -59,7 +59,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .._config import ClientOptions, group_fingerprint
+from .._core.store import NamespaceStore
+from .._core.store import Release as Delivered
 from .._core.supervise import Progress, Supervisor, fault
+from .._models import Source
 from .._runtime import process as _process
 from .rendezvous import (
     LeaderLock,
@@ -119,31 +122,20 @@ SOLO, LEADER, FOLLOWER = "solo", "leader", "follower"
 
 
 class SharingHost(Protocol):
-    """What sharing needs of its client (ApolloClient provides it)."""
+    """What sharing needs of its client besides the store: polling Apollo from this process
+    (a leader, or a follower whose leader is silent) and the client's health."""
 
-    @property
-    def namespaces(self) -> tuple[str, ...]: ...
-
-    def _share_release(self, name: str) -> Release | None:
-        """The release held for ``name`` as a message, or None before it is loaded."""
-
-    def _share_states(self) -> dict[str, tuple[int, str | None]]:
-        """``{namespace: (notification_id, release_key)}`` as held now."""
-
-    def _apply_shared(self, release: Release) -> bool:
-        """Install a pushed release if it is newer than what is held; whether it was."""
-
-    def _share_healthy(self) -> bool:
-        """Whether this client (as a leader) is healthy."""
-
-    def _own_poll_time(self) -> float | None:
-        """Epoch seconds of this process's own last successful long poll."""
-
-    def _start_polling(self) -> None:
+    def start_polling(self) -> None:
         """Start polling Apollo from this process (idempotent)."""
 
-    async def _stop_polling(self) -> None:
+    async def stop_polling(self) -> None:
         """Stop polling Apollo from this process (idempotent)."""
+
+    def healthy(self) -> bool:
+        """Whether this client (as a leader) is healthy."""
+
+    def own_poll_time(self) -> float | None:
+        """Epoch seconds of this process's own last successful long poll."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,12 +162,15 @@ class Sharing:
 
     def __init__(
         self,
+        store: NamespaceStore,
         host: SharingHost,
         options: ClientOptions,
         on_role: Callable[[RoleChange], None] | None = None,
         supervisor: Supervisor | None = None,
     ) -> None:
+        self._store = store
         self._host = host
+        self._namespaces = tuple(store.records)
         self._options = options
         self._on_role = on_role
         #: Runs the leader's per-follower senders (the client's, which runs :meth:`run` too).
@@ -360,7 +355,7 @@ class Sharing:
         """The leader holds every namespace: followers may be sent its snapshot."""
         self._loaded.set()
         for follower in self._followers:
-            follower.dirty.update(self._host.namespaces)
+            follower.dirty.update(self._namespaces)
             follower.wake.set()
 
     def changed(self, name: str) -> None:
@@ -371,8 +366,31 @@ class Sharing:
             follower.dirty.add(name)
             follower.wake.set()
 
+    def _release_message(self, name: str) -> Release | None:
+        """The release held for ``name`` as a message, or None before it is loaded."""
+        record = self._store.records[name]
+        snap = record.snapshot
+        if snap is None:
+            return None
+        return Release(
+            namespace=name,
+            release_key=snap.release_key,
+            notification_id=record.notification_id,
+            messages=dict(record.messages),
+            items=snap._dict,
+            source=snap.source.value,
+            synced_at=record.synced_at,
+        )
+
+    def _states(self) -> dict[str, tuple[int, str | None]]:
+        """``{namespace: (notification_id, release_key)}`` as held now."""
+        return {
+            name: (r.notification_id, r.snapshot.release_key if r.snapshot is not None else None)
+            for name, r in self._store.records.items()
+        }
+
     def _frame(self, name: str) -> bytes | None:
-        release = self._host._share_release(name)
+        release = self._release_message(name)
         if release is None:
             return None
         version = (release.notification_id, release.release_key, release.synced_at)
@@ -387,9 +405,9 @@ class Sharing:
         return encode(
             Heartbeat(
                 leader_pid=os.getpid(),
-                healthy=self._host._share_healthy(),
-                last_poll_success=self._host._own_poll_time(),
-                states=self._host._share_states(),
+                healthy=self._host.healthy(),
+                last_poll_success=self._host.own_poll_time(),
+                states=self._states(),
             ).to_wire()
         )
 
@@ -427,7 +445,7 @@ class Sharing:
             writer.write(encode(welcome.to_wire()))
             follower = _Follower(writer)
             if self._loaded.is_set():
-                follower.dirty.update(self._host.namespaces)
+                follower.dirty.update(self._namespaces)
                 follower.wake.set()
             self._followers.add(follower)
             sender = follower.sender = self._supervisor.spawn(
@@ -441,7 +459,7 @@ class Sharing:
                     if message is None:
                         break
                     if isinstance(message, Resync) and self._loaded.is_set():
-                        follower.dirty.update(self._host.namespaces)
+                        follower.dirty.update(self._namespaces)
                         follower.wake.set()
             finally:
                 sender.cancel()
@@ -470,7 +488,7 @@ class Sharing:
         if progress.restarted and self._loaded.is_set():
             # The crashed run may have taken names off the dirty set without sending them
             # (frames are whole, so the stream is intact): send everything again.
-            follower.dirty.update(self._host.namespaces)
+            follower.dirty.update(self._namespaces)
             follower.beat = True
             follower.wake.set()
         try:
@@ -600,8 +618,8 @@ class Sharing:
             if message is None:
                 raise ConnectionResetError("the leader closed the connection")
             self._handle(message)
-            if isinstance(message, Heartbeat) and set(message.states) >= set(self._host.namespaces):
-                held = self._host._share_states()
+            if isinstance(message, Heartbeat) and set(message.states) >= set(self._namespaces):
+                held = self._states()
                 if all(held[n][1] is not None or message.states[n][1] is None for n in held):
                     return
 
@@ -609,12 +627,12 @@ class Sharing:
         if isinstance(message, Goodbye):
             self._goodbye = True
         elif isinstance(message, Release):
-            self._host._apply_shared(message)
+            self._apply(message)
         elif isinstance(message, Heartbeat):
             self.leader_pid = message.leader_pid
             self.leader_healthy = message.healthy
             self.leader_poll_success = message.last_poll_success
-            held = self._host._share_states()
+            held = self._states()
             behind = [
                 name
                 for name, (nid, key) in message.states.items()
@@ -625,6 +643,46 @@ class Sharing:
             )
             if behind and self._writer is not None:
                 self._writer.write(encode(Resync().to_wire()))
+
+    def _apply(self, release: Release) -> bool:
+        """As a follower: hand a pushed release to the store if it is newer than the one
+        held (notification-id order; for one id, the one Apollo confirmed later wins)."""
+        record = self._store.records.get(release.namespace)
+        if record is None:
+            return False
+        held = record.snapshot
+        synced = record.synced_at
+        if release.synced_at is not None and (synced is None or release.synced_at > synced):
+            record.synced_at = release.synced_at
+        if held is None:
+            newer = True
+        elif release.notification_id != record.notification_id:
+            newer = release.notification_id > record.notification_id
+        elif release.release_key == held.release_key and release.source == held.source.value:
+            newer = False
+        elif held.source is not Source.REMOTE and release.source == Source.REMOTE.value:
+            newer = True
+        else:  # same id, another release (a safety refresh): the later confirmed one wins
+            newer = (release.synced_at or 0.0) > (synced or 0.0)
+        if not newer:
+            return False
+        try:
+            source = Source(release.source)
+        except ValueError:
+            source = Source.REMOTE
+        self._store.apply(
+            Delivered(
+                namespace=release.namespace,
+                items=release.items,
+                release_key=release.release_key,
+                source=source,
+                origin="leader",
+                notification_id=release.notification_id,
+                messages=release.messages,
+            ),
+            notify=held is not None,
+        )
+        return True
 
     def _disconnect(self) -> None:
         writer, self._writer, self._inbox = self._writer, None, None
@@ -665,7 +723,7 @@ class Sharing:
         if self.degraded is None:
             self.degraded = reason
             logger.warning("ApolloClient(%r): %s", self._options.app_id, reason)
-            self._host._start_polling()
+            self._host.start_polling()
 
     async def _recover(self) -> None:
         logger.warning(
@@ -674,7 +732,7 @@ class Sharing:
             self.leader_pid,
         )
         self.degraded = None
-        await self._host._stop_polling()
+        await self._host.stop_polling()
 
     # ------------------------------------------------------------------ the loop
 
@@ -716,7 +774,7 @@ class Sharing:
                     self.prepare()  # re-creates a removed directory, with the same checks
                     remake = False
                 if self.try_lead():
-                    self._host._start_polling()  # from the ids held: no refetch storm
+                    self._host.start_polling()  # from the ids held: no refetch storm
                     self.lead("took over from the previous leader")
                     self.loaded()
                     return
