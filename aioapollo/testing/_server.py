@@ -17,14 +17,14 @@ from typing import Self
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from ._apollo import route
-from ._control import CONTROL_PREFIX, handle_control
 from ._faults import Reply, apply_fault, cut_after, take_fault
 from ._http import gson_error, parse_query, split_target
 from ._longpoll import LongPollHub
-from ._models import Fault, Matcher, RecordedRequest
-from ._openapi import OPENAPI_PREFIX, OpenApiExchange, handle_openapi
+from ._models import Fault, Matcher, OpenApiExchange, RecordedRequest
 from ._portal import Consumer, ItemChange, PortalState
+from ._routes.apollo import route
+from ._routes.control import CONTROL_PREFIX, handle_control
+from ._routes.openapi import OPENAPI_PREFIX, handle_openapi
 from ._store import DEFAULT_CLUSTER, ReleaseStore
 
 __all__ = ["ApolloTestServer"]
@@ -196,16 +196,16 @@ class ApolloTestServer:
     @property
     def portal(self) -> PortalState:
         """The portal side (working items, releases with ids, locks, OpenAPI consumers)."""
-        return self._store.portal
+        return self._store.attached(PortalState)
 
     @property
     def namespace_lock(self) -> bool:
         """Apollo's ``namespace.lock.switch`` for the portal OpenAPI (settable; off)."""
-        return self._store.portal.namespace_lock
+        return self.portal.namespace_lock
 
     @namespace_lock.setter
     def namespace_lock(self, on: bool) -> None:
-        self._store.portal.namespace_lock = bool(on)
+        self.portal.namespace_lock = bool(on)
 
     @property
     def port(self) -> int:
@@ -334,14 +334,14 @@ class ApolloTestServer:
             release,
             create_apps,
         )
-        self._store.portal.add_consumer(consumer)
+        self.portal.add_consumer(consumer)
         return consumer
 
     def item_history(
         self, app_id: str, namespace: str, cluster: str = DEFAULT_CLUSTER
     ) -> list[ItemChange]:
         """The changes made through the portal to a namespace's working items, oldest first."""
-        return self._store.portal.history(app_id, cluster, namespace)
+        return self.portal.history(app_id, cluster, namespace)
 
     def inject(
         self,

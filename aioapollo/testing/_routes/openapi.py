@@ -13,19 +13,17 @@ import binascii
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
 
-from ._http import gson_error, json_response, parse_query, split_target, spring_error
-from ._portal import ACCESS_DENIED, BAD_REQUEST, NOT_FOUND, Consumer, PortalError, PortalState
+from .._http import gson_error, json_response, parse_query, split_target, spring_error
+from .._models import OpenApiExchange
+from .._portal import ACCESS_DENIED, BAD_REQUEST, NOT_FOUND, Consumer, PortalError, PortalState
+from .view import ServerView
 
-if TYPE_CHECKING:
-    from ._server import ApolloTestServer
-
-__all__ = ["OPENAPI_PREFIX", "OpenApiExchange", "handle_openapi"]
+__all__ = ["OPENAPI_PREFIX", "handle_openapi"]
 
 OPENAPI_PREFIX = "/openapi/"
 _NS = r"/envs/(?P<env>[^/]+)/apps/(?P<appId>[^/]+)/clusters/(?P<clusterName>[^/]+)" + (
@@ -74,29 +72,6 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("POST", _BRANCH + r"/merge", "merge"),
     ]
 ]  # fmt: skip
-
-
-@dataclass(frozen=True)
-class OpenApiExchange:
-    """One OpenAPI request and its answer, as given to ``ApolloTestServer.openapi_observer``.
-
-    Attributes:
-        operation: The ``operationId`` it was routed to (``None``: no such endpoint).
-        method: The HTTP method.
-        path: The decoded path.
-        query: The query parameters.
-        request: The JSON body sent, if any.
-        status: The status answered.
-        response: The JSON body answered, if any.
-    """
-
-    operation: str | None
-    method: str
-    path: str
-    query: dict[str, str]
-    request: Any = field(repr=False)
-    status: int
-    response: Any = field(repr=False)
 
 
 def _route(method: str, rest: str) -> tuple[str | None, dict[str, str], bool]:
@@ -286,7 +261,7 @@ async def _dispatch(
     raise AssertionError(f"unrouted operation {op}")  # pragma: no cover
 
 
-async def handle_openapi(server: ApolloTestServer, request: web.Request) -> web.Response:
+async def handle_openapi(server: ServerView, request: web.Request) -> web.Response:
     """Answer one ``/openapi/...`` request (after faults, like every recorded request)."""
     path = request.path
     raw_path, raw_query = split_target(request.raw_path)
