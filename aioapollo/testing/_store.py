@@ -312,6 +312,38 @@ class ReleaseStore:
         logger.info("withdrew %s of %s", what, message)
         self._notify(message, message_id)
 
+    def drop(self, app_id: str, *, cluster: str | None = None, namespace: str | None = None) -> int:
+        """Delete an app, one of its clusters, or a namespace (in one cluster, or everywhere):
+        their releases are withdrawn (a release message each, so clients see the 404), and an
+        app or a namespace deleted everywhere stops existing. Returns how many releases went.
+        """
+        with self._lock:
+            name = None if namespace is None else self.canonical(app_id, namespace)
+            messages = []
+            for key in list(self._states):
+                app, where, held = key
+                if app != app_id or (cluster is not None and where != cluster):
+                    continue
+                if name is not None and held != name:
+                    continue
+                state = self._states.pop(key)
+                if state.release is not None or state.branch is not None:
+                    message = watch_key(app, where, held)
+                    messages.append((message, self._send(message)))
+            if cluster is None:
+                for own in list(self._app_namespaces):
+                    if own[0] == app_id.lower() and (name is None or own[1] == name.lower()):
+                        del self._app_namespaces[own]
+                for public, (owner, stored) in list(self._public.items()):
+                    if owner == app_id and (name is None or stored == name):
+                        del self._public[public]
+                if name is None:
+                    self._secrets.pop(app_id.lower(), None)
+            self._save()
+        for message, message_id in messages:
+            self._notify(message, message_id)
+        return len(messages)
+
     def publish_gray(
         self,
         app_id: str,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .._store import DEFAULT_CLUSTER
 from .core import PortalCore
 from .model import EXTERNAL, FORMATS, NAME, Consumer, bad, denied, missing, now
 
@@ -164,3 +165,75 @@ class AppsMixin(PortalCore):
                 "lockedBy": space.lock or "",
                 "isEmergencyPublishAllowed": True,
             }
+
+    # ------------------------------------------------------------------------ deleting
+
+    def _forget(self, app_id: str, cluster: str | None, name: str | None) -> None:
+        """Drop the portal's records of what the store dropped."""
+        for key in [k for k in self._spaces if k[0] == app_id]:
+            if (cluster is None or key[1] == cluster) and (name is None or key[2] == name):
+                del self._spaces[key]
+        for key in [k for k in self._branches if k[0] == app_id]:
+            if (cluster is None or key[1] == cluster) and (name is None or key[2] == name):
+                del self._branches[key]
+
+    def delete_app(self, app_id: str, operator: str | None) -> None:
+        """Delete an app with its clusters, namespaces, items and releases."""
+        self.operator(operator, None)
+        with self.store.lock:
+            self._app(app_id)
+            self.store.drop(app_id)
+            self._forget(app_id, None, None)
+            self._apps.pop(app_id, None)
+            self._clusters.pop(app_id, None)
+            for key_id in [k for k, v in self._access_keys.items() if v["appId"] == app_id]:
+                del self._access_keys[key_id]
+
+    def delete_cluster(self, app_id: str, cluster: str, operator: str | None) -> None:
+        """Delete a cluster (not ``default``) with its items and releases."""
+        self.operator(operator, None)
+        with self.store.lock:
+            self._app(app_id)
+            if cluster not in self.clusters(app_id):
+                raise missing(f"cluster not found for appId:{app_id} clusterName:{cluster}")
+            if cluster == DEFAULT_CLUSTER:
+                raise bad("Can't delete default cluster")
+            self.store.drop(app_id, cluster=cluster)
+            self._forget(app_id, cluster, None)
+            self._clusters.get(app_id, {}).pop(cluster, None)
+
+    def delete_namespace(
+        self, app_id: str, cluster: str | None, namespace: str, operator: str | None
+    ) -> None:
+        """Delete a namespace in one cluster (its items and releases), or, with ``cluster``
+        ``None``, the app namespace itself in every cluster."""
+        self.operator(operator, None)
+        with self.store.lock:
+            name = self._namespace(app_id, cluster or DEFAULT_CLUSTER, namespace)
+            if name == "application" and cluster is None:
+                raise bad("can not delete the application namespace")
+            self.store.drop(app_id, cluster=cluster, namespace=name)
+            self._forget(app_id, cluster, name)
+
+    def create_namespaces(self, body: Any, operator: str | None) -> None:
+        """Create namespaces of existing app namespaces in an env and cluster (this server
+        has every app namespace in every cluster, so this checks and confirms)."""
+        self.operator(operator, None)
+        if not isinstance(body, list) or not body:
+            raise bad("namespaces can not be empty")
+        with self.store.lock:
+            for entry in body:
+                if not isinstance(entry, dict):
+                    raise bad("every namespace must be an object")
+                app_id, cluster = entry.get("appId"), entry.get("clusterName")
+                name, env = entry.get("appNamespaceName"), entry.get("env")
+                if not all(isinstance(v, str) and v for v in (app_id, cluster, name, env)):
+                    raise bad("appId, env, clusterName and appNamespaceName can not be empty")
+                assert isinstance(app_id, str) and isinstance(cluster, str)
+                assert isinstance(name, str) and isinstance(env, str)
+                self.check_env(env)
+                if not self.store.belongs_to(app_id, self.store.canonical(app_id, name)):
+                    if self.store.public_owner(name) is None:
+                        raise bad(f"appNamespace not exist. appId:{app_id} namespace:{name}")
+                    self.store.create_namespace(app_id, name)  # associate the public one
+                self._namespace(app_id, cluster, name)

@@ -22,7 +22,10 @@ from .model import (
     now,
 )
 
-__all__ = ["PortalCore"]
+__all__ = ["DEFAULT_VALUE_LENGTH_LIMIT", "PortalCore"]
+
+#: Apollo's default ``item.value.length.limit``.
+DEFAULT_VALUE_LENGTH_LIMIT = 20_000
 
 
 class PortalCore:
@@ -44,6 +47,15 @@ class PortalCore:
         self._release_ids = itertools.count(1)
         self._cluster_ids = itertools.count(1)
         self._lines = itertools.count(1)
+        #: Apollo's ``item.value.length.limit``: the longest value an item may have.
+        self.value_length_limit = DEFAULT_VALUE_LENGTH_LIMIT
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._access_keys: dict[int, dict[str, Any]] = {}
+        self._key_ids = itertools.count(1)
+        self._history_ids = itertools.count(1)
+        self._histories: list[dict[str, Any]] = []
+        # (appId, cluster, namespace, ip, dataCenter) -> (releaseKey, first seen, last seen)
+        self._instances: dict[tuple[str, str, str, str, str], tuple[str, str, str]] = {}
 
     def check_env(self, env: str) -> str:
         if env.upper() != self.env.upper():
@@ -254,7 +266,9 @@ class PortalCore:
         title: str,
         comment: str,
         who: str,
+        operation: int = 0,
     ) -> Record:
+        previous = self._active(space)
         values = space.values()
         data: Mapping[str, str] = values
         if namespace_format(name) != "properties":
@@ -264,7 +278,53 @@ class PortalCore:
         space.releases.append(record.id)
         space.known_key = release_key
         space.lock = None
+        self._history(record, operation, who, previous[-1].id if previous else 0)
         return record
 
     def _active(self, space: Space) -> list[Record]:
         return [self._records[i] for i in space.releases if not self._records[i].abandoned]
+
+    def check_value(self, value: str) -> None:
+        """Apollo's value-length limit (``item.value.length.limit``)."""
+        if len(value) > self.value_length_limit:
+            raise bad(f"value too long. length limit:{self.value_length_limit}")
+
+    def _published(self, space: Space) -> dict[str, str] | None:
+        active = self._active(space)
+        return None if not active else dict(active[-1].configurations)
+
+    def _unlock_if_clean(self, space: Space) -> None:
+        """Apollo releases the namespace lock when the items are back to the published state."""
+        if space.lock is None:
+            return
+        published = self._published(space) or {}
+        if space.values() == published:
+            space.lock = None
+
+    def _history(
+        self,
+        record: Record,
+        operation: int,
+        by: str,
+        previous: int = 0,
+        **context: Any,
+    ) -> None:
+        """One release history entry (Apollo's ``ReleaseOperation`` codes)."""
+        stamp = now()
+        self._histories.append(
+            {
+                "id": next(self._history_ids),
+                "appId": record.app_id,
+                "clusterName": record.cluster,
+                "namespaceName": record.namespace,
+                "branchName": record.cluster,
+                "releaseId": record.id,
+                "previousReleaseId": previous,
+                "operation": operation,
+                "operationContext": context,
+                "dataChangeCreatedBy": by,
+                "dataChangeCreatedTime": stamp,
+                "dataChangeLastModifiedBy": by,
+                "dataChangeLastModifiedTime": stamp,
+            }
+        )

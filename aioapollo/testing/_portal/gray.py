@@ -122,9 +122,11 @@ class GrayMixin(PortalCore):
             record = self._record(
                 release_key, app_id, branch.name, name, title, comment, data, who, gray=True
             )
+            previous = self._active(branch.space)
             branch.space.releases.append(record.id)
             branch.space.known_key = release_key
             branch.space.lock = None
+            self._history(record, 2, who, previous[-1].id if previous else 0)
             return record.to_json()
 
     def merge(
@@ -143,7 +145,9 @@ class GrayMixin(PortalCore):
             space = self._spaces[(app_id, cluster, name)]
             for key, value in branch.space.values().items():
                 self._upsert(space, key, value, None, who)
-            record = self._publish_main(app_id, cluster, name, space, title, comment, who)
+            record = self._publish_main(
+                app_id, cluster, name, space, title, comment, who, operation=4
+            )
             if delete_branch:
                 self._drop_branch(app_id, cluster, name, branch)
             return record.to_json()

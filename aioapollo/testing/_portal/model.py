@@ -79,6 +79,11 @@ class Consumer:
             ``release``).
         release: Whether the ``namespaces`` grants include publishing.
         create_apps: Whether it may create apps.
+        user: For a user access token (Apollo 3.0, ``Bearer apollo_pat_...``): the portal
+            user it belongs to, whom every change is recorded under. ``None``: a consumer
+            token, sent as the whole ``Authorization`` header.
+        rate_limit: Requests per second it may make (``None``: unlimited); beyond it the
+            portal answers 429.
     """
 
     token: str = field(repr=False)
@@ -86,6 +91,8 @@ class Consumer:
     namespaces: frozenset[tuple[str, str]] = frozenset()
     release: bool = True
     create_apps: bool = False
+    user: str | None = None
+    rate_limit: float | None = None
 
     def app_level(self, app_id: str) -> bool:
         return "*" in self.apps or app_id in self.apps

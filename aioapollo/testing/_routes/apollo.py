@@ -132,6 +132,10 @@ def configs(
         )
         return spring_error(404, message, request.path)
     release_key = found.release_key
+    ip = _client_ip(request, query) or request.remote or ""
+    server.portal.record_instance(
+        app_id, found.cluster, namespace, ip, query.get("dataCenter") or "", release_key
+    )
     if release_key == client_key:
         return empty(304)
     latest = found.configurations
