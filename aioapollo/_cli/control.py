@@ -224,7 +224,7 @@ class _Control:
 
     def __init__(self, base: URL, token: str | None, timeout: float, command: str) -> None:
         # Imported here: `get` and `watch` need not load the test server's modules.
-        from ..testing._control import CONTROL_PREFIX, CONTROL_TOKEN_HEADER
+        from ..testing._routes.control import CONTROL_PREFIX, CONTROL_TOKEN_HEADER
 
         self.base = base
         self.command = command

@@ -80,6 +80,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--incremental-sync", action="store_true", help="answer /configs incrementally"
     )
+    parser.add_argument(
+        "--namespace-lock",
+        action="store_true",
+        help="portal OpenAPI: turn on Apollo's namespace lock (namespace.lock.switch): the "
+        "first editor of a namespace holds it until it is published, and may not publish it",
+    )
+    parser.add_argument(
+        "--value-length-limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="portal OpenAPI: the longest item value (item.value.length.limit; 20000)",
+    )
+    parser.add_argument(
+        "--openapi-rate-limit",
+        type=float,
+        default=None,
+        metavar="PER_SECOND",
+        help="portal OpenAPI: requests per second the token may make; beyond it: 429",
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="also log every request")
 
 
@@ -132,12 +152,26 @@ def _prepare(args: argparse.Namespace) -> _Setup:
         )
     openapi_token = os.environ.get(OPENAPI_TOKEN_ENV, "").strip()
     if openapi_token:  # the portal OpenAPI at /openapi/v1, for every app, env DEV
-        server.add_openapi_token(openapi_token, apps=["*"], create_apps=True)
+        server.add_openapi_token(
+            openapi_token,
+            apps=["*"],
+            create_apps=True,
+            rate_limit=getattr(args, "openapi_rate_limit", None),
+        )
         logger.info("portal OpenAPI on: the token in %s is accepted", OPENAPI_TOKEN_ENV)
     if args.hold_seconds is not None:
         server.hold_seconds = args.hold_seconds
     if args.incremental_sync:
         server.incremental_sync = True
+    server.namespace_lock = bool(getattr(args, "namespace_lock", False))
+    limit = getattr(args, "value_length_limit", None)
+    if limit is not None:
+        if limit < 1:
+            raise ValueError("--value-length-limit must be positive")
+        server.value_length_limit = limit
+    rate = getattr(args, "openapi_rate_limit", None)
+    if rate is not None and not rate > 0:
+        raise ValueError("--openapi-rate-limit must be positive")
     return _Setup(server, count, token is not None, ready)
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
-from .._exceptions import ApolloResponseError, ClientStateError
+from .._exceptions import ClientStateError
 from ._http import HttpSettings, PortalHttp, encode_key, plain_key
 from ._models import (
     App,
@@ -22,14 +22,27 @@ from ._models import (
     NamespaceLock,
     Release,
 )
+from ._ops import PortalOpsMixin
+from ._shapes import list_of as _list
+from ._shapes import ns as _ns
+from ._shapes import present as _present
+from ._shapes import release_body as _release_body
 from ._spec import operation
 
-__all__ = ["ENV_OPERATOR", "ENV_PORTAL_URL", "ENV_TIMEOUT", "ENV_TOKEN", "ApolloOpenApiClient"]
+__all__ = [
+    "ENV_OPERATOR",
+    "ENV_PORTAL_URL",
+    "ENV_TIMEOUT",
+    "ENV_TOKEN",
+    "ENV_TOKEN_KIND",
+    "ApolloOpenApiClient",
+]
 
 ENV_PORTAL_URL = "APOLLO_PORTAL_URL"
 ENV_TOKEN = "APOLLO_OPENAPI_TOKEN"
 ENV_OPERATOR = "APOLLO_OPENAPI_OPERATOR"
 ENV_TIMEOUT = "APOLLO_OPENAPI_TIMEOUT"
+ENV_TOKEN_KIND = "APOLLO_OPENAPI_TOKEN_KIND"
 
 
 def _check_url(url: str) -> str:
@@ -53,7 +66,7 @@ def _check_url(url: str) -> str:
     return url.strip().rstrip("/")
 
 
-class ApolloOpenApiClient:
+class ApolloOpenApiClient(PortalOpsMixin):
     """Manage Apollo through the portal's OpenAPI: apps, namespaces, items, releases, gray.
 
     ``async with ApolloOpenApiClient(url, token=..., operator="ci-bot") as api: ...``; the
@@ -78,6 +91,13 @@ class ApolloOpenApiClient:
         backoff_max: Longest retry delay.
         ssl: ``ssl.SSLContext`` for a portal behind a private CA, or ``False`` to skip
             verification (not recommended).
+        token_kind: ``"consumer"`` (a consumer's token, sent as the ``Authorization``
+            header), ``"user"`` (an Apollo 3.0 user access token, sent as ``Bearer <token>``;
+            changes are recorded under its user, so ``operator`` is optional) or ``"auto"``:
+            by the token's form, ``apollo_pat_...`` being a user token
+            (``APOLLO_OPENAPI_TOKEN_KIND``).
+        retry_after_max: The longest ``Retry-After`` of a 429 that a retryable request
+            waits out; a longer one raises ``OpenApiRateLimitedError`` at once.
 
     Raises:
         ValueError: The URL is malformed, or the token is empty.
@@ -95,6 +115,8 @@ class ApolloOpenApiClient:
         backoff_initial: float = 0.2,
         backoff_max: float = 5.0,
         ssl: _ssl.SSLContext | bool | None = None,
+        token_kind: str = "auto",
+        retry_after_max: float = 30.0,
     ) -> None:
         url = _check_url(portal_url)
         if not isinstance(token, str) or not token.strip():
@@ -110,8 +132,9 @@ class ApolloOpenApiClient:
             backoff_initial=backoff_initial,
             backoff_max=backoff_max,
             ssl=ssl,
+            retry_after_max=retry_after_max,
         )
-        self._http = PortalHttp(url, token.strip(), settings)
+        self._http = PortalHttp(url, token.strip(), settings, token_kind)
         self.operator = operator or None
         self._owner = True
         self._closed = False
@@ -128,6 +151,9 @@ class ApolloOpenApiClient:
         overrides.setdefault("token", os.environ.get(ENV_TOKEN, ""))
         if overrides.get("operator") is None:
             overrides["operator"] = os.environ.get(ENV_OPERATOR) or None
+        kind = os.environ.get(ENV_TOKEN_KIND)
+        if kind and "token_kind" not in overrides:
+            overrides["token_kind"] = kind.strip().lower()
         timeout = os.environ.get(ENV_TIMEOUT)
         if timeout and "timeout" not in overrides:
             try:
@@ -137,7 +163,10 @@ class ApolloOpenApiClient:
         return cls(url, **overrides)
 
     def __repr__(self) -> str:
-        return f"<ApolloOpenApiClient {self._http.where} operator={self.operator!r}>"
+        return (
+            f"<ApolloOpenApiClient {self._http.where} operator={self.operator!r} "
+            f"token={self._http.token_kind}>"
+        )
 
     def as_operator(self, operator: str) -> ApolloOpenApiClient:
         """A client sharing this one's session whose writes are made as ``operator``.
@@ -189,13 +218,22 @@ class ApolloOpenApiClient:
     ) -> Any:
         if self._closed:
             raise ClientStateError("this ApolloOpenApiClient is closed")
+        if query is not None and query.get("operator") == "":
+            query = {name: value for name, value in query.items() if name != "operator"}
         if not self._http.is_open:
             await self._http.open()
         return await self._http.call(
             operation(op_id), params, query=query, body=body, missing_ok=missing_ok
         )
 
+    @property
+    def token_kind(self) -> str:
+        """``"consumer"`` or ``"user"``: how the token is sent."""
+        return self._http.token_kind
+
     def _operator(self, what: str) -> str:
+        if not self.operator and self._http.token_kind == "user":
+            return ""  # the portal records the change under the token's user
         if not self.operator:
             raise ValueError(
                 f"{what} needs an operator (the portal user the change is recorded under): "
@@ -599,10 +637,6 @@ class ApolloOpenApiClient:
         await self._call("deleteBranch", params, query={"operator": operator})
 
 
-def _ns(env: str, app_id: str, cluster: str, namespace: str) -> dict[str, str | int]:
-    return {"env": env, "appId": app_id, "clusterName": cluster, "namespaceName": namespace}
-
-
 def _item(
     op_id: str, env: str, app_id: str, cluster: str, namespace: str, key: str
 ) -> tuple[str, dict[str, str | int]]:
@@ -624,28 +658,3 @@ def _item_body(key: str, value: str, comment: str, operator: str, *, created: bo
     if created:
         body["dataChangeCreatedBy"] = operator
     return body
-
-
-def _release_body(title: str, comment: str, operator: str, emergency: bool) -> dict[str, Any]:
-    if not title:
-        raise ValueError("a release needs a title")
-    return {
-        "releaseTitle": title,
-        "releaseComment": comment,
-        "releasedBy": operator,
-        "isEmergencyPublish": emergency,
-    }
-
-
-def _list(data: Any, what: str) -> list[Any]:
-    if data is None:
-        return []
-    if not isinstance(data, list):
-        raise ApolloResponseError(f"the portal's {what} reply is not a JSON array")
-    return data
-
-
-def _present(data: Any, what: str) -> Any:
-    if data is None:
-        raise ApolloResponseError(f"the portal answered with an empty {what}")
-    return data

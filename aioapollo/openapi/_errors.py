@@ -26,6 +26,8 @@ never the token.
 
 from __future__ import annotations
 
+from typing import Any
+
 from .._exceptions import ApolloAuthError, ApolloHTTPStatusError, ApolloNotFoundError
 
 __all__ = [
@@ -120,7 +122,16 @@ class OpenApiConflictError(OpenApiError):
 
 
 class OpenApiRateLimitedError(OpenApiError):
-    """429: the token's rate limit was hit (reads and idempotent updates are retried first)."""
+    """429: the token's rate limit was hit. Reads and idempotent updates are retried first,
+    after the reply's ``Retry-After`` when it gives one (up to ``retry_after_max``).
+
+    Attributes:
+        retry_after: Seconds the portal asked to wait (``Retry-After``), if it said.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
 
 
 class OpenApiServerError(OpenApiError):

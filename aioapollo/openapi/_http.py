@@ -35,7 +35,30 @@ from ._errors import (
 )
 from ._spec import Operation
 
-__all__ = ["HttpSettings", "PortalHttp", "encode_key", "plain_key", "redact_url"]
+__all__ = [
+    "USER_TOKEN_PREFIX",
+    "HttpSettings",
+    "PortalHttp",
+    "encode_key",
+    "plain_key",
+    "redact_url",
+    "resolve_token_kind",
+]
+
+#: How Apollo 3.0's user access tokens begin.
+USER_TOKEN_PREFIX = "apollo_pat_"
+_TOKEN_KINDS = ("auto", "consumer", "user")
+
+
+def resolve_token_kind(token: str, kind: str) -> str:
+    """``"user"`` (sent as ``Bearer <token>``) or ``"consumer"`` (sent as it is); ``"auto"``
+    picks by the token's form: user access tokens start with ``apollo_pat_``."""
+    if kind not in _TOKEN_KINDS:
+        raise ValueError(f"token_kind must be one of {', '.join(_TOKEN_KINDS)}")
+    if kind == "auto":
+        return "user" if token.startswith(USER_TOKEN_PREFIX) else "consumer"
+    return kind
+
 
 logger = logging.getLogger("aioapollo.openapi")
 
@@ -77,6 +100,8 @@ class HttpSettings:
     backoff_max: float = 5.0
     ssl: _ssl.SSLContext | bool | None = None
     max_body_bytes: int = 32 * 1024 * 1024
+    #: The longest ``Retry-After`` of a 429 that is waited out; a longer one is raised.
+    retry_after_max: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -89,10 +114,13 @@ class _Reply:
 class PortalHttp:
     """Sends OpenAPI requests for one portal. Open and close it inside the loop that uses it."""
 
-    def __init__(self, base_url: str, token: str, settings: HttpSettings) -> None:
+    def __init__(
+        self, base_url: str, token: str, settings: HttpSettings, token_kind: str = "auto"
+    ) -> None:
         self._base = base_url.rstrip("/")
         self._where = redact_url(self._base)
-        self._token = token
+        self.token_kind = resolve_token_kind(token, token_kind)
+        self._authorization = f"Bearer {token}" if self.token_kind == "user" else token
         self._settings = settings
         self._session: aiohttp.ClientSession | None = None
         self._timeout = aiohttp.ClientTimeout(
@@ -167,6 +195,7 @@ class PortalHttp:
                     raise
                 why: str = type(exc).__name__
                 retry_after = None
+                error = None
             else:
                 if reply.status < 300:
                     return _decode(reply.body, where)
@@ -183,7 +212,9 @@ class PortalHttp:
             cap = min(self._settings.backoff_max, self._settings.backoff_initial * 2**attempt)
             delay = random.uniform(cap / 2, cap)  # jittered, never zero
             if retry_after is not None:
-                delay = min(max(delay, retry_after), self._settings.backoff_max)
+                if retry_after > self._settings.retry_after_max and error is not None:
+                    raise error  # the portal asks for a longer wait than the client allows
+                delay = max(delay, retry_after)
             attempt += 1
             logger.warning(
                 "%s %s: %s; retrying in %.2fs (retry %d of %d)",
@@ -200,7 +231,7 @@ class PortalHttp:
         session = self._session
         if session is None:
             raise RuntimeError("the portal session is not open")
-        headers = {"Authorization": self._token, "Accept": "application/json"}
+        headers = {"Authorization": self._authorization, "Accept": "application/json"}
         if data is not None:
             headers["Content-Type"] = "application/json;charset=UTF-8"
         url = URL(self._base + target, encoded=True)
@@ -339,7 +370,12 @@ def _error(op: Operation, reply: _Reply, where: str) -> OpenApiError:
     if status == 409:
         return OpenApiConflictError(text, **kwargs)
     if status == 429:
-        return OpenApiRateLimitedError(f"{text}. The token's rate limit was hit", **kwargs)
+        wait = f"; the portal asks to wait {reply.retry_after:g}s" if reply.retry_after else ""
+        return OpenApiRateLimitedError(
+            f"{text}. The token's rate limit was hit{wait}",
+            retry_after=reply.retry_after,
+            **kwargs,
+        )
     if status >= 500:
         return OpenApiServerError(text, **kwargs)
     return OpenApiError(text, **kwargs)

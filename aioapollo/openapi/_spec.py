@@ -19,6 +19,8 @@ __all__ = ["OPERATIONS", "SCHEMAS", "Operation", "operation", "schema_for"]
 
 _PREFIX = "/openapi/v1"
 _NS = "/envs/{env}/apps/{appId}/clusters/{clusterName}/namespaces/{namespaceName}"
+_NS2 = "/apps/{appId}/envs/{env}/clusters/{clusterName}/namespaces/{namespaceName}"
+_KEYS = "/apps/{appId}/envs/{env}/accesskeys"
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,61 @@ _ALL = [
         request="NamespaceGrayDelReleaseDTO", response="OpenReleaseDTO"),
     _op("merge", "POST", _NS + "/branches/{branchName}/merge", "merge a gray branch",
         query=("deleteBranch",), request="NamespaceReleaseDTO", response="OpenReleaseDTO"),
+    # later portals (spec 0.3.x, Apollo 3.0)
+    _op("mergeBranch", "POST", _NS + "/branches/{branchName}", "merge a gray branch",
+        original=False, query=("deleteBranch", "operator"), request="NamespaceReleaseDTO",
+        response="OpenReleaseDTO"),
+    _op("batchUpdateItemsByText", "PUT", _NS + "/items", "replace items by text",
+        original=False, retry=True, query=("operator",), request="OpenNamespaceTextModel"),
+    _op("syntaxCheck", "POST", _NS + "/items/validation", "validate a namespace's text",
+        original=False, retry=True, request="OpenNamespaceTextModel"),
+    _op("compareItems", "POST", _NS + "/items/diff", "compare items with namespaces",
+        original=False, retry=True, request="OpenNamespaceSyncDTO", response="[OpenItemDiffDTO]"),
+    _op("syncItems", "POST", _NS + "/items/synchronize", "synchronize items to namespaces",
+        original=False, retry=True, query=("operator",), request="OpenNamespaceSyncDTO"),
+    _op("revertItems", "POST", _NS + "/items/revocation", "revert unpublished changes",
+        original=False, query=("operator",)),
+    _op("createNamespaces", "POST", "/namespaces", "create namespaces in a cluster",
+        original=False, query=("operator",), request="[OpenCreateNamespaceDTO]"),
+    _op("deleteNamespace", "DELETE", _NS2, "delete a namespace in a cluster", original=False,
+        query=("operator",)),
+    _op("deleteAppNamespace", "DELETE", "/apps/{appId}/appnamespaces/{namespaceName}",
+        "delete a namespace", original=False, query=("operator",)),
+    _op("deleteApp", "DELETE", "/apps/{appId}", "delete an app", original=False,
+        query=("operator",)),
+    _op("deleteCluster", "DELETE", "/envs/{env}/apps/{appId}/clusters/{clusterName}",
+        "delete a cluster", original=False, query=("operator",)),
+    _op("findReleaseHistoriesByNamespace", "GET", _NS2 + "/releases/histories",
+        "list release history", original=False, query=("page", "size"),
+        response="[OpenReleaseHistory]"),
+    _op("compareRelease", "GET", "/envs/{env}/releases/comparison", "compare two releases",
+        original=False, query=("baseReleaseId", "toCompareReleaseId"),
+        response="OpenReleaseDiffDTO"),
+    _op("findCommits", "GET", _NS2 + "/commits", "list commit history", original=False,
+        query=("key", "page", "size"), response="[OpenCommit]"),
+    _op("getInstanceCountByNamespace", "GET", _NS + "/instances", "count instances",
+        response="integer"),
+    _op("getByRelease", "GET", "/envs/{env}/instances/by-release", "list a release's instances",
+        original=False, query=("releaseId", "page", "size"), response="OpenInstancePageDTO"),
+    _op("getByNamespace", "GET", "/envs/{env}/instances/by-namespace",
+        "list a namespace's instances", original=False,
+        query=("appId", "clusterName", "namespaceName", "instanceAppId", "page", "size"),
+        response="OpenInstancePageDTO"),
+    _op("getByReleasesAndNamespaceNotIn", "GET",
+        "/envs/{env}/instances/by-namespace-and-releases-not-in",
+        "list instances not on given releases", original=False,
+        query=("appId", "clusterName", "namespaceName", "releaseIds"),
+        response="[OpenInstanceDTO]"),
+    _op("findAccessKeys", "GET", _KEYS, "list access keys", original=False,
+        response="[OpenAccessKeyDTO]"),
+    _op("createAccessKey", "POST", _KEYS, "create an access key", original=False,
+        query=("operator",), response="OpenAccessKeyDTO"),
+    _op("enableAccessKey", "PUT", _KEYS + "/{accessKeyId}/activation", "enable an access key",
+        original=False, retry=True, query=("mode", "operator")),
+    _op("disableAccessKey", "PUT", _KEYS + "/{accessKeyId}/deactivation",
+        "disable an access key", original=False, retry=True, query=("operator",)),
+    _op("deleteAccessKey", "DELETE", _KEYS + "/{accessKeyId}", "delete an access key",
+        original=False, retry=True, query=("operator",)),
 ]  # fmt: skip
 
 #: Every operation the client uses, by ``operationId``.
@@ -273,11 +330,48 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     ),
     "OpenEnvClusterDTO": _obj(env=_S, clusters=_arr(_S)),
     "ExceptionResponse": _obj(status=_I, message=_S, timestamp=_S, exception=_S),
-}
+    # later portals (spec 0.3.x)
+    "OpenNamespaceTextModel": _obj(
+        appId=_S, env=_S, clusterName=_S, namespaceName=_S, namespaceId=_I, format=_S,
+        configText=_S, operator=_S,
+    ),
+    "OpenNamespaceIdentifier": _obj(appId=_S, env=_S, clusterName=_S, namespaceName=_S),
+    "OpenNamespaceSyncDTO": _obj(
+        syncToNamespaces=_arr(_ref("OpenNamespaceIdentifier")), syncItems=_arr(_ref("OpenItemDTO"))
+    ),
+    "OpenItemDiffDTO": _obj(
+        code=_I, message=_S, namespace=_ref("OpenNamespaceIdentifier"),
+        createItems=_arr(_ref("OpenItemDTO")), updateItems=_arr(_ref("OpenItemDTO")),
+        deleteItems=_arr(_ref("OpenItemDTO")),
+    ),
+    "OpenCreateNamespaceDTO": _obj(appId=_S, env=_S, clusterName=_S, appNamespaceName=_S),
+    "OpenReleaseChangeDTO": _obj(changeType=_S, key=_S, newValue=_S, oldValue=_S),
+    "OpenReleaseDiffDTO": _obj(changes=_arr(_ref("OpenReleaseChangeDTO"))),
+    "OpenInstanceConfigDTO": _obj(
+        release=_ref("OpenReleaseDTO"), releaseDeliveryTime=_S, dataChangeLastModifiedTime=_S
+    ),
+    "OpenInstanceDTO": _obj(
+        id=_I, appId=_S, clusterName=_S, dataCenter=_S, ip=_S,
+        configs=_arr(_ref("OpenInstanceConfigDTO")), dataChangeCreatedTime=_S,
+    ),
+    "OpenInstancePageDTO": _obj(
+        page=_I, size=_I, total=_I, instances=_arr(_ref("OpenInstanceDTO"))
+    ),
+    "OpenAccessKeyDTO": _obj(**_AUDIT, id=_I, secret=_S, appId=_S, mode=_I, enabled=_B),
+    # the spec leaves these as plain objects; shapes of Apollo's ReleaseHistoryDTO / CommitDTO
+    "OpenReleaseHistory": _obj(
+        **_AUDIT, id=_I, appId=_S, clusterName=_S, namespaceName=_S, branchName=_S,
+        releaseId=_I, previousReleaseId=_I, operation=_I, operationContext={"type": "object"},
+    ),
+    "OpenCommit": _obj(**_AUDIT, changeSets=_S, appId=_S, clusterName=_S, namespaceName=_S,
+                       comment=_S),
+}  # fmt: skip
 
 
 def schema_for(name: str) -> dict[str, Any]:
     """A self-contained JSON Schema for ``name``, ``[name]`` (an array of it) or ``[string]``."""
+    if name == "integer":
+        return _I
     if name.startswith("["):
         inner = name[1:-1]
         item = _S if inner == "string" else _ref(inner)

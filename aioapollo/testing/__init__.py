@@ -7,8 +7,7 @@ does, from releases you publish with ``server.publish(...)``; and the portal Ope
 See the README section "Testing against Apollo without Apollo".
 """
 
-from ._models import Fault, RecordedRequest
-from ._openapi import OpenApiExchange
+from ._models import Fault, OpenApiExchange, RecordedRequest
 from ._portal import Consumer, ItemChange, PortalError, PortalState
 from ._seed import SeedError, apply_seed, load_seed
 from ._server import ApolloTestServer

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["DEFAULT_GARBAGE", "Fault", "RecordedRequest"]
+__all__ = ["DEFAULT_GARBAGE", "Fault", "OpenApiExchange", "RecordedRequest"]
 
 #: Body sent by a ``garbage`` fault given as ``True``: not JSON, not UTF-8.
 DEFAULT_GARBAGE = b"\x00\xff<html>not json{{"
@@ -245,3 +245,26 @@ def _garbage(value: Any) -> str | bool | None:
     if value is None or isinstance(value, (str, bool)):
         return value
     raise ValueError("garbage must be a string or true")
+
+
+@dataclass(frozen=True)
+class OpenApiExchange:
+    """One OpenAPI request and its answer, as given to ``ApolloTestServer.openapi_observer``.
+
+    Attributes:
+        operation: The ``operationId`` it was routed to (``None``: no such endpoint).
+        method: The HTTP method.
+        path: The decoded path.
+        query: The query parameters.
+        request: The JSON body sent, if any.
+        status: The status answered.
+        response: The JSON body answered, if any.
+    """
+
+    operation: str | None
+    method: str
+    path: str
+    query: dict[str, str]
+    request: Any = field(repr=False)
+    status: int
+    response: Any = field(repr=False)

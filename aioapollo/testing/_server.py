@@ -17,14 +17,14 @@ from typing import Self
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from ._apollo import route
-from ._control import CONTROL_PREFIX, handle_control
 from ._faults import Reply, apply_fault, cut_after, take_fault
 from ._http import gson_error, parse_query, split_target
 from ._longpoll import LongPollHub
-from ._models import Fault, Matcher, RecordedRequest
-from ._openapi import OPENAPI_PREFIX, OpenApiExchange, handle_openapi
+from ._models import Fault, Matcher, OpenApiExchange, RecordedRequest
 from ._portal import Consumer, ItemChange, PortalState
+from ._routes.apollo import route
+from ._routes.control import CONTROL_PREFIX, handle_control
+from ._routes.openapi import OPENAPI_PREFIX, handle_openapi
 from ._store import DEFAULT_CLUSTER, ReleaseStore
 
 __all__ = ["ApolloTestServer"]
@@ -140,7 +140,7 @@ class ApolloTestServer:
         self._changed = asyncio.Event()
         self._hub = LongPollHub()
         app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self._dispatch)  # %0A too
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
         await runner.setup()
         self._runner = runner
@@ -196,16 +196,27 @@ class ApolloTestServer:
     @property
     def portal(self) -> PortalState:
         """The portal side (working items, releases with ids, locks, OpenAPI consumers)."""
-        return self._store.portal
+        return self._store.attached(PortalState)
 
     @property
     def namespace_lock(self) -> bool:
         """Apollo's ``namespace.lock.switch`` for the portal OpenAPI (settable; off)."""
-        return self._store.portal.namespace_lock
+        return self.portal.namespace_lock
 
     @namespace_lock.setter
     def namespace_lock(self, on: bool) -> None:
-        self._store.portal.namespace_lock = bool(on)
+        self.portal.namespace_lock = bool(on)
+
+    @property
+    def value_length_limit(self) -> int:
+        """Apollo's ``item.value.length.limit`` for the portal OpenAPI (settable; 20,000)."""
+        return self.portal.value_length_limit
+
+    @value_length_limit.setter
+    def value_length_limit(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("value_length_limit must be positive")
+        self.portal.value_length_limit = int(limit)
 
     @property
     def port(self) -> int:
@@ -317,6 +328,8 @@ class ApolloTestServer:
         namespaces: Iterable[tuple[str, str]] = (),
         release: bool = True,
         create_apps: bool = False,
+        user: str | None = None,
+        rate_limit: float | None = None,
     ) -> Consumer:
         """Accept ``token`` on the portal OpenAPI (``/openapi/v1/...``) with these grants.
 
@@ -326,6 +339,11 @@ class ApolloTestServer:
             namespaces: ``(appId, namespace)`` pairs it may read and change.
             release: Whether the ``namespaces`` grants include publishing and rollback.
             create_apps: Whether it may create apps.
+            user: Make it an Apollo 3.0 user access token of this portal user (the token
+                must start with ``apollo_pat_``; clients send ``Bearer <token>``): every
+                change is recorded under this user.
+            rate_limit: Requests per second it may make; beyond that the server answers 429
+                with a ``Retry-After`` header.
         """
         consumer = Consumer(
             token,
@@ -333,15 +351,17 @@ class ApolloTestServer:
             frozenset((app, ns.removesuffix(".properties").lower()) for app, ns in namespaces),
             release,
             create_apps,
+            user,
+            rate_limit,
         )
-        self._store.portal.add_consumer(consumer)
+        self.portal.add_consumer(consumer)
         return consumer
 
     def item_history(
         self, app_id: str, namespace: str, cluster: str = DEFAULT_CLUSTER
     ) -> list[ItemChange]:
         """The changes made through the portal to a namespace's working items, oldest first."""
-        return self._store.portal.history(app_id, cluster, namespace)
+        return self.portal.history(app_id, cluster, namespace)
 
     def inject(
         self,

@@ -17,13 +17,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar, cast
 
 from .._apollo.wire import CONTENT_KEY, namespace_format, strip_properties, watch_key
 from ._state import read_state, strings, text, write_state
 
-if TYPE_CHECKING:
-    from ._portal import PortalState
+_T = TypeVar("_T")
 
 __all__ = ["GrayRule", "Release", "ReleaseStore"]
 
@@ -147,7 +146,7 @@ class ReleaseStore:
         self._message_ids: dict[str, int] = {}
         self._last_id = int(notification_id_base)
         self._listeners: list[ReleaseListener] = []
-        self._portal: PortalState | None = None
+        self._attached: dict[Callable[[ReleaseStore], Any], object] = {}
         self._state_file = Path(state_file) if state_file is not None else None
         if self._state_file is not None:
             saved = read_state(self._state_file)
@@ -169,17 +168,15 @@ class ReleaseStore:
         """The store's lock, for callers that need several reads to be consistent."""
         return self._lock
 
-    @property
-    def portal(self) -> PortalState:
-        """The portal over these releases (items, release ids, locks, OpenAPI consumers); one
-        per store, so test servers sharing a store share their portal too. Not kept in the
-        state file: after a restart it adopts the releases it finds."""
+    def attached(self, kind: Callable[[ReleaseStore], _T]) -> _T:
+        """The one ``kind(self)`` of this store, made on first use: how the portal (items,
+        release ids, locks, OpenAPI consumers) lives beside the releases, so test servers
+        sharing a store share their portal too. Not kept in the state file."""
         with self._lock:
-            if self._portal is None:
-                from ._portal import PortalState
-
-                self._portal = PortalState(self)
-            return self._portal
+            found = self._attached.get(kind)
+            if found is None:
+                found = self._attached[kind] = kind(self)
+            return cast(_T, found)
 
     @property
     def state_file(self) -> Path | None:
@@ -314,6 +311,38 @@ class ReleaseStore:
             self._save()
         logger.info("withdrew %s of %s", what, message)
         self._notify(message, message_id)
+
+    def drop(self, app_id: str, *, cluster: str | None = None, namespace: str | None = None) -> int:
+        """Delete an app, one of its clusters, or a namespace (in one cluster, or everywhere):
+        their releases are withdrawn (a release message each, so clients see the 404), and an
+        app or a namespace deleted everywhere stops existing. Returns how many releases went.
+        """
+        with self._lock:
+            name = None if namespace is None else self.canonical(app_id, namespace)
+            messages = []
+            for key in list(self._states):
+                app, where, held = key
+                if app != app_id or (cluster is not None and where != cluster):
+                    continue
+                if name is not None and held != name:
+                    continue
+                state = self._states.pop(key)
+                if state.release is not None or state.branch is not None:
+                    message = watch_key(app, where, held)
+                    messages.append((message, self._send(message)))
+            if cluster is None:
+                for own in list(self._app_namespaces):
+                    if own[0] == app_id.lower() and (name is None or own[1] == name.lower()):
+                        del self._app_namespaces[own]
+                for public, (owner, stored) in list(self._public.items()):
+                    if owner == app_id and (name is None or stored == name):
+                        del self._public[public]
+                if name is None:
+                    self._secrets.pop(app_id.lower(), None)
+            self._save()
+        for message, message_id in messages:
+            self._notify(message, message_id)
+        return len(messages)
 
     def publish_gray(
         self,

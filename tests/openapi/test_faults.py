@@ -193,7 +193,7 @@ def test_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("APOLLO_OPENAPI_OPERATOR", "bot")
     api = ApolloOpenApiClient.from_env()
     assert api.operator == "bot"
-    assert repr(api) == "<ApolloOpenApiClient http://portal:8070 operator='bot'>"
+    assert repr(api) == "<ApolloOpenApiClient http://portal:8070 operator='bot' token=consumer>"
     monkeypatch.delenv("APOLLO_OPENAPI_TOKEN")
     with pytest.raises(ValueError, match="APOLLO_OPENAPI_TOKEN"):
         ApolloOpenApiClient.from_env()

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 from yarl import URL
 
-from .._apollo.auth import sign
-from .._apollo.wire import APP_ID_PATTERN, CONTENT_KEY, namespace_format
-from ._http import (
+from ..._apollo.auth import sign
+from ..._apollo.wire import APP_ID_PATTERN, CONTENT_KEY, namespace_format
+from .._http import (
     JSON_UTF8,
     decode_segment,
     dumps,
@@ -26,11 +25,9 @@ from ._http import (
     split_target,
     spring_error,
 )
-from ._longpoll import immediate_reply, parse_notifications
-from ._resolve import Resolved, incremental_changes, properties_text, resolve, watch_keys
-
-if TYPE_CHECKING:
-    from ._server import ApolloTestServer
+from .._longpoll import immediate_reply, parse_notifications
+from .._resolve import Resolved, incremental_changes, properties_text, resolve, watch_keys
+from .view import ServerView
 
 __all__ = ["route"]
 
@@ -66,7 +63,7 @@ def _parse_long(text: str | None) -> int:
 
 
 def check_access(
-    server: ApolloTestServer, request: web.Request, path: str, query: dict[str, str]
+    server: ServerView, request: web.Request, path: str, query: dict[str, str]
 ) -> web.Response | None:
     """The ``ClientAuthenticationFilter``: ``None`` lets the request through."""
     covered, app_id = _covered_app_id(path, query)
@@ -103,7 +100,7 @@ def _client_ip(request: web.Request, query: dict[str, str]) -> str | None:
 
 
 def _resolve(
-    server: ApolloTestServer,
+    server: ServerView,
     request: web.Request,
     query: dict[str, str],
     app_id: str,
@@ -122,7 +119,7 @@ def _resolve(
 
 
 def configs(
-    server: ApolloTestServer, request: web.Request, query: dict[str, str], segments: list[str]
+    server: ServerView, request: web.Request, query: dict[str, str], segments: list[str]
 ) -> web.Response:
     """``GET /configs/{appId}/{cluster}/{namespace}`` (``ConfigController#queryConfig``)."""
     app_id, cluster, namespace = segments
@@ -135,6 +132,10 @@ def configs(
         )
         return spring_error(404, message, request.path)
     release_key = found.release_key
+    ip = _client_ip(request, query) or request.remote or ""
+    server.portal.record_instance(
+        app_id, found.cluster, namespace, ip, query.get("dataCenter") or "", release_key
+    )
     if release_key == client_key:
         return empty(304)
     latest = found.configurations
@@ -154,7 +155,7 @@ def configs(
 
 
 def configfiles(
-    server: ApolloTestServer,
+    server: ServerView,
     request: web.Request,
     query: dict[str, str],
     form: str,
@@ -178,7 +179,7 @@ def configfiles(
 
 
 async def notifications(
-    server: ApolloTestServer, request: web.Request, query: dict[str, str]
+    server: ServerView, request: web.Request, query: dict[str, str]
 ) -> web.Response:
     """``GET /notifications/v2`` (``NotificationControllerV2#pollNotification``)."""
     for name in ("appId", "cluster", "notifications"):
@@ -219,7 +220,7 @@ async def notifications(
     return json_response(result)
 
 
-def services(server: ApolloTestServer) -> web.Response:
+def services(server: ServerView) -> web.Response:
     """``/services/config`` (any method): one ``ServiceDTO`` per config service URL."""
     instances = []
     for url in server.config_services:
@@ -234,9 +235,7 @@ def services(server: ApolloTestServer) -> web.Response:
     return json_response(instances)
 
 
-async def route(
-    server: ApolloTestServer, request: web.Request, query: dict[str, str]
-) -> web.Response:
+async def route(server: ServerView, request: web.Request, query: dict[str, str]) -> web.Response:
     """Answer one Apollo request, after the access-key filter (``query`` is form-decoded)."""
     raw_path = split_target(request.raw_path)[0]
     path = request.path

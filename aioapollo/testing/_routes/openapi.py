@@ -13,25 +13,28 @@ import binascii
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
 
-from ._http import gson_error, json_response, parse_query, split_target, spring_error
-from ._portal import ACCESS_DENIED, BAD_REQUEST, NOT_FOUND, Consumer, PortalError, PortalState
+from .._http import gson_error, json_response, parse_query, split_target, spring_error
+from .._models import OpenApiExchange
+from .._portal import ACCESS_DENIED, BAD_REQUEST, NOT_FOUND, Consumer, PortalError, PortalState
+from .view import ServerView
 
-if TYPE_CHECKING:
-    from ._server import ApolloTestServer
-
-__all__ = ["OPENAPI_PREFIX", "OpenApiExchange", "handle_openapi"]
+__all__ = ["OPENAPI_PREFIX", "handle_openapi"]
 
 OPENAPI_PREFIX = "/openapi/"
 _NS = r"/envs/(?P<env>[^/]+)/apps/(?P<appId>[^/]+)/clusters/(?P<clusterName>[^/]+)" + (
     r"/namespaces/(?P<namespaceName>[^/]+)"
 )
 _BRANCH = _NS + r"/branches/(?P<branchName>[^/]+)"
+# the 3.0 operations that name the app first
+_NS2 = r"/apps/(?P<appId>[^/]+)/envs/(?P<env>[^/]+)/clusters/(?P<clusterName>[^/]+)" + (
+    r"/namespaces/(?P<namespaceName>[^/]+)"
+)
+_KEYS = r"/apps/(?P<appId>[^/]+)/envs/(?P<env>[^/]+)/accesskeys"
 
 # (method, path pattern after /openapi/v1, operationId)
 _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
@@ -63,6 +66,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("GET", _NS + r"/releases/latest", "loadLatestActiveRelease"),
         ("GET", _NS + r"/releases/active", "findActiveReleases"),
         ("PUT", r"/envs/(?P<env>[^/]+)/releases/(?P<releaseId>[^/]+)/rollback", "rollback"),
+        ("GET", r"/envs/(?P<env>[^/]+)/releases/comparison", "compareRelease"),
         ("GET", r"/envs/(?P<env>[^/]+)/releases/(?P<releaseId>[^/]+)", "getReleaseById"),
         ("GET", _NS + r"/branches", "findBranch"),
         ("POST", _NS + r"/branches", "createBranch"),
@@ -72,31 +76,33 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("POST", _BRANCH + r"/releases", "createGrayRelease"),
         ("POST", _BRANCH + r"/gray-del-releases", "createGrayDelRelease"),
         ("POST", _BRANCH + r"/merge", "merge"),
+        ("POST", _BRANCH, "mergeBranch"),
+        ("PUT", _NS + r"/items", "batchUpdateItemsByText"),
+        ("POST", _NS + r"/items/diff", "compareItems"),
+        ("POST", _NS + r"/items/synchronize", "syncItems"),
+        ("POST", _NS + r"/items/validation", "syntaxCheck"),
+        ("POST", _NS + r"/items/revocation", "revertItems"),
+        ("GET", _NS + r"/instances", "getInstanceCountByNamespace"),
+        ("POST", r"/namespaces", "createNamespaces"),
+        ("GET", _NS2 + r"/releases/histories", "findReleaseHistoriesByNamespace"),
+        ("GET", _NS2 + r"/commits", "findCommits"),
+        ("DELETE", _NS2, "deleteNamespace"),
+        ("DELETE", r"/apps/(?P<appId>[^/]+)", "deleteApp"),
+        ("DELETE", r"/apps/(?P<appId>[^/]+)/appnamespaces/(?P<namespaceName>[^/]+)",
+         "deleteAppNamespace"),
+        ("DELETE", r"/envs/(?P<env>[^/]+)/apps/(?P<appId>[^/]+)/clusters/(?P<clusterName>[^/]+)",
+         "deleteCluster"),
+        ("GET", r"/envs/(?P<env>[^/]+)/instances/by-release", "getByRelease"),
+        ("GET", r"/envs/(?P<env>[^/]+)/instances/by-namespace", "getByNamespace"),
+        ("GET", r"/envs/(?P<env>[^/]+)/instances/by-namespace-and-releases-not-in",
+         "getByReleasesAndNamespaceNotIn"),
+        ("POST", _KEYS, "createAccessKey"),
+        ("GET", _KEYS, "findAccessKeys"),
+        ("DELETE", _KEYS + r"/(?P<accessKeyId>[^/]+)", "deleteAccessKey"),
+        ("PUT", _KEYS + r"/(?P<accessKeyId>[^/]+)/activation", "enableAccessKey"),
+        ("PUT", _KEYS + r"/(?P<accessKeyId>[^/]+)/deactivation", "disableAccessKey"),
     ]
 ]  # fmt: skip
-
-
-@dataclass(frozen=True)
-class OpenApiExchange:
-    """One OpenAPI request and its answer, as given to ``ApolloTestServer.openapi_observer``.
-
-    Attributes:
-        operation: The ``operationId`` it was routed to (``None``: no such endpoint).
-        method: The HTTP method.
-        path: The decoded path.
-        query: The query parameters.
-        request: The JSON body sent, if any.
-        status: The status answered.
-        response: The JSON body answered, if any.
-    """
-
-    operation: str | None
-    method: str
-    path: str
-    query: dict[str, str]
-    request: Any = field(repr=False)
-    status: int
-    response: Any = field(repr=False)
 
 
 def _route(method: str, rest: str) -> tuple[str | None, dict[str, str], bool]:
@@ -163,11 +169,11 @@ async def _dispatch(
     if "env" in p:
         portal.check_env(p["env"])
     app, cluster, ns = p.get("appId", ""), p.get("clusterName", ""), p.get("namespaceName")
-    operator = query.get("operator")
+    operator = consumer.user or query.get("operator")  # a user token acts as its user
     if "key" in p and op.endswith("ByEncodedKey"):
         p["key"] = _decode_key(p["key"])
         op = op.removesuffix("ByEncodedKey")
-    if body is not None and not isinstance(body, dict):
+    if body is not None and not isinstance(body, dict) and op != "createNamespaces":
         raise PortalError(400, "the request body must be a JSON object", BAD_REQUEST)
     payload: dict[str, Any] = body or {}
     match op:
@@ -199,6 +205,9 @@ async def _dispatch(
         case "findNamespaces":
             _require(consumer, app, None, "read")
             return portal.namespaces_json(app, cluster)
+    answer = _dispatch_3(portal, consumer, op, p, query, body, operator)
+    if answer is not _UNHANDLED:
+        return answer
     assert ns is not None or op == "rollback" or op == "getReleaseById"
     match op:
         case "rollback" | "getReleaseById":
@@ -279,53 +288,202 @@ async def _dispatch(
             if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
                 raise PortalError(400, "Params(grayDelKeys) can not be null", BAD_REQUEST)
             return portal.gray_publish(app, cluster, ns, p["branchName"], payload, operator, keys)
-        case "merge":
+        case "merge" | "mergeBranch":
             _require(consumer, app, ns, release)
             delete = _flag(query, "deleteBranch", required=True)
             return portal.merge(app, cluster, ns, p["branchName"], payload, operator, delete)
+        case "batchUpdateItemsByText":
+            _require(consumer, app, ns, modify)
+            portal.batch_update_by_text(app, cluster, ns, payload, operator)
+            return None
+        case "syntaxCheck":
+            _require(consumer, app, ns, read)
+            portal.syntax_check(app, cluster, ns, payload)
+            return None
+        case "compareItems":
+            _require(consumer, app, ns, read)
+            for target in payload.get("syncToNamespaces") or []:
+                if isinstance(target, dict):
+                    _require(consumer, str(target.get("appId")), str(target.get("namespaceName")),
+                             read)  # fmt: skip
+            return portal.compare_items(payload)
+        case "syncItems":
+            _require(consumer, app, ns, read)
+            for target in payload.get("syncToNamespaces") or []:
+                if isinstance(target, dict):
+                    _require(consumer, str(target.get("appId")), str(target.get("namespaceName")),
+                             modify)  # fmt: skip
+            portal.sync_items(payload, portal.operator(operator, None))
+            return None
+        case "revertItems":
+            _require(consumer, app, ns, modify)
+            portal.revert_items(app, cluster, ns, operator)
+            return None
+        case "getInstanceCountByNamespace":
+            _require(consumer, app, ns, read)
+            return len(portal.instances(app, cluster, ns))
+        case "findReleaseHistoriesByNamespace":
+            _require(consumer, app, ns, read)
+            return portal.release_histories(
+                app, cluster, ns, _int(query, "page", 0), _int(query, "size", 10)
+            )
+        case "findCommits":
+            _require(consumer, app, ns, read)
+            return portal.commits(
+                app, cluster, ns, query.get("key") or None, _int(query, "page", 0),
+                _int(query, "size", 10),
+            )  # fmt: skip
+        case "deleteNamespace":
+            _require(consumer, app, None, modify)
+            portal.delete_namespace(app, cluster, ns, operator)
+            return None
+        case "deleteAppNamespace":
+            _require(consumer, app, None, modify)
+            portal.delete_namespace(app, None, ns, operator)
+            return None
     raise AssertionError(f"unrouted operation {op}")  # pragma: no cover
 
 
-async def handle_openapi(server: ApolloTestServer, request: web.Request) -> web.Response:
+_UNHANDLED = object()
+
+
+def _id(text: str, name: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise PortalError(400, f"{name} must be a number", BAD_REQUEST) from None
+
+
+def _dispatch_3(
+    portal: PortalState,
+    consumer: Consumer,
+    op: str,
+    p: dict[str, str],
+    query: dict[str, str],
+    body: Any,
+    operator: str | None,
+) -> Any:
+    """The operations of later portals that are not about one namespace of the path."""
+    app = p.get("appId", "")
+    match op:
+        case "createNamespaces":
+            for entry in body if isinstance(body, list) else []:
+                if isinstance(entry, dict):
+                    _require(consumer, str(entry.get("appId")), None, "modify")
+            portal.create_namespaces(body, operator)
+            return None
+        case "compareRelease":
+            base = portal.release(_id(query.get("baseReleaseId", ""), "baseReleaseId"))
+            other = portal.release(_id(query.get("toCompareReleaseId", ""), "toCompareReleaseId"))
+            _require(consumer, base.app_id, base.namespace, "read")
+            _require(consumer, other.app_id, other.namespace, "read")
+            return portal.compare_releases(base.id, other.id)
+        case "getByRelease":
+            record = portal.release(_id(query.get("releaseId", ""), "releaseId"))
+            _require(consumer, record.app_id, record.namespace, "read")
+            return _page(portal.release_instances(record.id), query)
+        case "getByNamespace" | "getByReleasesAndNamespaceNotIn":
+            app_id, cluster = query.get("appId", ""), query.get("clusterName", "")
+            namespace = query.get("namespaceName", "")
+            if not (app_id and cluster and namespace):
+                raise PortalError(400, "appId, clusterName and namespaceName are required")
+            _require(consumer, app_id, namespace, "read")
+            if op == "getByNamespace":
+                found = portal.instances(app_id, cluster, namespace)
+                wanted = query.get("instanceAppId")
+                if wanted:
+                    found = [i for i in found if i["appId"] == wanted]
+                return _page(found, query)
+            ids = [_id(i, "releaseIds") for i in query.get("releaseIds", "").split(",") if i]
+            keys = frozenset(portal.release(i).key for i in ids)
+            return portal.instances(app_id, cluster, namespace, not_in=keys)
+        case "deleteApp":
+            _require(consumer, app, None, "modify")
+            portal.delete_app(app, operator)
+            return None
+        case "deleteCluster":
+            _require(consumer, app, None, "modify")
+            portal.delete_cluster(app, p["clusterName"], operator)
+            return None
+        case "findAccessKeys":
+            _require(consumer, app, None, "read")
+            return portal.access_keys(app)
+        case "createAccessKey":
+            _require(consumer, app, None, "modify")
+            return portal.create_access_key(app, portal.operator(operator, None))
+        case "enableAccessKey" | "disableAccessKey" | "deleteAccessKey":
+            _require(consumer, app, None, "modify")
+            who = portal.operator(operator, None)
+            key_id = _id(p["accessKeyId"], "accessKeyId")
+            if op == "deleteAccessKey":
+                portal.delete_access_key(app, key_id, who)
+            else:
+                mode = _int(query, "mode", 0)
+                portal.switch_access_key(app, key_id, who, enabled=op == "enableAccessKey",
+                                         mode=mode)  # fmt: skip
+            return None
+    return _UNHANDLED
+
+
+def _page(found: list[Any], query: dict[str, str]) -> dict[str, Any]:
+    page, size = _int(query, "page", 0), _int(query, "size", 20)
+    chunk = found[page * size : (page + 1) * size] if size > 0 else []
+    return {"page": page, "size": size, "total": len(found), "instances": chunk}
+
+
+async def handle_openapi(server: ServerView, request: web.Request) -> web.Response:
     """Answer one ``/openapi/...`` request (after faults, like every recorded request)."""
     path = request.path
     raw_path, raw_query = split_target(request.raw_path)
     query = parse_query(raw_query)
-    text = await request.text()
+    raw = await request.read()
+    body: Any = None
+    bad_body = None
     try:
-        body: Any = json.loads(text) if text.strip() else None
-    except ValueError:
-        body, bad_json = None, True
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        bad_body = "the request body is not UTF-8"
     else:
-        bad_json = False
+        try:
+            body = json.loads(text) if text.strip() else None
+        except ValueError:
+            bad_body = "the request body is not JSON"
     op_id, params, other_method = _route(request.method, raw_path.removeprefix("/openapi/v1"))
     status, answer = 200, None
     response: web.Response
+    header = request.headers.get("Authorization")
+    consumer = server.portal.consumer(header)
+    user_token = server.portal.is_user_token(header)
+    wait = server.portal.throttle(consumer) if consumer is not None else None
     if not raw_path.startswith("/openapi/v1/") or (op_id is None and not other_method):
         response = spring_error(404, "Not Found", path)
-        status = 404
-    elif server.portal.consumer(request.headers.get("Authorization")) is None:
+    elif consumer is None and user_token:
+        response = json_response({"message": "Unauthorized user token"}, status=401)
+    elif consumer is None:
         response = spring_error(401, "Unauthorized", path)
-        status = 401
+    elif wait is not None:
+        message = "Too Many Requests, the flow is limited"
+        if user_token:
+            response = json_response({"message": message}, status=429)
+        else:
+            response = spring_error(429, message, path)
+        response.headers["Retry-After"] = server.portal.retry_after(wait)
     elif op_id is None:
         response = gson_error(
             400,
             f"Request method '{request.method}' is not supported",
             "org.springframework.web.HttpRequestMethodNotSupportedException",
         )
-        status = 400
-    elif bad_json:
-        response = gson_error(400, "the request body is not JSON", BAD_REQUEST)
-        status = 400
+    elif bad_body is not None:
+        response = gson_error(400, bad_body, BAD_REQUEST)
     else:
-        consumer = server.portal.consumer(request.headers.get("Authorization"))
-        assert consumer is not None
         try:
             answer = await _dispatch(server.portal, consumer, op_id, params, query, body)
         except PortalError as exc:
-            response, status = gson_error(exc.status, exc.message, exc.exception), exc.status
+            response = gson_error(exc.status, exc.message, exc.exception)
         else:
             response = web.Response(status=200) if answer is None else json_response(answer)
+    status = response.status
     observer: Callable[[OpenApiExchange], None] | None = server.openapi_observer
     if observer is not None:
         sent = None

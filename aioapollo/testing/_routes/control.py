@@ -10,16 +10,14 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from aiohttp import web
 
-from ._http import json_response
-from ._models import Fault
-
-if TYPE_CHECKING:
-    from ._server import ApolloTestServer
+from .._http import json_response
+from .._models import Fault
+from .view import ServerView
 
 __all__ = ["CONTROL_PREFIX", "CONTROL_TOKEN_HEADER", "handle_control"]
 
@@ -66,7 +64,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return body
 
 
-async def _publish(server: ApolloTestServer, body: dict[str, Any]) -> dict[str, Any]:
+async def _publish(server: ServerView, body: dict[str, Any]) -> dict[str, Any]:
     items = body.get("items")
     content = body.get("content")
     if (items is None) == (content is None):
@@ -91,7 +89,7 @@ async def _publish(server: ApolloTestServer, body: dict[str, Any]) -> dict[str, 
     return {"releaseKey": key}
 
 
-def _settings(server: ApolloTestServer) -> dict[str, Any]:
+def _settings(server: ServerView) -> dict[str, Any]:
     return {
         "holdSeconds": server.hold_seconds,
         "incrementalSync": server.incremental_sync,
@@ -100,7 +98,7 @@ def _settings(server: ApolloTestServer) -> dict[str, Any]:
     }
 
 
-def _update_settings(server: ApolloTestServer, body: dict[str, Any]) -> dict[str, Any]:
+def _update_settings(server: ServerView, body: dict[str, Any]) -> dict[str, Any]:
     unknown = set(body) - {
         "holdSeconds",
         "incrementalSync",
@@ -120,7 +118,7 @@ def _update_settings(server: ApolloTestServer, body: dict[str, Any]) -> dict[str
     return _settings(server)
 
 
-async def _route(server: ApolloTestServer, request: web.Request, parts: list[str]) -> Any:
+async def _route(server: ServerView, request: web.Request, parts: list[str]) -> Any:
     method = request.method
     match method, parts:
         case "GET", ["health"]:
@@ -170,7 +168,7 @@ async def _route(server: ApolloTestServer, request: web.Request, parts: list[str
     raise _NotFound(f"no control endpoint {method} {request.path}")
 
 
-async def handle_control(server: ApolloTestServer, request: web.Request) -> web.Response:
+async def handle_control(server: ServerView, request: web.Request) -> web.Response:
     """Answer a ``/__aioapollo__/...`` request; errors are ``{"error": "..."}``."""
     if not _authorized(server.control_token, request):
         message = (
