@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 __all__ = ["OPENAPI_PREFIX", "OpenApiExchange", "handle_openapi"]
 
 OPENAPI_PREFIX = "/openapi/"
+#: The 401 message of a test server that accepts no token at all (a real portal cannot say so).
+_NO_TOKEN = (
+    "this test server has no OpenAPI token configured: start `aioapollo serve` with "
+    "APOLLO_OPENAPI_TOKEN set, or call server.add_openapi_token(...)"
+)
 _NS = r"/envs/(?P<env>[^/]+)/apps/(?P<appId>[^/]+)/clusters/(?P<clusterName>[^/]+)" + (
     r"/namespaces/(?P<namespaceName>[^/]+)"
 )
@@ -305,7 +310,9 @@ async def handle_openapi(server: ApolloTestServer, request: web.Request) -> web.
         response = spring_error(404, "Not Found", path)
         status = 404
     elif server.portal.consumer(request.headers.get("Authorization")) is None:
-        response = spring_error(401, "Unauthorized", path)
+        response = spring_error(
+            401, "Unauthorized" if server.portal.has_consumers else _NO_TOKEN, path
+        )
         status = 401
     elif op_id is None:
         response = gson_error(
