@@ -300,3 +300,33 @@ async def test_a_server_without_an_openapi_token_says_so(
         assert await cli("config", "diff", str(tmp_path)) == 4
         err = capsys.readouterr().err
         assert "did not accept the token" in err and "no OpenAPI token configured" in err
+
+
+# ------------------------------------------------------------------- stopping part way
+
+_ITEMS = "/openapi/v1/envs/DEV/apps/test-app/clusters/default/namespaces/application/items/"
+
+
+async def test_a_failure_after_the_first_change_exits_8_and_says_what_is_left(
+    cli_env: None, portal: ApolloTestServer, tmp_path: Path, capsys: Any
+) -> None:
+    write(tmp_path, "DEV/default/application", 'a: "1"\nb: "2"\nc: "3"\ntimeout: "30"\n')
+    portal.inject(_ITEMS + "b", method="PUT", status=503, times=None)
+    assert await cli("config", "apply", str(tmp_path), "--publish") == 8
+    err = capsys.readouterr().err
+    assert "Apollo WAS changed" in err and "items changed: a;" in err
+    assert "setting b failed and may or may not have been made" in err
+    assert "not changed: c, greeting" in err and "not published" in err
+    portal.clear_faults()
+    assert await cli("config", "apply", str(tmp_path), "--publish") == 0  # safe to run again
+    assert _released(portal) == {"a": "1", "b": "2", "c": "3", "timeout": "30"}
+
+
+async def test_a_refused_first_change_is_still_nothing_changed(
+    cli_env: None, portal: ApolloTestServer, tmp_path: Path, capsys: Any
+) -> None:
+    write(tmp_path, "DEV/default/application", 'a: "1"\ngreeting: "hello"\ntimeout: "30"\n')
+    portal.inject(_ITEMS + "a", method="PUT", status=400, body='{"message": "no"}')
+    assert await cli("config", "apply", str(tmp_path)) == 7
+    assert "WAS changed" not in capsys.readouterr().err
+    assert _items(portal) == 2  # the adopted release's two items, nothing else
