@@ -9,6 +9,7 @@ __all__ = [
     "EXIT_CHANGES",
     "EXIT_MISSING",
     "EXIT_OK",
+    "EXIT_PARTIAL",
     "EXIT_REFUSED",
     "EXIT_REJECTED",
     "EXIT_UNAVAILABLE",
@@ -28,7 +29,8 @@ EXIT_UNAVAILABLE = 3
 EXIT_AUTH = 4  # access denied: 401, or a token without the grant (403)
 EXIT_CHANGES = 5  # `config diff --exit-code`: Apollo differs from the files
 EXIT_REFUSED = 6  # `config apply` refused: others' unpublished changes, a lock, the 4-eyes rule
-EXIT_REJECTED = 7  # the portal rejected a request (400, 404, an operation it lacks)
+EXIT_REJECTED = 7  # the portal rejected a request (400, 404, 413, an operation it lacks)
+EXIT_PARTIAL = 8  # `config apply` stopped part way: Apollo was changed (the message says how)
 
 
 class CommandFailed(Exception):

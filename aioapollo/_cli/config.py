@@ -2,27 +2,27 @@
 
 The desired state is ``DIR/<env>/<cluster>/<namespace>``: a properties namespace (a name
 without a ``.json``/``.yaml``/``.yml``/``.xml``/``.txt`` suffix) is a YAML or JSON mapping of
-key to string; any other namespace is its raw text. Only the namespaces that have a file are
-looked at; in each, a key without a line in the file is deleted.
+key to string; any other namespace is its text (the file's final newline is not part of it),
+which must parse as its format. Only the namespaces that have a file are looked at; in each, a
+key without a line in the file is deleted.
 
-``diff`` prints what ``apply`` would change; ``apply`` changes exactly those items and, with
-``--publish``, releases each namespace whose release differs from the files. Apollo releases a
-namespace's whole working set, so ``apply --publish`` first refuses namespaces with unpublished
-changes it did not make (working items that differ from both the latest release and the files)
-unless ``--include-unpublished``. Values of keys that look secret are masked in what is printed
-and exported unless ``--show-secrets``. The token comes from ``APOLLO_OPENAPI_TOKEN`` only.
+``diff`` compares the files with the editable items (what ``apply`` changes) and with the
+latest active release (what clients are served, and what ``apply --publish`` replaces).
+``apply`` changes exactly those items and, with ``--publish``, releases each namespace whose
+release differs from the files. Before changing anything, ``apply`` refuses to overwrite or
+release unpublished changes it did not make (unless ``--include-unpublished``), namespaces
+locked by another editor, and publishes the four-eyes rule would refuse; if it still stops part
+way, it says what it changed and exits 8. Values of keys that look secret are masked in what is
+printed and exported unless ``--show-secrets``; a file may keep the mask, which stands for the
+value the portal holds. The token comes from ``APOLLO_OPENAPI_TOKEN`` only.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import difflib
-import json
 import os
-import re
 import sys
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from .common import (
     EXIT_AUTH,
     EXIT_CHANGES,
     EXIT_OK,
+    EXIT_PARTIAL,
     EXIT_REFUSED,
     EXIT_REJECTED,
     EXIT_UNAVAILABLE,
@@ -48,26 +49,37 @@ from .common import (
     CommandFailed,
     positive_seconds,
 )
+from .configfiles import (
+    APOLLO_VALUE_LIMIT,
+    CONTENT,
+    MASK,
+    Target,
+    check_lengths,
+    dump_mapping,
+    export_text,
+    is_raw,
+    load_targets,
+    looks_secret,
+)
+from .configplan import Plan, describe, make_plan
 
 __all__ = ["MASK", "add_command", "run"]
 
-MASK = "******"
-_RAW = frozenset({"json", "yaml", "yml", "xml", "txt"})
-_SECRET = re.compile(
-    r"(?i)(pass(word|wd)?|pwd|secret|token|credential|private[-_.]?key|api[-_.]?key|"
-    r"access[-_.]?key|auth)"
-)
-_CONTENT = "content"
+_OPERATOR_ENV = "APOLLO_OPENAPI_OPERATOR"
+_TOKEN_ENV = "APOLLO_OPENAPI_TOKEN"
 
 
-def looks_secret(key: str) -> bool:
-    """Whether a key's name suggests its value is a secret (password, token, key, ...)."""
-    return _SECRET.search(key) is not None
-
-
-def is_raw(namespace: str) -> bool:
-    """Whether the namespace is kept as raw text (``x.json``, ``x.yaml``, ...)."""
-    return "." in namespace and namespace.rsplit(".", 1)[1].lower() in _RAW
+def _length_limit(text: str) -> int:
+    """An ``argparse`` type: a whole number of characters, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of characters (0: no check), got {text!r}"
+        )
+    return value
 
 
 def add_command(sub: Any) -> None:
@@ -79,7 +91,7 @@ def add_command(sub: Any) -> None:
     group.add_argument("--portal-url", help="the portal's URL (APOLLO_PORTAL_URL)")
     group.add_argument("--app-id", help="the appId (APP_ID)")
     group.add_argument(
-        "--operator", help="portal user changes are made as (APOLLO_OPENAPI_OPERATOR)"
+        "--operator", help=f"portal user changes are made as ({_OPERATOR_ENV}); apply needs one"
     )
     group.add_argument(
         "--timeout", type=positive_seconds, default=None, help="seconds per request (10)"
@@ -91,6 +103,15 @@ def add_command(sub: Any) -> None:
     )
     common.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv)")
     common.add_argument("dir", metavar="DIR", help="DIR/<env>/<cluster>/<namespace> files")
+    checked = argparse.ArgumentParser(add_help=False)
+    checked.add_argument(
+        "--max-value-length",
+        type=_length_limit,
+        default=APOLLO_VALUE_LIMIT,
+        metavar="N",
+        help=f"refuse values longer than N characters before sending ({APOLLO_VALUE_LIMIT}, "
+        "Apollo's default limit; 0: no check)",
+    )
 
     config = sub.add_parser(
         "config",
@@ -102,17 +123,23 @@ def add_command(sub: Any) -> None:
     export = actions.add_parser("export", parents=[common], help="write Apollo's items to DIR")
     export.add_argument("--env", action="append", help="env to export (all by default)")
     export.add_argument("--cluster", action="append", help="cluster to export (all)")
-    diff = actions.add_parser("diff", parents=[common], help="show what apply would change")
-    diff.add_argument(
-        "--exit-code", action="store_true", help=f"exit {EXIT_CHANGES} when there are changes"
+    diff = actions.add_parser(
+        "diff", parents=[common, checked], help="compare DIR with the items and the release"
     )
-    apply = actions.add_parser("apply", parents=[common], help="make Apollo's items match DIR")
+    diff.add_argument(
+        "--exit-code",
+        action="store_true",
+        help=f"exit {EXIT_CHANGES} when the items or the release differ from DIR",
+    )
+    apply = actions.add_parser(
+        "apply", parents=[common, checked], help="make Apollo's items match DIR"
+    )
     apply.add_argument("--publish", action="store_true", help="release each changed namespace")
     apply.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     apply.add_argument(
         "--include-unpublished",
         action="store_true",
-        help="publish even if others left unpublished changes in a namespace",
+        help="overwrite or publish unpublished changes others left in a namespace",
     )
     apply.add_argument("--title", default="aioapollo config apply", help="release title")
     apply.add_argument("--comment", default="", help="release comment")
@@ -123,184 +150,15 @@ def add_command(sub: Any) -> None:
     )
 
 
-# ------------------------------------------------------------------------------ the files
-
-
-@dataclass
-class Target:
-    """One namespace of the desired state."""
-
-    env: str
-    cluster: str
-    namespace: str
-    path: Path
-    values: dict[str, str] = field(repr=False)  # {"content": text} for a raw namespace
-
-    @property
-    def name(self) -> str:
-        return f"{self.env}/{self.cluster}/{self.namespace}"
-
-
-def _load_mapping(path: Path, text: str) -> dict[str, str]:
-    data: Any
-    try:
-        data = json.loads(text) if text.strip() else {}
-    except ValueError:
-        try:
-            import yaml
-        except ImportError:
-            raise CommandFailed(
-                EXIT_USAGE,
-                f"{path} is not JSON, and YAML needs PyYAML: pip install 'aioapollo[yaml]'",
-            ) from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise CommandFailed(EXIT_USAGE, f"{path} is not valid YAML or JSON: {exc}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise CommandFailed(
-            EXIT_USAGE, f"{path}: a properties namespace is a mapping of key: value"
-        )
-    result = {}
-    for key, value in data.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise CommandFailed(
-                EXIT_USAGE,
-                f'{path}: key {key!r}: values must be strings (quote them: "30", "true"), '
-                "so YAML cannot turn 010 into 8 or on into true",
-            )
-        if value == MASK and looks_secret(key):
-            raise CommandFailed(
-                EXIT_USAGE,
-                f"{path}: key {key!r} holds the export mask, not a value; put the real value "
-                "there (or export with --show-secrets)",
-            )
-        result[key] = value
-    return result
-
-
-def load_targets(root: Path) -> list[Target]:
-    """The desired state under ``root`` (sorted by env, cluster, namespace)."""
-    if not root.is_dir():
-        raise CommandFailed(EXIT_USAGE, f"{root} is not a directory")
-    targets = []
-    for env_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for cluster_dir in sorted(p for p in env_dir.iterdir() if p.is_dir()):
-            for path in sorted(p for p in cluster_dir.iterdir() if p.is_file()):
-                if path.name.startswith("."):
-                    continue
-                try:
-                    text = path.read_text(encoding="utf-8")
-                except (OSError, UnicodeDecodeError) as exc:
-                    raise CommandFailed(EXIT_USAGE, f"cannot read {path}: {exc}") from None
-                values = {_CONTENT: text} if is_raw(path.name) else _load_mapping(path, text)
-                targets.append(Target(env_dir.name, cluster_dir.name, path.name, path, values))
-    if not targets:
-        raise CommandFailed(EXIT_USAGE, f"{root} has no DIR/<env>/<cluster>/<namespace> files")
-    return targets
-
-
-# ------------------------------------------------------------------------------ planning
-
-
-@dataclass
-class Plan:
-    """What ``apply`` does to one namespace."""
-
-    target: Target
-    working: dict[str, str] = field(repr=False)
-    released: dict[str, str] | None = field(repr=False)
-    lock_holder: str | None = None
-
-    @property
-    def upserts(self) -> dict[str, str]:
-        wanted = self.target.values
-        return {k: v for k, v in wanted.items() if self.working.get(k) != v}
-
-    @property
-    def deletes(self) -> list[str]:
-        return sorted(k for k in self.working if k not in self.target.values)
-
-    @property
-    def others_pending(self) -> list[str]:
-        """Unpublished working changes that the files do not ask for (someone else's)."""
-        released = self.released or {}
-        keys = set(self.working) | set(released)
-        return sorted(
-            k
-            for k in keys
-            if self.working.get(k) != released.get(k)
-            and self.working.get(k) != self.target.values.get(k)
-        )
-
-    @property
-    def needs_release(self) -> bool:
-        return (self.released or {}) != self.target.values or self.released is None
-
-
-async def _plan(api: ApolloOpenApiClient, app_id: str, target: Target) -> Plan:
-    where = {"env": target.env, "app_id": app_id, "cluster": target.cluster}
-    ns = await api.get_namespace(**where, namespace=target.namespace)
-    release = await api.latest_release(**where, namespace=target.namespace)
-    lock = await api.get_namespace_lock(**where, namespace=target.namespace)
-    return Plan(
-        target,
-        dict(ns.values),
-        None if release is None else dict(release.configurations),
-        lock.locked_by if lock.is_locked else None,
-    )
-
-
-def _show(key: str, value: str | None, show_secrets: bool) -> str:
-    if value is None:
-        return "(absent)"
-    if looks_secret(key) and not show_secrets:
-        return MASK
-    return json.dumps(value, ensure_ascii=False)
-
-
-def describe(plan: Plan, show_secrets: bool) -> list[str]:
-    """The lines ``diff`` prints for one namespace (empty when there is nothing to do)."""
-    lines: list[str] = []
-    target = plan.target
-    if is_raw(target.namespace):
-        old = plan.working.get(_CONTENT, "")
-        new = target.values[_CONTENT]
-        if old != new:
-            lines.append(f"  ~ content ({len(old.splitlines())} -> {len(new.splitlines())} lines)")
-            lines.extend(
-                "    " + line.rstrip("\n")
-                for line in difflib.unified_diff(
-                    old.splitlines(), new.splitlines(), "apollo", "file", lineterm="", n=1
-                )
-            )
-    else:
-        for key, value in sorted(plan.upserts.items()):
-            old_value = plan.working.get(key)
-            if old_value is None:
-                lines.append(f"  + {key} = {_show(key, value, show_secrets)}")
-            else:
-                lines.append(
-                    f"  ~ {key}: {_show(key, old_value, show_secrets)} -> "
-                    f"{_show(key, value, show_secrets)}"
-                )
-        lines.extend(
-            f"  - {key} (was {_show(key, plan.working[key], show_secrets)})" for key in plan.deletes
-        )
-    if plan.others_pending:
-        lines.append(f"  ! unpublished changes in Apollo: {', '.join(plan.others_pending)}")
-    if plan.lock_holder:
-        lines.append(f"  ! locked by {plan.lock_holder} (namespace lock)")
-    return lines
-
-
 # ------------------------------------------------------------------------------ commands
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``config ACTION``; returns the exit code (raises ``CommandFailed``)."""
+    """Run ``config ACTION``; returns the exit code (raises ``CommandFailed``).
+
+    Everything that can be checked without the portal is checked first: the appId, the token,
+    an operator for ``apply``, and the files (format, values' lengths).
+    """
     app_id = args.app_id or os.environ.get("APP_ID")
     if not app_id:
         raise CommandFailed(EXIT_USAGE, "no appId: set APP_ID or pass --app-id")
@@ -315,128 +173,288 @@ def run(args: argparse.Namespace) -> int:
         api = ApolloOpenApiClient.from_env(**overrides)
     except ValueError as exc:
         raise CommandFailed(EXIT_USAGE, str(exc)) from None
+    if args.config_command == "apply" and not api.operator:
+        raise CommandFailed(
+            EXIT_USAGE,
+            "config apply needs an operator, the portal user its changes are recorded under: "
+            f"pass --operator NAME or set {_OPERATOR_ENV}",
+        )
+    targets: list[Target] = []
+    if args.config_command != "export":
+        targets = load_targets(Path(args.dir))
+        check_lengths(targets, args.max_value_length)
     command = {"export": _export, "diff": _diff, "apply": _apply}[args.config_command]
-    result: int = asyncio.run(_guarded(command, api, app_id, args))
+    result: int = asyncio.run(_guarded(command, api, app_id, args, targets))
     return result
 
 
-async def _guarded(command: Any, api: ApolloOpenApiClient, app_id: str, args: Any) -> int:
+def explain(exc: BaseException) -> tuple[int, str]:
+    """The exit code and message for an error of the portal client."""
+    if isinstance(exc, OpenApiAuthError):
+        said = exc.server_message
+        said = f": {said}" if said and said.lower() != "unauthorized" else ""
+        return EXIT_AUTH, (
+            f"the portal did not accept the token (HTTP 401 from {exc.url}{said}). Either the "
+            f"token in {_TOKEN_ENV} is wrong, revoked or for another portal, or the server has "
+            "no OpenAPI token configured (`aioapollo serve` accepts one only when started with "
+            f"{_TOKEN_ENV} set); a portal's tokens are made under Open Platform Authorization"
+        )
+    if isinstance(exc, OpenApiForbiddenError):
+        return EXIT_AUTH, str(exc)
+    if isinstance(exc, NamespaceLockedError | PublishNotAllowedError):
+        return EXIT_REFUSED, str(exc)
+    if isinstance(exc, OpenApiError) and exc.status == 413:
+        return EXIT_REJECTED, (
+            f"the portal, or a proxy in front of it, refused the request as too large (HTTP 413 "
+            f"from {exc.url}): a value is over its request size limit. Apollo refuses values "
+            f"longer than item.value.length.limit ({APOLLO_VALUE_LIMIT:,} characters unless a "
+            "portal admin raised it) in any case, which `config` checks before sending unless "
+            "--max-value-length is raised or 0"
+        )
+    if isinstance(exc, OpenApiError):
+        code = EXIT_UNAVAILABLE if exc.status >= 500 or exc.status == 429 else EXIT_REJECTED
+        return code, str(exc)
+    if isinstance(exc, ApolloConnectionError | TimeoutError):
+        return EXIT_UNAVAILABLE, str(exc) or "timed out"
+    return EXIT_UNAVAILABLE, str(exc)
+
+
+async def _guarded(
+    command: Any, api: ApolloOpenApiClient, app_id: str, args: Any, targets: list[Target]
+) -> int:
     try:
         async with api:
-            code: int = await command(api, app_id, args)
+            code: int = await command(api, app_id, args, targets)
             return code
-    except (OpenApiAuthError, OpenApiForbiddenError) as exc:
-        raise CommandFailed(EXIT_AUTH, str(exc)) from None
-    except (NamespaceLockedError, PublishNotAllowedError) as exc:
-        raise CommandFailed(EXIT_REFUSED, str(exc)) from None
-    except OpenApiError as exc:
-        code = EXIT_UNAVAILABLE if exc.status >= 500 or exc.status == 429 else EXIT_REJECTED
-        raise CommandFailed(code, str(exc)) from None
-    except (ApolloConnectionError, TimeoutError) as exc:
-        raise CommandFailed(EXIT_UNAVAILABLE, str(exc) or "timed out") from None
-    except ApolloError as exc:
-        raise CommandFailed(EXIT_UNAVAILABLE, str(exc)) from None
+    except (ApolloError, TimeoutError) as exc:
+        raise CommandFailed(*explain(exc)) from None
 
 
 def _out(line: str) -> None:
     sys.stdout.write(line + "\n")
 
 
-async def _plans(api: ApolloOpenApiClient, app_id: str, root: Path) -> list[Plan]:
-    return [await _plan(api, app_id, target) for target in load_targets(root)]
+async def _plans(api: ApolloOpenApiClient, app_id: str, targets: list[Target]) -> list[Plan]:
+    return [await make_plan(api, app_id, target) for target in targets]
 
 
-async def _diff(api: ApolloOpenApiClient, app_id: str, args: argparse.Namespace) -> int:
-    changed = 0
-    for plan in await _plans(api, app_id, Path(args.dir)):
+async def _diff(
+    api: ApolloOpenApiClient, app_id: str, args: argparse.Namespace, targets: list[Target]
+) -> int:
+    items = served = differ = 0
+    for plan in await _plans(api, app_id, targets):
         lines = describe(plan, args.show_secrets)
-        if plan.upserts or plan.deletes:
-            changed += 1
+        items += plan.items_differ
+        served += plan.served_differs
+        differ += plan.items_differ or plan.served_differs
         if lines:
             _out(f"{plan.target.name}:")
             for line in lines:
                 _out(line)
-    _out(f"{changed} namespace(s) would change")
-    return EXIT_CHANGES if changed and args.exit_code else EXIT_OK
+    _out(
+        f"{differ} namespace(s) differ from the files: {items} in the items (`apply` changes "
+        f"them), {served} in what clients are served (`apply --publish` releases them)"
+    )
+    return EXIT_CHANGES if differ and args.exit_code else EXIT_OK
 
 
-async def _apply(api: ApolloOpenApiClient, app_id: str, args: argparse.Namespace) -> int:
-    plans = await _plans(api, app_id, Path(args.dir))
-    operator = api.operator
+def _refusals(plans: list[Plan], operator: str, args: argparse.Namespace) -> list[str]:
+    """Why ``apply`` may not start (each a line naming the namespace); empty: it may."""
+    seen_lock = next(((p.target.name, p.lock_holder) for p in plans if p.lock_holder), None)
     refusals = []
     for plan in plans:
         name = plan.target.name
-        busy = plan.upserts or plan.deletes or (args.publish and plan.needs_release)
-        if busy and plan.lock_holder and plan.lock_holder != operator:
+        release = args.publish and plan.served_differs
+        if not (plan.items_differ or release):
+            continue
+        if plan.items_differ and plan.lock_holder and plan.lock_holder != operator:
             refusals.append(
                 f"{name}: locked by {plan.lock_holder}, who has unpublished changes in it "
                 "(the portal's namespace lock); wait until they are published"
             )
-        if args.publish and plan.others_pending and not args.include_unpublished:
+        elif release and not args.emergency:
+            if plan.lock_holder == operator:
+                why = f"it is locked by {operator}, who edited it and has not published it"
+            elif plan.items_differ and seen_lock is not None:
+                why = (
+                    f"the portal's namespace lock is on ({seen_lock[0]} is locked by "
+                    f"{seen_lock[1]}), so editing it makes {operator} its lock holder"
+                )
+            else:
+                why = ""
+            if why:
+                refusals.append(
+                    f"{name}: {why}, and the four-eyes rule does not let the operator who "
+                    "edited a namespace publish it: apply without --publish and have another "
+                    "operator publish, or pass --emergency if the portal allows emergency "
+                    "publishes"
+                )
+        theirs = plan.others_pending if release else plan.overwritten
+        if theirs and not args.include_unpublished:
+            what = "a publish would release them" if release else "apply would overwrite them"
             refusals.append(
                 f"{name}: unpublished changes in Apollo that DIR does not hold "
-                f"({', '.join(plan.others_pending)}); a publish would release or overwrite "
-                "them: pass --include-unpublished to go ahead"
+                f"({', '.join(theirs)}); {what}: pass --include-unpublished to go ahead"
             )
+    return refusals
+
+
+@dataclass
+class _Progress:
+    """What ``apply`` has done so far, to say exactly what was left if it stops part way."""
+
+    plans: list[Plan]
+    current: Plan | None = None
+    edited: dict[str, list[str]] = field(default_factory=dict)
+    published: dict[str, int] = field(default_factory=dict)
+    in_flight: str | None = None  # the request under way: it may or may not have been made
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.published or any(self.edited.values()))
+
+    def report(self, exc: BaseException, lock_holder: str | None) -> str:
+        if not _ambiguous(exc):
+            self.in_flight = None  # refused: not made
+        lines = []
+        started = False
+        for plan in self.plans:
+            name = plan.target.name
+            edited = self.edited.get(name, [])
+            if plan is self.current:
+                started = True
+                parts = [f"items changed: {', '.join(edited)}" if edited else "no item changed"]
+                if self.in_flight:
+                    parts.append(f"{self.in_flight} failed and may or may not have been made")
+                left = [
+                    k
+                    for k in [*sorted(plan.upserts), *plan.deletes]
+                    if k not in edited and self.in_flight not in (f"setting {k}", f"deleting {k}")
+                ]
+                if left:
+                    parts.append(f"not changed: {', '.join(left)}")
+                if self.in_flight != "the publish":
+                    parts.append("not published")
+                if lock_holder:
+                    parts.append(
+                        f"locked by {lock_holder} (the namespace lock) until another operator "
+                        "publishes it"
+                    )
+                lines.append(f"{name}: {'; '.join(parts)}")
+            elif name in self.published:
+                changed = f" (items changed: {', '.join(edited)})" if edited else ""
+                lines.append(f"{name}: published release {self.published[name]}{changed}")
+            elif started:
+                lines.append(f"{name}: not touched")
+        code, cause = explain(exc)
+        del code
+        hint = ""
+        if isinstance(exc, PublishNotAllowedError):
+            hint = (
+                " Have another operator publish it (in the portal, or `config apply --publish "
+                "--operator OTHER`), or run again with --emergency if the portal allows "
+                "emergency publishes."
+            )
+        return (
+            "config apply stopped part way, and Apollo WAS changed:\n  "
+            + "\n  ".join(lines)
+            + f"\nbecause: {cause}.{hint} `config diff` shows what is left; running the same "
+            "apply again is safe"
+        )
+
+
+async def _lock_of(api: ApolloOpenApiClient, app_id: str, plan: Plan) -> str | None:
+    try:
+        lock = await api.get_namespace_lock(**plan.where(app_id))
+    except (ApolloError, TimeoutError):
+        return None
+    return lock.locked_by if lock.is_locked else None
+
+
+def _ambiguous(exc: BaseException) -> bool:
+    """Whether a failed write may still have been made (no reply, or a 5xx)."""
+    return not (isinstance(exc, OpenApiError) and exc.status < 500)
+
+
+async def _apply(
+    api: ApolloOpenApiClient, app_id: str, args: argparse.Namespace, targets: list[Target]
+) -> int:
+    plans = await _plans(api, app_id, targets)
+    operator = api.operator
+    assert operator is not None  # checked by run()
+    refusals = _refusals(plans, operator, args)
     if refusals:
         raise CommandFailed(EXIT_REFUSED, "refused, nothing changed:\n  " + "\n  ".join(refusals))
+    progress = _Progress(plans)
     done = 0
     for plan in plans:
-        target = plan.target
         lines = describe(plan, args.show_secrets)
-        will_release = args.publish and plan.needs_release
-        if not (plan.upserts or plan.deletes or will_release):
+        will_release = args.publish and plan.served_differs
+        if not (plan.items_differ or will_release):
             continue
         done += 1
-        _out(f"{target.name}:{' (dry run)' if args.dry_run else ''}")
+        _out(f"{plan.target.name}:{' (dry run)' if args.dry_run else ''}")
         for line in lines:
             _out(line)
         if args.dry_run:
             if will_release:
                 _out("  would publish")
             continue
-        where = {
-            "env": target.env,
-            "app_id": app_id,
-            "cluster": target.cluster,
-            "namespace": target.namespace,
-        }
-        if plan.upserts:
-            await api.set_items(**where, items=plan.upserts)
-        if plan.deletes:
-            await api.delete_items(**where, keys=plan.deletes)
-        if will_release:
-            release = await api.publish(
-                **where, title=args.title, comment=args.comment, emergency=args.emergency
+        progress.current = plan
+        try:
+            await _apply_one(api, app_id, plan, will_release, args, progress)
+        except (ApolloError, TimeoutError) as exc:
+            if not progress.changed and not (progress.in_flight and _ambiguous(exc)):
+                raise  # nothing was changed: the error's own exit code
+            holder = await _lock_of(api, app_id, plan)
+            raise CommandFailed(EXIT_PARTIAL, progress.report(exc, holder)) from None
+        progress.current = None
+    if not args.publish and not args.dry_run:
+        stale = [p.target.name for p in plans if p.served_differs]
+        if stale:
+            _out(
+                f"note: clients are served releases that differ from the files in "
+                f"{', '.join(stale)}; `config apply --publish` releases the files"
             )
-            _out(f"  published release {release.id}")
     verb = "would change" if args.dry_run else "changed"
     _out(f"{done} namespace(s) {verb}")
     return EXIT_OK
 
 
-_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
-_YAML_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "null", "y", "n"})
+async def _apply_one(
+    api: ApolloOpenApiClient,
+    app_id: str,
+    plan: Plan,
+    will_release: bool,
+    args: argparse.Namespace,
+    progress: _Progress,
+) -> None:
+    """Edit one namespace's items, one request per key, then publish it if asked."""
+    where = plan.where(app_id)
+    edited = progress.edited.setdefault(plan.target.name, [])
+    for key, value in sorted(plan.upserts.items()):
+        progress.in_flight = f"setting {key}"
+        await api.update_item(**where, key=key, value=value, create=True)
+        edited.append(key)
+    for key in plan.deletes:
+        progress.in_flight = f"deleting {key}"
+        await api.delete_items(**where, keys=[key])
+        edited.append(key)
+    progress.in_flight = None
+    if will_release:
+        progress.in_flight = "the publish"
+        release = await api.publish(
+            **where, title=args.title, comment=args.comment, emergency=args.emergency
+        )
+        progress.in_flight = None
+        progress.published[plan.target.name] = release.id
+        _out(f"  published release {release.id}")
 
 
-def _dump_mapping(values: Mapping[str, str]) -> str:
-    """YAML (one ``key: "value"`` line each, sorted; every value double-quoted, so nothing is
-    read back as a number or a boolean), or JSON when PyYAML is not installed to read it."""
-    try:
-        import yaml  # noqa: F401 - only to know `apply` can read YAML back
-    except ImportError:
-        return json.dumps(dict(sorted(values.items())), indent=2, ensure_ascii=False) + "\n"
-    if not values:
-        return "{}\n"
-    lines = []
-    for key, value in sorted(values.items()):
-        plain = _PLAIN_KEY.fullmatch(key) and key.lower() not in _YAML_WORDS
-        shown = key if plain else json.dumps(key, ensure_ascii=False)
-        lines.append(f"{shown}: {json.dumps(value, ensure_ascii=False)}\n")
-    return "".join(lines)
-
-
-async def _export(api: ApolloOpenApiClient, app_id: str, args: argparse.Namespace) -> int:
+async def _export(
+    api: ApolloOpenApiClient, app_id: str, args: argparse.Namespace, targets: list[Target]
+) -> int:
+    del targets  # export reads nothing from DIR
     root = Path(args.dir)
     masked: list[str] = []
     written = 0
@@ -452,21 +470,21 @@ async def _export(api: ApolloOpenApiClient, app_id: str, args: argparse.Namespac
                 path = root / env_clusters.env / cluster / ns.name
                 path.parent.mkdir(parents=True, exist_ok=True)
                 if is_raw(ns.name):
-                    text = ns.values.get(_CONTENT, "")
+                    text = export_text(ns.values.get(CONTENT, ""))
                 else:
                     values = dict(ns.values)
                     for key in values:
                         if looks_secret(key) and not args.show_secrets:
                             values[key] = MASK
                             masked.append(f"{env_clusters.env}/{cluster}/{ns.name}:{key}")
-                    text = _dump_mapping(values)
+                    text = dump_mapping(values)
                 path.write_text(text, encoding="utf-8")
                 written += 1
     _out(f"exported {written} namespace(s) to {root}")
     if masked:
         sys.stderr.write(
             f"{PROG}: masked {len(masked)} value(s) of secret-looking keys as {MASK} "
-            f"({', '.join(masked)}); `config apply` refuses them until real values are put "
-            "back; pass --show-secrets to export the values\n"
+            f"({', '.join(masked)}); a mask left in a file keeps the value the portal holds; "
+            "pass --show-secrets to export the values\n"
         )
     return EXIT_OK

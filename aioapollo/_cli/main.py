@@ -1,6 +1,6 @@
 """The ``aioapollo`` command line: ``get``, ``dump``, ``watch``; ``serve`` (the test server) and,
-for the test server only, ``publish`` and ``delete`` (in ``_cli_control``); ``config
-export|diff|apply`` through the portal OpenAPI (in ``_cli_config``).
+for the test server only, ``publish`` and ``delete`` (in ``_cli.control``); ``config
+export|diff|apply`` through the portal OpenAPI (in ``_cli.config``).
 
 Settings come from the same environment variables as :meth:`ApolloClient.from_env`; flags win.
 Values are printed on stdout because the user asked for them; nothing here logs a value.

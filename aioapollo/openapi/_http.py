@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import logging
 import os
@@ -235,9 +236,11 @@ class PortalHttp:
         if data is not None:
             headers["Content-Type"] = "application/json;charset=UTF-8"
         url = URL(self._base + target, encoded=True)
+        # aiohttp warns about a large body given as bytes (it would be copied in one go).
+        payload = io.BytesIO(data) if data is not None and len(data) > 1 << 20 else data
         try:
             async with session.request(
-                method, url, data=data, headers=headers, allow_redirects=False
+                method, url, data=payload, headers=headers, allow_redirects=False
             ) as resp:
                 body = await _read(resp, where, self._settings.max_body_bytes)
                 if logger.isEnabledFor(logging.DEBUG):

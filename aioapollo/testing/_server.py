@@ -30,6 +30,7 @@ from ._store import DEFAULT_CLUSTER, ReleaseStore
 __all__ = ["ApolloTestServer"]
 
 logger = logging.getLogger("aioapollo.testing")
+_TOO_LARGE = "org.springframework.web.server.PayloadTooLargeException"
 
 
 def _now_ms() -> int:
@@ -503,6 +504,8 @@ class ApolloTestServer:
                 response = await handle_openapi(self, request)
             else:
                 response = await route(self, request, query)
+        except web.HTTPRequestEntityTooLarge as exc:  # over client_max_size, as a proxy does
+            response = gson_error(413, exc.text or "Payload Too Large", _TOO_LARGE)
         except Exception:
             logger.exception("test server failed on %s", request.raw_path)
             response = gson_error(500, "test server error", "java.lang.RuntimeException")

@@ -109,8 +109,9 @@ async def test_lock_and_four_eyes(
     assert await cli("config", "apply", str(tmp_path)) == 6
     assert "locked by alice" in capsys.readouterr().err
     await api.as_operator("bob").publish(**NS, title="alice's change")
-    # Now ci-bot edits, so ci-bot may not publish: the portal's four-eyes rule.
-    assert await cli("config", "apply", str(tmp_path), "--publish") == 6
+    # Now ci-bot edits, so ci-bot may not publish: the portal's four-eyes rule. Nothing is
+    # locked before the edit, so that is only seen after it: exit 8, Apollo was changed.
+    assert await cli("config", "apply", str(tmp_path), "--publish") == 8
     assert "another operator must publish" in capsys.readouterr().err
     assert await cli("config", "apply", str(tmp_path), "--publish", "--emergency") == 0
 
@@ -124,18 +125,18 @@ async def test_raw_namespaces_and_export(
     assert await cli("config", "export", str(out_dir)) == 0
     captured = capsys.readouterr()
     assert "masked 1 value" in captured.err and "tok-123" not in captured.err + captured.out
-    assert (out_dir / "DEV/default/db.json").read_text() == '{"pool": 5}'
+    assert (out_dir / "DEV/default/db.json").read_text() == '{"pool": 5}\n'
     exported = (out_dir / "DEV/default/application").read_text()
     assert 'timeout: "30"' in exported and "tok-123" not in exported
-    # An export with masked values cannot be applied by mistake.
-    assert await cli("config", "apply", str(out_dir)) == 2
-    assert "export mask" in capsys.readouterr().err
+    # A mask left in the file keeps the portal's value: nothing to apply.
+    assert await cli("config", "apply", str(out_dir)) == 0
+    assert "0 namespace(s) changed" in capsys.readouterr().out
     assert await cli("config", "export", str(out_dir), "--show-secrets") == 0
     assert "tok-123" in (out_dir / "DEV/default/application").read_text()
     assert await cli("config", "diff", str(out_dir), "--exit-code") == 0
     write(out_dir, "DEV/default/db.json", '{"pool": 6}\n')
     assert await cli("config", "apply", str(out_dir), "--publish") == 0
-    assert portal.store.release(APP, "db.json").configurations["content"] == '{"pool": 6}\n'  # type: ignore[union-attr]
+    assert portal.store.release(APP, "db.json").configurations["content"] == '{"pool": 6}'  # type: ignore[union-attr]
 
 
 async def test_usage_errors(cli_env: None, tmp_path: Path, capsys: Any, monkeypatch) -> None:

@@ -26,6 +26,11 @@ from .view import ServerView
 __all__ = ["OPENAPI_PREFIX", "handle_openapi"]
 
 OPENAPI_PREFIX = "/openapi/"
+#: The 401 message of a test server that accepts no token at all (a real portal cannot say so).
+_NO_TOKEN = (
+    "this test server has no OpenAPI token configured: start `aioapollo serve` with "
+    "APOLLO_OPENAPI_TOKEN set, or call server.add_openapi_token(...)"
+)
 _NS = r"/envs/(?P<env>[^/]+)/apps/(?P<appId>[^/]+)/clusters/(?P<clusterName>[^/]+)" + (
     r"/namespaces/(?P<namespaceName>[^/]+)"
 )
@@ -460,7 +465,9 @@ async def handle_openapi(server: ServerView, request: web.Request) -> web.Respon
     elif consumer is None and user_token:
         response = json_response({"message": "Unauthorized user token"}, status=401)
     elif consumer is None:
-        response = spring_error(401, "Unauthorized", path)
+        response = spring_error(
+            401, "Unauthorized" if server.portal.has_consumers else _NO_TOKEN, path
+        )
     elif wait is not None:
         message = "Too Many Requests, the flow is limited"
         if user_token:
