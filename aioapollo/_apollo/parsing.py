@@ -31,7 +31,7 @@ def parse_content(fmt: str, items: Mapping[str, str], previous: Any) -> tuple[An
     try:
         import yaml
     except ImportError:
-        return previous, "PyYAML is not installed (pip install 'aioapollo[yaml]')"
+        return previous, "PyYAML is not installed (pip install 'aioapollo-client[yaml]')"
     try:
         return yaml.safe_load(text), None
     except yaml.YAMLError as exc:

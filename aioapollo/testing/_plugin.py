@@ -36,7 +36,7 @@ except ImportError:  # pragma: no cover - exercised in projects without pytest-a
 
 _MISSING = (
     "the aioapollo fixture {name!r} needs pytest-asyncio: pip install pytest-asyncio "
-    "(or aioapollo[test])"
+    "(or aioapollo-client[test])"
 )
 
 
