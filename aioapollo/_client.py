@@ -19,6 +19,7 @@ from typing import Any, Self, TypeVar, overload
 from ._apollo.cache import DiskCache
 from ._apollo.discovery import ServicePool
 from ._apollo.loader import Loading, with_source
+from ._apollo.parsing import require_parsers
 from ._apollo.poller import NamespaceState, PollCuts, Poller, poll_groups
 from ._apollo.transport import Transport
 from ._apollo.wire import namespace_format
@@ -413,6 +414,7 @@ class ApolloClient(Loading, OnChange, _owner.ProcessLocal):
         await self._start(share=self._options.share_poll)
 
     async def _start(self, *, share: bool) -> None:
+        require_parsers(self._formats)
         _process.install()
         if self._state in (ClientState.STARTING, ClientState.RUNNING):
             if self._generation == _process.current():

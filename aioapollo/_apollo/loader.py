@@ -379,7 +379,15 @@ class Loading:
         fmt = self._formats[name]
         data, error = parse_content(fmt, items, held.data if held else None)
         if error is not None:
-            logger.warning("namespace %r: %s; keeping the last parsed value", name, error)
+            parsed_before = held is not None and (held.parse_error is None or held.data is not None)
+            logger.warning(
+                "namespace %r: %s; %s",
+                name,
+                error,
+                "keeping the last parsed value"
+                if parsed_before
+                else ".data stays None until a release parses",
+            )
         snap = NamespaceSnapshot(
             name,
             fmt,
