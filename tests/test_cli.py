@@ -156,6 +156,15 @@ async def test_configuration_errors_exit_2(
     assert "http://" in capsys.readouterr().err
 
 
+async def test_a_boolean_variable_that_is_no_boolean_exits_2_naming_it(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setenv("APOLLO_SHARE_POLL", "enabled")
+    assert await run("get", "greeting") == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "APOLLO_SHARE_POLL='enabled' is not a boolean" in err and "appId" not in err
+
+
 async def test_unreachable_or_unreleased_exits_3(
     env: dict[str, str], capsys: pytest.CaptureFixture
 ) -> None:
