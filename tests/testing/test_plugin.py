@@ -105,7 +105,9 @@ def test_plugin_without_pytest_asyncio(tmp_path: Path) -> None:
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
     assert "1 passed, 1 error" in output
-    assert "needs pytest-asyncio" in output
+    assert "needs pytest-asyncio: pip install pytest-asyncio (a plain" in output
+    assert "[test]" not in output  # the project's test extra builds uWSGI: not the hint
+    assert "'apollo_server_thread' instead" in output
 
 
 SYNC_TESTS = """
