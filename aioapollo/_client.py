@@ -23,6 +23,7 @@ from typing import Any, Self, TypeVar, overload
 
 from ._apollo.cache import DiskCache
 from ._apollo.loader import ApolloSource
+from ._apollo.parsing import require_parsers
 from ._config import ClientOptions, options_from_env
 from ._core.cachewriter import CacheWriter
 from ._core.listeners import ChangeListener, ListenerRegistry, OnChange
@@ -418,6 +419,7 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
         await self._start(share=self._options.share_poll)
 
     async def _start(self, *, share: bool) -> None:
+        require_parsers(self._store.formats())
         _process.install()
         if self._state in (ClientState.STARTING, ClientState.RUNNING):
             if self._generation == _process.current():

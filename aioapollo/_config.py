@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import hmac
 import ipaddress
 import json
+import logging
 import os
 import ssl
 from collections.abc import Iterable, Mapping
@@ -272,6 +274,88 @@ class ClientOptions:
         )
 
 
+logger = logging.getLogger("aioapollo")
+
+#: Every ``APOLLO_*`` environment variable aioapollo reads: the client's (``from_env``, the
+#: command line) and the portal OpenAPI client's.
+KNOWN_ENV = frozenset(
+    {
+        "APOLLO_META",
+        "APOLLO_CONFIG_SERVICE",
+        "APOLLO_CONFIGSERVICE",
+        "APOLLO_ACCESS_KEY_SECRET",
+        "APOLLO_ACCESSKEY_SECRET",
+        "APOLLO_LABEL",
+        "APOLLO_CLUSTER",
+        "APOLLO_CACHE_DIR",
+        "APOLLO_CACHEDIR",
+        "APOLLO_CACHE_FILE_ENABLE",
+        "APOLLO_NAMESPACES",
+        "APOLLO_SHARE_POLL",
+        "APOLLO_SHARE_DIR",
+        "APOLLO_PORTAL_URL",
+        "APOLLO_OPENAPI_TOKEN",
+        "APOLLO_OPENAPI_OPERATOR",
+        "APOLLO_OPENAPI_TIMEOUT",
+    }
+)
+#: Names people reach for that are not close in spelling to the one meant.
+_MEANT = {
+    "APOLLO_META_SERVER": "APOLLO_META",
+    "APOLLO_META_SERVICE": "APOLLO_META",
+    "APOLLO_APP_ID": "APP_ID",
+    "APOLLO_APPID": "APP_ID",
+    "APOLLO_SECRET": "APOLLO_ACCESS_KEY_SECRET",
+}
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+_warned_env: set[str] = set()
+
+
+def env_bool(name: str, value: str) -> bool:
+    """A boolean environment variable: true/false, 1/0, yes/no, on/off (any case), or an error."""
+    word = value.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError(
+        f"environment variable {name}={value!r} is not a boolean: use true or false "
+        "(or 1/0, yes/no, on/off)"
+    )
+
+
+def misspelt_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """``APOLLO_*`` variables aioapollo does not read that look like one it does: name -> meant.
+
+    Others (the Java client has more, such as ``APOLLO_PROPERTY_ORDER_ENABLE``) are left alone.
+    """
+    suffixes = {name.removeprefix("APOLLO_"): name for name in KNOWN_ENV}
+    found: dict[str, str] = {}
+    for name in environ:
+        upper = name.upper()
+        if not upper.startswith("APOLLO_") or name in KNOWN_ENV:
+            continue
+        if upper in KNOWN_ENV:  # apollo_meta: the case is wrong
+            found[name] = upper
+        elif upper in _MEANT:
+            found[name] = _MEANT[upper]
+        elif close := difflib.get_close_matches(upper[7:], suffixes, n=1, cutoff=0.75):
+            found[name] = suffixes[close[0]]
+    return found
+
+
+def _warn_misspelt(environ: Mapping[str, str]) -> None:
+    for name, meant in misspelt_env(environ).items():
+        if name not in _warned_env:  # once per process: from_env runs in every worker
+            _warned_env.add(name)
+            logger.warning(
+                "environment variable %s is not one aioapollo reads: did you mean %s?",
+                name,
+                meant,
+            )
+
+
 def options_from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> dict[str, Any]:
     """Read the Java client's environment variables into :meth:`ClientOptions.build` kwargs.
 
@@ -281,8 +365,13 @@ def options_from_env(environ: Mapping[str, str] | None = None, **overrides: Any)
     ``APOLLO_CACHE_FILE_ENABLE=false`` to disable the cache, and ``APOLLO_NAMESPACES``
     (comma separated; aioapollo's own), ``APOLLO_SHARE_POLL=true`` and ``APOLLO_SHARE_DIR``
     (aioapollo's own: one long poll per host). Keyword overrides win over the environment.
+
+    Boolean variables take true/false, 1/0, yes/no or on/off; anything else is a ValueError
+    naming the variable. An ``APOLLO_*`` variable that is not read but looks like one that is
+    (``APOLLO_CONFIG_SERVER``) logs a warning saying which was meant.
     """
     env = os.environ if environ is None else environ
+    _warn_misspelt(env)
 
     def pick(*names: str) -> str | None:
         for name in names:
@@ -311,13 +400,14 @@ def options_from_env(environ: Mapping[str, str] | None = None, **overrides: Any)
         found["cluster"] = cluster
     if (names := pick("APOLLO_NAMESPACES")) is not None:
         found["namespaces"] = [n.strip() for n in names.split(",") if n.strip()]
-    if (pick("APOLLO_CACHE_FILE_ENABLE") or "true").lower() == "false":
+    cache_file = pick("APOLLO_CACHE_FILE_ENABLE")
+    if cache_file is not None and not env_bool("APOLLO_CACHE_FILE_ENABLE", cache_file):
         found["cache_dir"] = None
     elif (cache := pick("APOLLO_CACHE_DIR", "APOLLO_CACHEDIR")) is not None:
         found["cache_dir"] = cache
     share = pick("APOLLO_SHARE_POLL")
     if share is not None:
-        found["share_poll"] = share.lower() in ("1", "true", "yes", "on")
+        found["share_poll"] = env_bool("APOLLO_SHARE_POLL", share)
     if (share_dir := pick("APOLLO_SHARE_DIR")) is not None:
         found["share_dir"] = share_dir
     if "config_server" in overrides or "meta_server" in overrides:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar, overload
 
+from ._apollo.parsing import require_parsers
 from ._client import ApolloClient, ClientState
 from ._config import ClientOptions, options_from_env
 from ._core.listeners import ChangeListener, OnChange
@@ -268,6 +269,7 @@ class SyncApolloClient(OnChange, _owner.ProcessLocal):
                 pass ``True`` for other preforking servers. A master loads on a temporary
                 thread and keeps no thread running; elsewhere a poller thread starts now.
         """
+        require_parsers(self._store.formats())  # before any thread starts
         _process.install()
         generation = _process.current()
         with self._lock:

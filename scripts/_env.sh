@@ -22,8 +22,17 @@ fi
 stamp="$VENV/.aioapollo-installed"
 want="$(cat pyproject.toml scripts/_env.sh | sha256sum | cut -d' ' -f1) $("$VENV/bin/python" -V)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    # pip runs quietly: say what the next minute or two of silence is.
+    began=$SECONDS
+    echo "Setting up $VENV: installing aioapollo-client with its test tools and servers" \
+        "(first run, or pyproject.toml changed; about 1-2 minutes, uWSGI builds from source)..." >&2
     # Explicit checks: `set -e` does not apply when this file is sourced inside a `&&` list.
     "$VENV/bin/python" -m pip install --quiet --upgrade pip || exit 1
+    # The project was once installed under the name "aioapollo" (another project's on PyPI):
+    # drop that record, so only aioapollo-client owns the aioapollo package here.
+    if "$VENV/bin/python" -m pip show --quiet aioapollo >/dev/null 2>&1; then
+        "$VENV/bin/python" -m pip uninstall --quiet --yes aioapollo || exit 1
+    fi
     if ! "$VENV/bin/python" -m pip install --quiet -e ".[dev]"; then
         if [ "${CI:-}" = "true" ]; then
             echo "error: installing .[dev] into $VENV failed; CI does not run without uWSGI" >&2
@@ -39,11 +48,12 @@ import re, tomllib
 extras = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]
 for group in ("test", "peers", "dev"):
     for req in extras[group]:
-        if not re.match(r"(?i)(uwsgi|aioapollo)\b", req):
+        if not re.match(r"(?i)(uwsgi|aioapollo-client)\b", req):
             print(req)
 PY
         "$VENV/bin/python" -m pip install --quiet -r "$VENV/.deps-without-uwsgi" || exit 1
     fi
     echo "$want" > "$stamp"
+    echo "Set up $VENV in $((SECONDS - began)) s." >&2
 fi
 export PATH="$VENV/bin:$PATH"

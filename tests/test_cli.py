@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -156,6 +157,15 @@ async def test_configuration_errors_exit_2(
     assert "http://" in capsys.readouterr().err
 
 
+async def test_a_boolean_variable_that_is_no_boolean_exits_2_naming_it(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setenv("APOLLO_SHARE_POLL", "enabled")
+    assert await run("get", "greeting") == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "APOLLO_SHARE_POLL='enabled' is not a boolean" in err and "appId" not in err
+
+
 async def test_unreachable_or_unreleased_exits_3(
     env: dict[str, str], capsys: pytest.CaptureFixture
 ) -> None:
@@ -298,7 +308,17 @@ async def test_subprocess_serve(env: dict[str, str], capsys: pytest.CaptureFixtu
             banner = (await proc.stdout.readline()).decode()
         assert banner.startswith("aioapollo test server ready on http://127.0.0.1:")
         url = banner.split()[-1]
+        assert proc.stderr is not None
+        control = None
+        async with asyncio.timeout(PROC_TIMEOUT):
+            while control is None:  # the log line that names the control API's URL
+                logged = (await proc.stderr.readline()).decode()
+                assert logged, "serve ended its log without naming the control API"
+                control = re.search(r"control API: (\S+)", logged)
         async with aiohttp.ClientSession() as http:
+            async with http.get(control[1]) as reply:  # the URL it logs answers
+                assert reply.status == 200, control[1]
+                assert "POST /__aioapollo__/publish" in (await reply.json())["endpoints"]
             reply = await http.post(
                 f"{url}/__aioapollo__/publish",
                 json={"appId": "cli-app", "namespace": "application", "items": {"k": "v"}},

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from aioapollo import ApolloClient, ClientOptions, ClientState
-from aioapollo._config import default_cache_dir, options_from_env
+from aioapollo._config import KNOWN_ENV, default_cache_dir, misspelt_env, options_from_env
 
 
 def test_constructor_is_inert_outside_any_loop() -> None:
@@ -183,3 +183,65 @@ def test_from_env_builds_client(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 def test_default_cache_dir_honours_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert default_cache_dir() == tmp_path / "aioapollo"
+
+
+@pytest.mark.parametrize("name", ["APOLLO_SHARE_POLL", "APOLLO_CACHE_FILE_ENABLE"])
+def test_boolean_variables_take_boolean_words_only(name: str) -> None:
+    # APOLLO_SHARE_POLL=enabled used to mean off, silently.
+    env = {"APP_ID": "svc", "APOLLO_CONFIG_SERVICE": "http://c"}
+    for word in ("enabled", "ture", "2", "y"):
+        with pytest.raises(ValueError, match=rf"^environment variable {name}='{word}' is not"):
+            options_from_env({**env, name: word})
+    for word, on in [("true", True), ("ON", True), ("1", True), ("Yes", True), ("false", False),
+                     ("off", False), ("0", False), ("no", False)]:  # fmt: skip
+        found = options_from_env({**env, name: word})
+        if name == "APOLLO_SHARE_POLL":
+            assert found["share_poll"] is on
+        else:  # off: no disk cache; on: the default one
+            assert found.get("cache_dir", "default") == ("default" if on else None)
+    assert "share_poll" not in options_from_env({**env, "APOLLO_SHARE_POLL": " "})  # unset
+
+
+def test_from_env_rejects_a_bad_boolean_through_the_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_ID", "svc")
+    monkeypatch.setenv("APOLLO_CONFIG_SERVICE", "http://c:1")
+    monkeypatch.setenv("APOLLO_SHARE_POLL", "enabled")
+    with pytest.raises(ValueError, match="APOLLO_SHARE_POLL"):
+        ApolloClient.from_env()
+
+
+def test_a_variable_close_to_a_known_name_gets_a_did_you_mean(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("aioapollo._config._warned_env", set())
+    env = {
+        "APP_ID": "svc",
+        "APOLLO_CONFIG_SERVER": "http://c",  # the misspelling: nothing else names a server
+        "APOLLO_NAMESPACE": "db.json",
+        "APOLLO_META_SERVER": "http://m",
+        "apollo_cluster": "c1",
+        # Not aioapollo's, not close to one of its names: left alone.
+        "APOLLO_PROPERTY_ORDER_ENABLE": "true",
+        "APOLLO_HOME": "/opt/apollo",
+        "APOLLO_ENV": "DEV",
+    }
+    assert misspelt_env(env) == {
+        "APOLLO_CONFIG_SERVER": "APOLLO_CONFIG_SERVICE",
+        "APOLLO_NAMESPACE": "APOLLO_NAMESPACES",
+        "APOLLO_META_SERVER": "APOLLO_META",
+        "apollo_cluster": "APOLLO_CLUSTER",
+    }
+    assert misspelt_env(dict.fromkeys(KNOWN_ENV, "x")) == {}
+    with caplog.at_level("WARNING", logger="aioapollo"):
+        options_from_env(env)
+        options_from_env(env)  # once per process, not per call
+    said = [r.getMessage() for r in caplog.records]
+    assert (
+        said.count(
+            "environment variable APOLLO_CONFIG_SERVER is not one aioapollo reads: "
+            "did you mean APOLLO_CONFIG_SERVICE?"
+        )
+        == 1
+    )
+    assert len(said) == 4
+    assert all("http://" not in line for line in said)  # names only, never values

@@ -115,6 +115,37 @@ async def test_404_names_app_cluster_namespace_and_what_to_check(
     assert "/.../" not in text and "data center" not in text
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "404: Not Found",  # aiohttp's, Flask's and most frameworks' plain pages
+        "<html><head><title>404 Not Found</title></head><body>nginx</body></html>",
+        '{"detail": "Not Found"}',  # JSON, but not Spring's or Apollo's error shape
+    ],
+)
+async def test_a_404_that_is_not_apollos_says_so_instead_of_blaming_the_app_id(
+    server: ApolloTestServer, make_client: ClientFactory, body: str
+) -> None:
+    server.inject("/configs/", times=None, status=404, body=body)
+    error = await start_fails(make_client(cache_dir=None))
+    cause = error.causes["application"]
+    assert isinstance(cause, ApolloNotFoundError) and cause.status == 404
+    text = str(error)
+    assert "the reply does not look like Apollo's" in text, text
+    assert "config_server= / APOLLO_CONFIG_SERVICE points at an Apollo config service" in text
+    assert "app id" not in text and "released" not in text, text
+    assert body not in text  # what the other server said is not repeated
+
+
+@pytest.mark.parametrize("body", ["", '{"status": 404, "message": "Could not load"}'])
+async def test_a_404_shaped_like_apollos_still_names_app_and_namespace(
+    server: ApolloTestServer, make_client: ClientFactory, body: str
+) -> None:
+    server.inject("/configs/", times=None, status=404, body=body)
+    text = str(await start_fails(make_client(cache_dir=None)))
+    assert "no release of namespace 'application'" in text and "does not look" not in text
+
+
 async def test_404_names_the_data_center_and_hides_url_credentials(
     server: ApolloTestServer, make_client: ClientFactory, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -33,8 +33,10 @@ def test_every_extra_named_in_the_package_exists() -> None:
     named = {
         (path.relative_to(ROOT).as_posix(), extra)
         for path in (ROOT / "aioapollo").rglob("*.py")
-        # Two letters at least: ``aioapollo[x]`` is a placeholder in prose.
-        for extra in re.findall(r"aioapollo\[([a-z]{2,}(?:,[a-z]{2,})*)\]", path.read_text("utf-8"))
+        # Two letters at least: ``aioapollo-client[x]`` is a placeholder in prose.
+        for extra in re.findall(
+            r"aioapollo-client\[([a-z]{2,}(?:,[a-z]{2,})*)\]", path.read_text("utf-8")
+        )
     }
     assert named, "no message names an extra: the pattern is wrong"
     known = extras()

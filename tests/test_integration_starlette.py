@@ -265,7 +265,8 @@ def test_import_without_starlette_says_which_extra_to_install() -> None:
     )
     assert result.returncode == 1
     assert "ImportError: aioapollo.integrations.starlette needs Starlette: " in result.stderr
-    assert "pip install 'aioapollo[starlette]' (or 'aioapollo[fastapi]'" in result.stderr
+    hint = "pip install 'aioapollo-client[starlette]' (or 'aioapollo-client[fastapi]'"
+    assert hint in result.stderr
 
 
 def test_starlette_without_fastapi_works_and_apollodep_says_why_not() -> None:
@@ -276,4 +277,5 @@ def test_starlette_without_fastapi_works_and_apollodep_says_why_not() -> None:
         "from aioapollo.integrations.starlette import ApolloDep"
     )
     assert result.stdout == "imported\n"
-    assert "ImportError: ApolloDep needs FastAPI: pip install 'aioapollo[fastapi]'" in result.stderr
+    hint = "ImportError: ApolloDep needs FastAPI: pip install 'aioapollo-client[fastapi]'"
+    assert hint in result.stderr

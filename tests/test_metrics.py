@@ -154,7 +154,7 @@ def test_missing_extra_names_it(
 ) -> None:
     monkeypatch.setitem(sys.modules, hidden, None)
     monkeypatch.delitem(sys.modules, module)
-    with pytest.raises(ImportError, match=rf"pip install 'aioapollo\[{extra}\]'"):
+    with pytest.raises(ImportError, match=rf"pip install 'aioapollo-client\[{extra}\]'"):
         importlib.import_module(module)
 
 

@@ -236,7 +236,7 @@ async def test_source_in_a_hand_written_settings_class(
 def test_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pydantic_settings", None)
     monkeypatch.delitem(sys.modules, "aioapollo.integrations.pydantic")
-    with pytest.raises(ImportError, match=r"pip install 'aioapollo\[pydantic\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'aioapollo-client\[pydantic\]'"):
         importlib.import_module("aioapollo.integrations.pydantic")
 
 

@@ -13,7 +13,28 @@ from typing import Any
 
 from .wire import CONTENT_KEY
 
-__all__ = ["parse_content"]
+__all__ = ["parse_content", "require_parsers"]
+
+_YAML_HINT = "pip install 'aioapollo-client[yaml]'"
+
+
+def require_parsers(formats: Mapping[str, str]) -> None:
+    """Raise ImportError naming the extra when a namespace's format needs a missing parser.
+
+    Called by ``start()``, so a YAML namespace without PyYAML fails there, clearly, instead of
+    starting with ``data`` None and failing later where the data is used.
+    """
+    yaml_names = sorted(name for name, fmt in formats.items() if fmt in ("yaml", "yml"))
+    if not yaml_names:
+        return
+    try:
+        import yaml  # noqa: F401
+    except ImportError as exc:
+        names = ", ".join(repr(name) for name in yaml_names)
+        what = f"namespace {names} is" if len(yaml_names) == 1 else f"namespaces {names} are"
+        raise ImportError(
+            f"{what} YAML, and parsing YAML needs PyYAML, which is not installed: {_YAML_HINT}"
+        ) from exc
 
 
 def parse_content(fmt: str, items: Mapping[str, str], previous: Any) -> tuple[Any, str | None]:
@@ -31,7 +52,7 @@ def parse_content(fmt: str, items: Mapping[str, str], previous: Any) -> tuple[An
     try:
         import yaml
     except ImportError:
-        return previous, "PyYAML is not installed (pip install 'aioapollo[yaml]')"
+        return previous, f"PyYAML is not installed ({_YAML_HINT})"
     try:
         return yaml.safe_load(text), None
     except yaml.YAMLError as exc:

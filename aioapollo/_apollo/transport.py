@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -213,6 +214,23 @@ def status_error(reply: Reply, where: str) -> ApolloHTTPStatusError:
     return ApolloHTTPStatusError(f"{where}: unexpected HTTP {status}", status=status, url=where)
 
 
+def looks_like_apollo(reply: Reply) -> bool:
+    """Whether an error reply has the shape of the config service's: an empty body, or a JSON
+    object with a ``status`` (Spring Boot's error body, or Apollo's own exception handler).
+
+    A web server that is not Apollo (a proxy's default site, another app) answers with an HTML
+    or plain-text page, or JSON of another shape.
+    """
+    body = reply.body.strip()
+    if not body:
+        return True
+    try:
+        value = json.loads(body)
+    except ValueError:  # UnicodeDecodeError included
+        return False
+    return isinstance(value, dict) and "status" in value
+
+
 def config_status_error(
     reply: Reply, base: str, options: ClientOptions, namespace: str
 ) -> ApolloHTTPStatusError:
@@ -230,6 +248,19 @@ def config_status_error(
         if options.config_servers
         else "meta_server= / APOLLO_META"
     )
+    if not looks_like_apollo(reply):
+        return ApolloNotFoundError(
+            f"{where}: not found (404), and the reply does not look like Apollo's (Apollo "
+            "answers a 404 with an empty body or a JSON error that has a status; this is "
+            f"neither): check that {server} points at an Apollo config service, not another "
+            "web server",
+            status=404,
+            url=where,
+            app_id=options.app_id,
+            cluster=options.cluster,
+            data_center=data_center,
+            namespace=namespace,
+        )
     return ApolloNotFoundError(
         f"{where}: not found (404): no release of namespace {namespace!r} for {asked}. Check "
         "that the app id and cluster are spelled right, that the namespace exists and has "

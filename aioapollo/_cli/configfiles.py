@@ -82,7 +82,7 @@ def _load_mapping(path: Path, text: str) -> tuple[dict[str, str], frozenset[str]
         except ImportError:
             raise CommandFailed(
                 EXIT_USAGE,
-                f"{path} is not JSON, and YAML needs PyYAML: pip install 'aioapollo[yaml]'",
+                f"{path} is not JSON, and YAML needs PyYAML: pip install 'aioapollo-client[yaml]'",
             ) from None
         try:
             data = yaml.safe_load(text)

@@ -243,8 +243,11 @@ def _client(args: argparse.Namespace) -> ApolloClient:
             overrides["share_dir"] = args.share_dir
     try:
         kwargs = options_from_env(**overrides)
-    except ValueError:
-        raise CommandFailed(EXIT_USAGE, "no appId: set APP_ID or pass --app-id") from None
+    except ValueError as exc:  # no app id, or a variable such as APOLLO_SHARE_POLL=enabled
+        message = str(exc)
+        if message.startswith("set APP_ID"):
+            message = "no appId: set APP_ID or pass --app-id"
+        raise CommandFailed(EXIT_USAGE, message) from None
     if not kwargs.get("config_server") and not kwargs.get("meta_server"):
         raise CommandFailed(
             EXIT_USAGE,

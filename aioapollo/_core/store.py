@@ -159,6 +159,10 @@ class NamespaceStore:
         record = self.records.get(name)
         return record.snapshot if record is not None else None
 
+    def formats(self) -> dict[str, str]:
+        """Each namespace's format (``properties``, ``json``, ``yaml``, ...)."""
+        return {n: r.format for n, r in self.records.items()}
+
     def snapshots(self) -> dict[str, NamespaceSnapshot]:
         """The loaded namespaces' current snapshots."""
         return {n: r.snapshot for n, r in self.records.items() if r.snapshot is not None}
@@ -192,10 +196,15 @@ class NamespaceStore:
         held = record.snapshot
         data, error = parse_content(record.format, release.items, held.data if held else None)
         if error is not None:
-            if held is not None and held.data is not None:
-                logger.warning("namespace %r: %s; keeping the last parsed value", name, error)
-            else:
-                logger.warning("namespace %r: %s; no parsed value yet", name, error)
+            parsed_before = held is not None and (held.parse_error is None or held.data is not None)
+            logger.warning(
+                "namespace %r: %s; %s",
+                name,
+                error,
+                "keeping the last parsed value"
+                if parsed_before
+                else ".data stays None until a release parses",
+            )
         snap = NamespaceSnapshot(
             name,
             record.format,

@@ -1,1 +1,1 @@
-"""Optional integrations with other libraries; each needs its extra (``aioapollo[x]``)."""
+"""Optional integrations with other libraries; each needs its extra (``aioapollo-client[x]``)."""

@@ -1,4 +1,4 @@
-"""OpenTelemetry metrics for aioapollo clients (``pip install 'aioapollo[otel]'``).
+"""OpenTelemetry metrics for aioapollo clients (``pip install 'aioapollo-client[otel]'``).
 
 Depends on ``opentelemetry-api`` only: without an SDK configured by the application every
 instrument is a no-op. ``ApolloClient(..., hooks=[OpenTelemetryHooks()])`` records, under the
@@ -18,7 +18,7 @@ try:
     from opentelemetry import metrics
 except ImportError as exc:  # pragma: no cover - exercised by a test that hides the package
     raise ImportError(
-        "aioapollo.integrations.otel needs opentelemetry-api: pip install 'aioapollo[otel]'"
+        "aioapollo.integrations.otel needs opentelemetry-api: pip install 'aioapollo-client[otel]'"
     ) from exc
 
 from .._hooks import ChangeEvent, ErrorEvent, FetchEvent, Hooks, PollEvent, RoleEvent

@@ -1,4 +1,4 @@
-"""Prometheus metrics for aioapollo clients (``pip install 'aioapollo[prometheus]'``).
+"""Prometheus metrics for aioapollo clients (``pip install 'aioapollo-client[prometheus]'``).
 
 ``ApolloClient(..., hooks=[PrometheusHooks()])`` counts polls, fetches, changes and errors,
 times polls and fetches, and keeps the last successful sync time, in the default registry or
@@ -18,7 +18,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised by a test that hides the package
     raise ImportError(
         "aioapollo.integrations.prometheus needs prometheus-client: "
-        "pip install 'aioapollo[prometheus]'"
+        "pip install 'aioapollo-client[prometheus]'"
     ) from exc
 
 from .._hooks import ChangeEvent, ErrorEvent, FetchEvent, Hooks, PollEvent, RoleEvent

@@ -1,4 +1,5 @@
-"""Typed, validated settings from an Apollo namespace (``pip install 'aioapollo[pydantic]'``).
+"""Typed, validated settings from an Apollo namespace (the ``pydantic`` extra:
+``pip install 'aioapollo-client[pydantic]'``).
 
 :func:`bind_settings` binds a namespace to a pydantic model and re-validates it on every
 publish. An invalid publish is rejected: the app keeps the last valid settings object, the
@@ -26,7 +27,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised by a test that hides the packages
     raise ImportError(
         "aioapollo.integrations.pydantic needs pydantic and pydantic-settings: "
-        "pip install 'aioapollo[pydantic]'"
+        "pip install 'aioapollo-client[pydantic]'"
     ) from exc
 
 from .._client import ApolloClient

@@ -10,8 +10,8 @@
         return {"greeting": await cfg.get("greeting")}
 
 The lifespan runs inside each worker's own event loop, after any fork, so the client polls in
-every worker, under ``gunicorn --preload`` too. Needs Starlette (``aioapollo[starlette]``);
-:data:`ApolloDep` also needs FastAPI (``aioapollo[fastapi]``).
+every worker, under ``gunicorn --preload`` too. Needs Starlette (``aioapollo-client[starlette]``);
+:data:`ApolloDep` also needs FastAPI (``aioapollo-client[fastapi]``).
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ try:
     from starlette.requests import HTTPConnection
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess
     raise ImportError(
-        "aioapollo.integrations.starlette needs Starlette: pip install 'aioapollo[starlette]' "
-        "(or 'aioapollo[fastapi]' for a FastAPI app)"
+        "aioapollo.integrations.starlette needs Starlette: "
+        "pip install 'aioapollo-client[starlette]' "
+        "(or 'aioapollo-client[fastapi]' for a FastAPI app)"
     ) from exc
 
 from .._client import ApolloClient, ClientState
@@ -190,7 +191,7 @@ else:
             from fastapi import Depends
         except ImportError as exc:
             raise ImportError(
-                "ApolloDep needs FastAPI: pip install 'aioapollo[fastapi]' (Starlette apps "
+                "ApolloDep needs FastAPI: pip install 'aioapollo-client[fastapi]' (Starlette apps "
                 "call get_apollo(request) instead)"
             ) from exc
         dep = Annotated[ApolloClient, Depends(get_apollo)]

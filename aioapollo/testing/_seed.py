@@ -1,6 +1,6 @@
 """Seed files: fill a test server from JSON or YAML (used by ``python -m aioapollo serve --data``).
 
-Format (every key optional; YAML needs PyYAML, ``pip install aioapollo[yaml]``)::
+Format (every key optional; YAML needs PyYAML, ``pip install aioapollo-client[yaml]``)::
 
     settings:                  # server settings, as in PUT /__aioapollo__/settings
       holdSeconds: 60
@@ -59,7 +59,7 @@ def load_seed(path: str | Path) -> dict[str, Any]:
             import yaml
         except ImportError:
             raise SeedError(
-                "YAML seed files need PyYAML: pip install 'aioapollo[yaml]' (or use JSON)"
+                "YAML seed files need PyYAML: pip install 'aioapollo-client[yaml]' (or use JSON)"
             ) from None
         try:
             data = yaml.safe_load(text)

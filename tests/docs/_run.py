@@ -35,6 +35,7 @@ from typing import Any
 
 import yaml
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from aioapollo.testing import ApolloTestServer
 
@@ -44,6 +45,8 @@ from ._blocks import ROOT, Block, parse
 
 #: Seconds any one process may take (a fresh interpreter imports aiohttp on a busy machine).
 PROC_TIMEOUT = 60.0
+#: The distribution name on PyPI (the import name is ``aioapollo``).
+DISTRIBUTION = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]["name"]
 
 APP_IDS = ("my-app", "demo-app")
 RELEASES: dict[str, dict[str, str] | str] = {
@@ -268,10 +271,19 @@ async def check_pip(block: Block, tmp_path: Path) -> None:
         assert words[:2] == ["pip", "install"], f"{block.where}: not a pip install: {command!r}"
         wanted: list[str] = []
         for word in (w for w in words[2:] if not w.startswith("-")):
-            if word.startswith(("aioapollo[", ".[")):
-                for extra in word[word.index("[") + 1 : -1].split(","):
-                    assert extra in extras, f"{block.where}: no extra {extra!r} in pyproject.toml"
-                    wanted += extras[extra]
+            name = "." if word.startswith(".") else Requirement(word).name
+            assert canonicalize_name(name) != "aioapollo", (
+                f"{block.where}: 'aioapollo' on PyPI is another project; "
+                f"this one is {DISTRIBUTION!r}: {command!r}"
+            )
+            if name in (".", DISTRIBUTION):  # this project, from a checkout or by its name
+                wanted.append(DISTRIBUTION)
+                if "[" in word:
+                    for extra in word[word.index("[") + 1 : -1].split(","):
+                        assert extra in extras, (
+                            f"{block.where}: no extra {extra!r} in pyproject.toml"
+                        )
+                        wanted += extras[extra]
             else:
                 wanted.append(word)
         for requirement in wanted:

@@ -142,12 +142,27 @@ async def test_data_blocks_are_parsed(tmp_path: Path) -> None:
 
 
 async def test_pip_lines_must_name_real_extras(tmp_path: Path) -> None:
-    ok = "<!-- test: pip -->\n```bash\npip install 'aioapollo[fastapi]' uvicorn  # a note\n```\n"
+    ok = "<!-- test: pip -->\n```bash\n"
+    ok += "pip install 'aioapollo-client[fastapi]' uvicorn  # a note\n```\n"
     await run(ok, tmp_path)
     with pytest.raises(AssertionError, match="no extra 'fastpi'"):
-        await run("<!-- test: pip -->\n```bash\npip install 'aioapollo[fastpi]'\n```\n", tmp_path)
+        await run(
+            "<!-- test: pip -->\n```bash\npip install 'aioapollo-client[fastpi]'\n```\n", tmp_path
+        )
     with pytest.raises(AssertionError, match="not a pip install"):
         await run("<!-- test: pip -->\n```bash\nuvicorn app:app\n```\n", tmp_path)
+    await run("<!-- test: pip -->\n```bash\npip install . '.[yaml]'\n```\n", tmp_path)
+
+
+async def test_pip_lines_never_name_the_other_projects_aioapollo(tmp_path: Path) -> None:
+    # "aioapollo" on PyPI is an unrelated project: installing it by that name is a mistake.
+    for line in (
+        "pip install 'aioapollo[fastapi]'",
+        "pip install aioapollo",
+        "pip install AioApollo",
+    ):
+        with pytest.raises(AssertionError, match="another project"):
+            await run(f"<!-- test: pip -->\n```bash\n{line}\n```\n", tmp_path)
 
 
 async def test_a_signature_must_match_the_real_one(tmp_path: Path) -> None:

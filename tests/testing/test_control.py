@@ -210,3 +210,20 @@ async def test_health_counts_the_clients_still_polling(
         while (await http.get(health)).json()["heldPolls"] != 0:  # noqa: ASYNC110 - no event
             await asyncio.sleep(0.02)
     assert apollo_server.held_polls == 1  # held until its hold ends; only the live count fell
+
+
+async def test_the_control_root_lists_every_endpoint(
+    apollo_server: ApolloTestServer, http: Http
+) -> None:
+    # `aioapollo serve` logs this URL as the control API's; it answered 404.
+    reply = await http.get(f"{apollo_server.url}/__aioapollo__/")
+    assert reply.status == 200
+    listed = reply.json()["endpoints"]
+    assert "GET /__aioapollo__/health" in listed and len(listed) == len(set(listed))
+    for endpoint in listed:  # each one is routed: nothing listed is missing
+        method, path = endpoint.split()
+        path = path.replace("{appId}", APP).replace("{cluster}", "default")
+        path = path.replace("{namespace}", "application")
+        answer = await http.request(method, apollo_server.url + path, json={})
+        assert "no control endpoint" not in answer.body.decode(), endpoint
+    assert (await http.get(f"{apollo_server.url}/__aioapollo__")).status == 200

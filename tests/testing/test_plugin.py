@@ -105,4 +105,115 @@ def test_plugin_without_pytest_asyncio(tmp_path: Path) -> None:
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
     assert "1 passed, 1 error" in output
-    assert "needs pytest-asyncio" in output
+    assert "needs pytest-asyncio: pip install pytest-asyncio (a plain" in output
+    assert "[test]" not in output  # the project's test extra builds uWSGI: not the hint
+    assert "'apollo_server_thread' instead" in output
+
+
+SYNC_TESTS = """
+import json
+import threading
+import urllib.request
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from aioapollo import SyncApolloClient
+from aioapollo.integrations.starlette import ApolloDep, apollo_lifespan
+from aioapollo import ApolloClient
+
+
+def get(url):
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        return json.loads(reply.read())
+
+
+def test_plain_http(apollo_server_thread):
+    apollo_server_thread.publish("app", "application", {"k": "v"})
+    reply = get(apollo_server_thread.url + "/configs/app/default/application")
+    assert reply["configurations"] == {"k": "v"}
+
+
+def test_starlette_testclient(apollo_server_thread):
+    apollo_server_thread.publish("app", "application", {"greeting": "hi"})
+    client = ApolloClient("app", config_server=apollo_server_thread.url, cache_dir=None)
+    app = FastAPI(lifespan=apollo_lifespan(client))
+
+    @app.get("/")
+    async def index(cfg: ApolloDep):
+        return {"greeting": await cfg.get("greeting")}
+
+    with TestClient(app) as http:  # the app's loop runs on TestClient's own thread
+        assert http.get("/").json() == {"greeting": "hi"}
+
+
+def test_sync_client_follows_a_release(apollo_server_thread):
+    apollo_server_thread.publish("app", "application", {"k": "1"})
+    heard = threading.Event()
+    with SyncApolloClient("app", config_server=apollo_server_thread.url, cache_dir=None) as cfg:
+        cfg.on_change(lambda event: heard.set())
+        assert cfg.get("k") == "1"
+        apollo_server_thread.publish("app", "application", {"k": "2"})
+        assert heard.wait(10)
+        assert cfg.get("k") == "2"
+"""
+
+
+def test_the_thread_fixture_serves_sync_tests(tmp_path: Path) -> None:
+    result = run_pytest(tmp_path, SYNC_TESTS)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 passed" in result.stdout
+
+
+def test_the_thread_fixture_needs_no_pytest_asyncio(tmp_path: Path) -> None:
+    ini = "[pytest]\nfilterwarnings = error\naddopts = -p no:cacheprovider\n"
+    code = SYNC_TESTS.split("def test_starlette_testclient")[0]
+    result = run_pytest(tmp_path, code, ini=ini, without_pytest_asyncio=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
+
+
+SYNC_TEST_ASKS_FOR_THE_LOOP_SERVER = """
+import urllib.request
+
+import pytest
+
+
+@pytest.fixture
+async def published(apollo_server):  # an async fixture, requested by a sync test
+    apollo_server.publish("app", "application", {"k": "v"})
+    return apollo_server
+
+
+def test_direct(apollo_server):
+    url = apollo_server.url + "/configs/app/default/application"
+    urllib.request.urlopen(url, timeout=3).close()
+
+
+def test_through_a_fixture(published):
+    url = published.url + "/configs/app/default/application"
+    urllib.request.urlopen(url, timeout=3).close()
+
+
+def test_factory(apollo_server_factory):
+    pass
+"""
+
+
+def test_a_sync_test_asking_for_the_loop_server_fails_at_once_naming_the_thread_one(
+    tmp_path: Path,
+) -> None:
+    # It used to wait for its requests to time out, blaming Apollo: the loop stood still.
+    ini = INI.replace("asyncio_mode = strict", "asyncio_mode = auto")
+    result = run_pytest(tmp_path, SYNC_TEST_ASKS_FOR_THE_LOOP_SERVER, ini=ini)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "3 errors" in output, output
+    assert "TimeoutError" not in output and "timed out" not in output, output
+    for test, fixture in [
+        ("test_direct", "apollo_server"),
+        ("test_through_a_fixture", "apollo_server"),
+        ("test_factory", "apollo_server_factory"),
+    ]:
+        assert f"{test} is a plain `def` test, and the aioapollo fixture {fixture!r}" in output
+    assert output.count("Use 'apollo_server_thread'") == 3

@@ -136,7 +136,7 @@ def test_seed_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         load_seed(tmp_path / "list.json")
     (tmp_path / "seed.yml").write_text("apps: {}\n", encoding="utf-8")
     monkeypatch.setitem(sys.modules, "yaml", None)  # as if PyYAML were not installed
-    with pytest.raises(SeedError, match=r"pip install 'aioapollo\[yaml\]'"):
+    with pytest.raises(SeedError, match=r"pip install 'aioapollo-client\[yaml\]'"):
         load_seed(tmp_path / "seed.yml")
 
 

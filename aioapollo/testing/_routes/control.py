@@ -118,9 +118,30 @@ def _update_settings(server: ServerView, body: dict[str, Any]) -> dict[str, Any]
     return _settings(server)
 
 
+#: What ``GET /__aioapollo__/`` lists (the URL ``aioapollo serve`` logs): every endpoint.
+ENDPOINTS = (
+    "GET /__aioapollo__/health",
+    "POST /__aioapollo__/publish",
+    "POST /__aioapollo__/namespaces",
+    "DELETE /__aioapollo__/releases/{appId}/{cluster}/{namespace}",
+    "DELETE /__aioapollo__/gray/{appId}/{cluster}/{namespace}",
+    "PUT /__aioapollo__/secrets/{appId}",
+    "DELETE /__aioapollo__/secrets/{appId}",
+    "GET /__aioapollo__/settings",
+    "PUT /__aioapollo__/settings",
+    "GET /__aioapollo__/faults",
+    "POST /__aioapollo__/faults",
+    "DELETE /__aioapollo__/faults",
+    "GET /__aioapollo__/requests",
+    "DELETE /__aioapollo__/requests",
+)
+
+
 async def _route(server: ServerView, request: web.Request, parts: list[str]) -> Any:
     method = request.method
     match method, parts:
+        case "GET", []:
+            return {"url": server.url, "endpoints": list(ENDPOINTS)}
         case "GET", ["health"]:
             return {"status": "UP", "url": server.url, "heldPolls": server.hub.live_held}
         case "POST", ["publish"]:
