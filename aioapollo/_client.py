@@ -577,7 +577,8 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
             or (self._share is not None and self._share.role == share_mod.FOLLOWER)
         ):
             return
-        self._writer.submit(change.record.name, snap.release_key, snap._dict, snap.fetched_at)
+        # As delivered: a transform's output (a decrypted value) never reaches the disk.
+        self._writer.submit(change.record.name, release.release_key, release.items, snap.fetched_at)
 
     def _open_cache_writer(self) -> None:
         """Start this run's background cache writer (none without a cache)."""

@@ -329,6 +329,12 @@ async def test_a_leader_out_of_descriptors_backs_off_and_logs_once(
             while True:
                 held.append(os.open(os.devnull, os.O_RDONLY))
         report({"full": True})
+        # The test knocks now; the accept loop must meet the limit, and say so, once.
+        await wait_until(
+            lambda: any("cannot accept followers" in r.getMessage() for r in records),
+            timeout=20,
+        )
+        report({"warned": True})
         await asyncio.to_thread(os.read, release[0], 1)
         for fd in held:
             os.close(fd)
@@ -340,7 +346,7 @@ async def test_a_leader_out_of_descriptors_backs_off_and_logs_once(
 
     leader = Child.running(body, timeout=60)
     assert (await leader.next())["full"]
-    # Knock until the leader has said (once) that it cannot accept.
+    # Knock: the leader, out of descriptors, cannot accept them.
     knockers = []
     follower_probe = ApolloClient(APP, config_server=server.url, share_poll=True, **FAST)
     path = share_dir / f"{share_mod.share_fingerprint(follower_probe.options)[:16]}.sock"
@@ -349,6 +355,7 @@ async def test_a_leader_out_of_descriptors_backs_off_and_logs_once(
         with contextlib.suppress(OSError):
             sock.connect(str(path))
         knockers.append(sock)
+    assert (await leader.next())["warned"]
     os.write(release[1], b"x")
     assert (await leader.next())["freed"]
     for sock in knockers:

@@ -7,6 +7,12 @@ step that no reader can see half done, and then tells every *sink* (listener dis
 hooks, the sharing leader, the cache writer) once, with one :class:`Change` whose listener
 event is built once. No sink calls another.
 
+Between source and store, *transforms* (:meth:`NamespaceStore.add_transform`) may rewrite a
+release's items (decrypting values, layering overrides, resolving placeholders): the
+snapshot and the read view hold the transformed items, while the record keeps the release as
+delivered (:attr:`NamespaceRecord.release`) for the sinks that must never see transformed
+values (the disk cache, the sharing socket).
+
 The read path never comes here: a facade keeps a reference to :attr:`NamespaceStore.values`
 (one dict per namespace, replaced per release, the outer dict never replaced) and reads it
 with a dict lookup.
@@ -24,7 +30,15 @@ from .._apollo.parsing import parse_content
 from .._apollo.wire import namespace_format
 from .._models import ConfigChange, ConfigChangeEvent, NamespaceSnapshot, Source, diff_items
 
-__all__ = ["Change", "NamespaceRecord", "NamespaceStore", "Release", "Sink", "with_source"]
+__all__ = [
+    "Change",
+    "NamespaceRecord",
+    "NamespaceStore",
+    "Release",
+    "Sink",
+    "Transform",
+    "with_source",
+]
 
 logger = logging.getLogger("aioapollo")
 
@@ -72,6 +86,7 @@ class NamespaceRecord:
         "name",
         "notification_id",
         "refetch_failures",
+        "release",
         "snapshot",
         "synced_at",
     )
@@ -80,6 +95,8 @@ class NamespaceRecord:
         self.name = name
         self.format = namespace_format(name)
         self.snapshot: NamespaceSnapshot | None = None
+        #: The current release as its source delivered it (before any transform).
+        self.release: Release | None = None
         self.notification_id = -1
         self.messages: dict[str, int] = {}
         self.synced_at: float | None = None
@@ -134,18 +151,22 @@ class Change:
 
 
 Sink = Callable[[Change], None]
+#: ``transform(namespace, items) -> items``: rewrites a release's items on their way into the
+#: store. It must not keep or log values; raising keeps the namespace's last good values.
+Transform = Callable[[str, Mapping[str, str]], Mapping[str, str]]
 
 
 class NamespaceStore:
     """The records of a client's namespaces and the sinks that follow them."""
 
-    __slots__ = ("_sinks", "records", "values")
+    __slots__ = ("_sinks", "_transforms", "records", "values")
 
     def __init__(self, namespaces: Iterable[str]) -> None:
         self.records: dict[str, NamespaceRecord] = {n: NamespaceRecord(n) for n in namespaces}
         #: The read view: namespace -> its current values (a plain dict per release).
         self.values: dict[str, dict[str, str]] = {}
         self._sinks: list[Sink] = []
+        self._transforms: list[Transform] = []
 
     def __repr__(self) -> str:
         return f"<NamespaceStore namespaces={list(self.records)!r}>"
@@ -174,6 +195,10 @@ class NamespaceStore:
         self._sinks.append(sink)
         return lambda: self._sinks.remove(sink) if sink in self._sinks else None
 
+    def add_transform(self, transform: Transform) -> None:
+        """Rewrite every later release's items with ``transform`` (after those added before)."""
+        self._transforms.append(transform)
+
     def _tell(self, change: Change) -> None:
         for sink in tuple(self._sinks):
             try:
@@ -194,7 +219,10 @@ class NamespaceStore:
             return None
         name = release.namespace
         held = record.snapshot
-        data, error = parse_content(record.format, release.items, held.data if held else None)
+        items = release.items
+        for transform in self._transforms:
+            items = transform(name, items)  # raises: nothing changes, the source reports it
+        data, error = parse_content(record.format, items, held.data if held else None)
         if error is not None:
             parsed_before = held is not None and (held.parse_error is None or held.data is not None)
             logger.warning(
@@ -208,7 +236,7 @@ class NamespaceStore:
         snap = NamespaceSnapshot(
             name,
             record.format,
-            release.items,
+            items,
             release_key=release.release_key,
             source=release.source,
             fetched_at=time.time(),
@@ -216,6 +244,7 @@ class NamespaceStore:
             parse_error=error,
         )
         record.snapshot = snap
+        record.release = release
         self.values[name] = snap._dict
         self._advance(record, release.notification_id, release.messages)
         if release.synced_at is not None and (

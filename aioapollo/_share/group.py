@@ -369,15 +369,15 @@ class Sharing:
     def _release_message(self, name: str) -> Release | None:
         """The release held for ``name`` as a message, or None before it is loaded."""
         record = self._store.records[name]
-        snap = record.snapshot
-        if snap is None:
+        snap, delivered = record.snapshot, record.release
+        if snap is None or delivered is None:
             return None
         return Release(
             namespace=name,
             release_key=snap.release_key,
             notification_id=record.notification_id,
             messages=dict(record.messages),
-            items=snap._dict,
+            items=dict(delivered.items),  # as delivered: a transform's output stays here
             source=snap.source.value,
             synced_at=record.synced_at,
         )
