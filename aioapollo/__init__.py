@@ -1,7 +1,7 @@
 """aioapollo: an asyncio-native client for the Apollo configuration center."""
 
 from ._client import ApolloClient, ClientState
-from ._config import ClientOptions
+from ._config import ClientOptions, ClientSettings
 from ._core.listeners import ChangeListener, ListenerStats
 from ._exceptions import (
     ApolloAuthError,
@@ -18,7 +18,14 @@ from ._exceptions import (
     NamespaceUnavailableError,
 )
 from ._hooks import ChangeEvent, ErrorEvent, FetchEvent, Hooks, PollEvent, RoleEvent
-from ._models import ChangeType, ConfigChange, ConfigChangeEvent, NamespaceSnapshot, Source
+from ._models import (
+    ChangeType,
+    ConfigChange,
+    ConfigChangeEvent,
+    NamespaceSnapshot,
+    Role,
+    Source,
+)
 from ._reload import reload_server_on_change
 from ._stats import ClientStats, NamespaceStats
 from ._sync import SyncApolloClient
@@ -37,6 +44,7 @@ __all__ = [
     "ChangeListener",
     "ChangeType",
     "ClientOptions",
+    "ClientSettings",
     "ClientState",
     "ClientStateError",
     "ClientStats",
@@ -53,9 +61,18 @@ __all__ = [
     "NamespaceStats",
     "NamespaceUnavailableError",
     "PollEvent",
+    "Role",
     "RoleEvent",
     "Source",
     "SyncApolloClient",
     "__version__",
     "reload_server_on_change",
 ]
+
+# Public names report the package they are imported from (as httpx does), not the private
+# module that defines them: reprs, docs and pickles name ``aioapollo.X``.
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type) and _obj.__module__.startswith("aioapollo."):
+        _obj.__module__ = "aioapollo"
+del _name, _obj

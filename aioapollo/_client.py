@@ -18,13 +18,14 @@ import logging
 import os
 import warnings
 from collections.abc import Iterable, Mapping
+from ssl import SSLContext
 from types import MappingProxyType, TracebackType
-from typing import Any, Self, TypeVar, overload
+from typing import Any, Self, TypeVar, Unpack, overload
 
 from ._apollo.cache import DiskCache
 from ._apollo.loader import ApolloSource
 from ._apollo.parsing import require_parsers
-from ._config import ClientOptions, options_from_env
+from ._config import DEFAULT, ClientOptions, DefaultType, EnvOverrides, options_from_env
 from ._core.cachewriter import CacheWriter
 from ._core.listeners import ChangeListener, ListenerRegistry, OnChange
 from ._core.store import Change, NamespaceStore
@@ -83,7 +84,10 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
         allow_empty: Let ``start()`` succeed when a namespace can be served by neither Apollo
             nor the cache (it stays empty until released).
         hooks: :class:`Hooks` to report polls, fetches, changes and errors to (metrics).
-        **options: Timeouts and intervals; see :class:`ClientOptions`.
+
+    The other keyword arguments (timeouts, intervals, limits, TLS, sharing) are the fields of
+    :class:`ClientOptions`, with the same names, types and defaults; each is documented
+    there and in the README's settings table.
 
     Facade interface (internal, for :class:`~aioapollo.SyncApolloClient` and nothing else):
     ``_store`` is the namespace store, whose ``values`` dict a facade may keep for its read
@@ -105,24 +109,60 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
         secret: str | None = None,
         label: str | None = None,
         ip: str | None = None,
-        cache_dir: Any = ...,
+        cache_dir: str | os.PathLike[str] | DefaultType | None = DEFAULT,
         allow_empty: bool = False,
         hooks: Hooks | Iterable[Hooks] | None = None,
-        **options: Any,
+        connect_timeout: float = 2.0,
+        read_timeout: float = 5.0,
+        poll_timeout: float = 90.0,
+        server_hold: float = 60.0,
+        start_timeout: float | None = None,
+        warm_start_timeout: float | None = 3.0,
+        lazy_start: bool = False,
+        refresh_interval: float = 300.0,
+        backoff_initial: float = 1.0,
+        backoff_max: float = 120.0,
+        fetch_retry_delay: float = 1.0,
+        poll_min_interval: float = 0.5,
+        close_timeout: float = 5.0,
+        listener_timeout: float | None = 60.0,
+        max_body_bytes: int = 64 * 1024 * 1024,
+        ssl: SSLContext | bool | None = None,
+        share_poll: bool = False,
+        share_dir: str | os.PathLike[str] | None = None,
+        share_max_followers: int = 128,
     ) -> None:
         self._options = ClientOptions.build(
             app_id,
             namespaces=namespaces,
             config_server=config_server,
             meta_server=meta_server,
+            cache_dir=cache_dir,
             cluster=cluster,
             data_center=data_center,
             secret=secret,
             label=label,
             ip=ip,
-            cache_dir=cache_dir,
             allow_empty=allow_empty,
-            **options,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            poll_timeout=poll_timeout,
+            server_hold=server_hold,
+            start_timeout=start_timeout,
+            warm_start_timeout=warm_start_timeout,
+            lazy_start=lazy_start,
+            refresh_interval=refresh_interval,
+            backoff_initial=backoff_initial,
+            backoff_max=backoff_max,
+            fetch_retry_delay=fetch_retry_delay,
+            poll_min_interval=poll_min_interval,
+            close_timeout=close_timeout,
+            listener_timeout=listener_timeout,
+            max_body_bytes=max_body_bytes,
+            ssl=ssl,
+            share_poll=share_poll,
+            share_dir=share_dir,
+            share_max_followers=share_max_followers,
         )
         opts = self._options
         self._state = ClientState.CREATED
@@ -159,7 +199,7 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
         self._store.subscribe(self._to_cache)
 
     @classmethod
-    def from_env(cls, **overrides: Any) -> Self:
+    def from_env(cls, **overrides: Unpack[EnvOverrides]) -> Self:
         """Build a client from the Java client's environment variables (overrides win).
 
         Reads ``APP_ID``, ``APOLLO_META``, ``APOLLO_CONFIG_SERVICE``,
@@ -220,9 +260,11 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
     def stats(self) -> ClientStats:
         """A point-in-time health summary (for a health endpoint); never holds values."""
         return collect_stats(
-            self,
-            self._store.snapshots(),
-            {n: r.synced_at for n, r in self._store.records.items() if r.synced_at is not None},
+            self._store,
+            options=self._options,
+            state=self._state.value,
+            last_poll_success=self.last_poll_success,
+            poll_cuts=self.poll_cuts,
             share=self._share,
             supervisor=self._supervisor,
             listeners=self._listeners.stats(),

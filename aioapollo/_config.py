@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import enum
 import hashlib
 import hmac
 import ipaddress
@@ -13,13 +14,18 @@ import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import urlsplit, urlunsplit
 
 from ._apollo.wire import APP_ID_PATTERN
+from ._hooks import Hooks
 
 __all__ = [
+    "DEFAULT",
     "ClientOptions",
+    "ClientSettings",
+    "DefaultType",
+    "EnvOverrides",
     "answer_key",
     "default_cache_dir",
     "group_fingerprint",
@@ -121,6 +127,61 @@ def _check_servers(option: str, urls: tuple[str, ...]) -> None:
         problem = url_problem(url)
         if problem is not None:
             raise ValueError(f"{option} URL {_shown(url)!r} is not valid: {problem}")
+
+
+class DefaultType(enum.Enum):
+    """The type of :data:`DEFAULT`: "not given, use the default" where None means "off"."""
+
+    DEFAULT = "DEFAULT"
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+#: ``cache_dir=DEFAULT``: the per-user cache directory (``None`` turns the cache off).
+DEFAULT = DefaultType.DEFAULT
+
+
+class ClientSettings(TypedDict, total=False):
+    """Every keyword argument of :class:`~aioapollo.ApolloClient` (and of
+    :class:`~aioapollo.SyncApolloClient`), typed."""
+
+    namespaces: Iterable[str] | str
+    config_server: str | Iterable[str] | None
+    meta_server: str | Iterable[str] | None
+    cluster: str
+    data_center: str | None
+    secret: str | None
+    label: str | None
+    ip: str | None
+    cache_dir: str | os.PathLike[str] | DefaultType | None
+    allow_empty: bool
+    hooks: Hooks | Iterable[Hooks] | None
+    connect_timeout: float
+    read_timeout: float
+    poll_timeout: float
+    server_hold: float
+    start_timeout: float | None
+    warm_start_timeout: float | None
+    lazy_start: bool
+    refresh_interval: float
+    backoff_initial: float
+    backoff_max: float
+    fetch_retry_delay: float
+    poll_min_interval: float
+    close_timeout: float
+    listener_timeout: float | None
+    max_body_bytes: int
+    ssl: ssl.SSLContext | bool | None
+    share_poll: bool
+    share_dir: str | os.PathLike[str] | None
+    share_max_followers: int
+
+
+class EnvOverrides(ClientSettings, total=False):
+    """What ``from_env(**overrides)`` takes: the constructor's keywords and ``app_id``."""
+
+    app_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,14 +314,14 @@ class ClientOptions:
         namespaces: Iterable[str] | str = ("application",),
         config_server: str | Iterable[str] | None = None,
         meta_server: str | Iterable[str] | None = None,
-        cache_dir: str | os.PathLike[str] | Any | None = ...,
+        cache_dir: str | os.PathLike[str] | DefaultType | None = DEFAULT,
         **kwargs: Any,
     ) -> ClientOptions:
         """Normalise the constructor's friendlier argument forms."""
         names = (namespaces,) if isinstance(namespaces, str) else tuple(namespaces)
         if kwargs.get("share_dir") is not None:
             kwargs["share_dir"] = Path(kwargs["share_dir"])
-        if cache_dir is ...:
+        if cache_dir is DEFAULT:
             path: Path | None = default_cache_dir()
         else:
             path = None if cache_dir is None else Path(cache_dir)

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ._exceptions import ApolloError, ApolloHTTPStatusError, LoopCrashedError
-from ._models import Source
+from ._models import Role, Source
 
 __all__ = [
     "ChangeEvent",
@@ -143,15 +143,16 @@ class RoleEvent:
 
     Attributes:
         app_id: The client's appId.
-        role: ``"leader"`` (polls Apollo, pushes to the others) or ``"follower"``.
-        previous: The role before: ``"solo"`` at start, else the other role.
+        role: :attr:`Role.LEADER` (polls Apollo, pushes to the others) or
+            :attr:`Role.FOLLOWER` (a string enum: it equals ``"leader"``/``"follower"``).
+        previous: The role before: ``Role.SOLO`` at start, else the other role.
         leader_pid: The leader's pid as this client knows it.
         reason: Why, in words (first of its group, took over from a dead leader, ...).
     """
 
     app_id: str
-    role: str
-    previous: str
+    role: Role
+    previous: Role
     leader_pid: int | None
     reason: str
 

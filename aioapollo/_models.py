@@ -50,6 +50,20 @@ class Source(enum.Enum):
     NONE = "none"
 
 
+class Role(enum.StrEnum):
+    """A client's part in its host's sharing group (``share_poll=True``; see docs/sharing.md).
+
+    A string enum: ``stats().role == "leader"`` holds as before.
+    """
+
+    #: Polls Apollo itself (no sharing, or sharing is not possible here).
+    SOLO = "solo"
+    #: Polls Apollo for its group and pushes each release to the followers.
+    LEADER = "leader"
+    #: Applies the releases its leader pushes; holds no connection to Apollo.
+    FOLLOWER = "follower"
+
+
 @dataclass(frozen=True, slots=True)
 class ConfigChange:
     """One changed key. Values are left out of ``repr()`` because configs hold secrets."""

@@ -13,10 +13,11 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ._core.listeners import ListenerStats
-from ._models import NamespaceSnapshot, Source
+from ._models import Role, Source
 
 if TYPE_CHECKING:
-    from ._client import ApolloClient
+    from ._config import ClientOptions
+    from ._core.store import NamespaceStore
     from ._core.supervise import Supervisor
     from ._share.group import Sharing
 
@@ -107,7 +108,7 @@ class ClientStats:
     last_sync: float | None
     namespaces: Mapping[str, NamespaceStats]
     poll_cuts: int = 0
-    role: str = "solo"
+    role: Role = Role.SOLO
     leader_pid: int | None = None
     followers: int | None = None
     group: str | None = None
@@ -165,22 +166,26 @@ class ClientStats:
 
 
 def collect_stats(
-    client: ApolloClient,
-    snapshots: Mapping[str, NamespaceSnapshot],
-    synced: Mapping[str, float],
+    store: NamespaceStore,
     *,
+    options: ClientOptions,
+    state: str,
+    last_poll_success: float | None,
+    poll_cuts: int,
     share: Sharing | None,
     supervisor: Supervisor,
     listeners: ListenerStats,
 ) -> ClientStats:
-    """Build a :class:`ClientStats` for ``client`` from the parts it hands over: its
-    snapshots and sync times, its sharing membership, loop supervisor and listener counters."""
-    polled = client.last_poll_success
-    ids = client.notification_ids
+    """Build a :class:`ClientStats` from the parts a client hands over: its namespace store,
+    state, poll times, sharing membership, loop supervisor and listener counters."""
+    polled = last_poll_success
     namespaces: dict[str, NamespaceStats] = {}
-    for name in client.namespaces:
-        snap = snapshots.get(name)
-        fetched = synced.get(name)
+    synced: dict[str, float] = {}
+    for name, record in store.records.items():
+        snap = record.snapshot
+        fetched = record.synced_at
+        if fetched is not None:
+            synced[name] = fetched
         confirmed = [t for t in (fetched,) if t is not None]
         if polled is not None and snap is not None and snap.source is Source.REMOTE:
             confirmed.append(polled)
@@ -188,7 +193,7 @@ def collect_stats(
             name=name,
             source=snap.source if snap is not None else None,
             release_key=snap.release_key if snap is not None else None,
-            notification_id=ids.get(name, -1),
+            notification_id=record.notification_id,
             keys=len(snap) if snap is not None else 0,
             loaded_at=snap.fetched_at if snap is not None else None,
             synced_at=max(confirmed) if confirmed else None,
@@ -198,14 +203,14 @@ def collect_stats(
     sharing = _sharing_stats(share)
     reasons = [r for r in (sharing.pop("degraded", None), *supervisor.reasons()) if r]
     return ClientStats(
-        app_id=client.app_id,
-        cluster=client.options.cluster,
-        state=client.state.value,
+        app_id=options.app_id,
+        cluster=options.cluster,
+        state=state,
         pid=os.getpid(),
         last_poll_success=polled,
         last_sync=max(times) if times else None,
         namespaces=MappingProxyType(namespaces),
-        poll_cuts=client.poll_cuts,
+        poll_cuts=poll_cuts,
         listeners=listeners,
         degraded="; ".join(reasons) or None,
         degraded_loops=supervisor.degraded,

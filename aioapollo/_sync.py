@@ -19,11 +19,11 @@ import signal
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Self, TypeVar, overload
+from typing import Any, Self, TypeVar, Unpack, overload
 
 from ._apollo.parsing import require_parsers
 from ._client import ApolloClient, ClientState
-from ._config import ClientOptions, options_from_env
+from ._config import ClientOptions, ClientSettings, EnvOverrides, options_from_env
 from ._core.listeners import ChangeListener, OnChange
 from ._exceptions import ClientStateError, NamespaceNotFoundError
 from ._models import NamespaceSnapshot, Source
@@ -60,8 +60,8 @@ class SyncApolloClient(OnChange, _owner.ProcessLocal):
     Takes exactly the arguments of :class:`ApolloClient`.
     """
 
-    def __init__(self, app_id: str, **kwargs: Any) -> None:
-        self._client = ApolloClient(app_id, **kwargs)
+    def __init__(self, app_id: str, **options: Unpack[ClientSettings]) -> None:
+        self._client = ApolloClient(app_id, **options)
         # The facade interface of ApolloClient (see its docstring): the store's read view is
         # never replaced, so the read path looks values up in it directly.
         self._store = self._client._store
@@ -84,7 +84,7 @@ class SyncApolloClient(OnChange, _owner.ProcessLocal):
         _process.track(self)
 
     @classmethod
-    def from_env(cls, **overrides: Any) -> Self:
+    def from_env(cls, **overrides: Unpack[EnvOverrides]) -> Self:
         """Build a client from the Java client's environment variables (overrides win).
 
         See :meth:`ApolloClient.from_env`.

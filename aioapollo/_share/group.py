@@ -62,7 +62,7 @@ from .._config import ClientOptions, group_fingerprint
 from .._core.store import NamespaceStore
 from .._core.store import Release as Delivered
 from .._core.supervise import Progress, Supervisor, fault
-from .._models import Source
+from .._models import Role, Source
 from .._runtime import process as _process
 from .rendezvous import (
     LeaderLock,
@@ -118,7 +118,7 @@ REJOIN_MAX = 30.0
 ACCEPT_WARN_INTERVAL = 60.0
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
-SOLO, LEADER, FOLLOWER = "solo", "leader", "follower"
+SOLO, LEADER, FOLLOWER = Role.SOLO, Role.LEADER, Role.FOLLOWER
 
 
 class SharingHost(Protocol):
@@ -142,8 +142,8 @@ class SharingHost(Protocol):
 class RoleChange:
     """A change of a client's sharing role, for logs, hooks and tests."""
 
-    role: str
-    previous: str
+    role: Role
+    previous: Role
     leader_pid: int | None
     reason: str
 
@@ -228,7 +228,7 @@ class Sharing:
     def in_sync(self) -> bool:
         return self._in_sync
 
-    def _set_role(self, role: str, reason: str) -> None:
+    def _set_role(self, role: Role, reason: str) -> None:
         previous, self.role = self.role, role
         if role == LEADER:
             self.leader_pid = os.getpid()
