@@ -18,14 +18,15 @@ import os
 import signal
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, Self, TypeVar, Unpack, overload
 
 from ._apollo.parsing import require_parsers
-from ._client import ApolloClient, ClientState
 from ._config import ClientOptions, ClientSettings, EnvOverrides, options_from_env
+from ._core.engine import ClientState, Engine
 from ._core.listeners import ChangeListener, OnChange
 from ._exceptions import ClientStateError, NamespaceNotFoundError
+from ._hooks import HookSet
 from ._models import NamespaceSnapshot, Source
 from ._runtime import owner as _owner
 from ._runtime import process as _process
@@ -52,8 +53,9 @@ _RETRY_SECONDS = 5.0
 class SyncApolloClient(OnChange, _owner.ProcessLocal):
     """A blocking Apollo client for WSGI apps (Flask, Django) under any server.
 
-    It runs an :class:`ApolloClient` on its own event loop in a daemon thread. Reads never
-    cross threads: :meth:`get` is a dict lookup on the current snapshot. It is fork-safe by
+    It runs the same engine as :class:`ApolloClient` on its own event loop in a daemon
+    thread. Reads never cross threads: :meth:`get` is a dict lookup on the current snapshot.
+    It is fork-safe by
     itself: create and start it at import time, with or without ``lazy-apps`` or
     ``--preload``, and every worker keeps updating.
 
@@ -61,10 +63,12 @@ class SyncApolloClient(OnChange, _owner.ProcessLocal):
     """
 
     def __init__(self, app_id: str, **options: Unpack[ClientSettings]) -> None:
-        self._client = ApolloClient(app_id, **options)
-        # The facade interface of ApolloClient (see its docstring): the store's read view is
-        # never replaced, so the read path looks values up in it directly.
-        self._store = self._client._store
+        hooks = options.pop("hooks", None)
+        self._options = ClientOptions.build(app_id, **options)
+        # The engine's own live flag is for ApolloClient's read path; this facade's is below.
+        self._engine = Engine(self._options, HookSet(hooks), lambda live: None)
+        self._store = self._engine.store
+        #: The read view (never replaced: the read path looks values up in it directly).
         self._values = self._store.values
         #: The one flag the read path checks: a poller thread is running in this process.
         self._live = False
@@ -97,22 +101,22 @@ class SyncApolloClient(OnChange, _owner.ProcessLocal):
     @property
     def options(self) -> ClientOptions:
         """The settings this client runs with (the secret is hidden from its repr)."""
-        return self._client.options
+        return self._options
 
     @property
     def app_id(self) -> str:
         """The Apollo appId."""
-        return self._client.app_id
+        return self._options.app_id
 
     @property
     def namespaces(self) -> tuple[str, ...]:
         """The watched namespaces, as configured."""
-        return self._client.namespaces
+        return self._options.namespaces
 
     @property
     def sources(self) -> Mapping[str, Source]:
         """Where each loaded namespace's current values came from (read-only)."""
-        return self._client.sources
+        return MappingProxyType({n: s.source for n, s in self._store.snapshots().items()})
 
     @property
     def state(self) -> ClientState:
@@ -126,7 +130,7 @@ class SyncApolloClient(OnChange, _owner.ProcessLocal):
             return ClientState.CLOSED
         if self._live:
             return ClientState.RUNNING
-        inner = self._client.state
+        inner = self._engine.state
         if not self._started and inner is ClientState.CREATED:
             return ClientState.CREATED if self._thread is None else ClientState.STARTING
         if self._started and not self._is_master() and self._poll_generation is None:
@@ -136,16 +140,16 @@ class SyncApolloClient(OnChange, _owner.ProcessLocal):
     @property
     def notification_ids(self) -> Mapping[str, int]:
         """The long poll's notification id per namespace (-1 until first notified)."""
-        return self._client.notification_ids
+        return MappingProxyType({n: r.notification_id for n, r in self._store.records.items()})
 
     @property
     def last_poll_success(self) -> float | None:
         """Epoch seconds of the last long poll answered with 200 or 304, if any."""
-        return self._client.last_poll_success
+        return self._engine.last_poll_success
 
     def stats(self) -> ClientStats:
         """A point-in-time health summary, as :meth:`ApolloClient.stats` (never values)."""
-        return dataclasses.replace(self._client.stats(), state=self.state.value)
+        return dataclasses.replace(self._engine.stats(), state=self.state.value)
 
     @property
     def polling(self) -> bool:
@@ -177,7 +181,7 @@ class SyncApolloClient(OnChange, _owner.ProcessLocal):
         self._ensure_polling()
         values = self._values.get(namespace)
         if values is None:
-            if namespace not in self._client.namespaces:
+            if namespace not in self._store:
                 raise NamespaceNotFoundError(namespace)
             raise ClientStateError(
                 f"namespace {namespace!r} is not loaded: "
@@ -238,11 +242,11 @@ class SyncApolloClient(OnChange, _owner.ProcessLocal):
         namespaces: Iterable[str] | None = None,
     ) -> None:
         """Register ``listener`` (see :meth:`on_change`)."""
-        self._client.add_listener(listener, keys=keys, prefixes=prefixes, namespaces=namespaces)
+        self._engine.add_listener(listener, keys=keys, prefixes=prefixes, namespaces=namespaces)
 
     def remove_listener(self, listener: ChangeListener) -> None:
         """Unregister ``listener``; :class:`ValueError` if it is not registered."""
-        self._client.remove_listener(listener)
+        self._engine.listeners.remove(listener)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -308,8 +312,8 @@ class SyncApolloClient(OnChange, _owner.ProcessLocal):
 
     async def _load_and_suspend(self) -> None:
         # A preforking master never leads a sharing group: nothing may keep running here.
-        await self._client._start(share=False)
-        await self._client._suspend()
+        await self._engine.start(share_poll=False)
+        await self._engine.suspend()
 
     def close(self) -> None:
         """Stop this process's poller thread. Idempotent; reads keep the last values."""
@@ -328,11 +332,11 @@ class SyncApolloClient(OnChange, _owner.ProcessLocal):
                         return
                     with contextlib.suppress(RuntimeError):  # the loop ended already
                         loop.call_soon_threadsafe(stop.set)
-                thread.join(self._client.options.close_timeout + 1.0)
+                thread.join(self._options.close_timeout + 1.0)
                 return
             # A master, or a child whose poller (if any) belonged to its parent: aclose()
             # knows a client started in another process and only marks it closed.
-            _run_on_temporary_thread(self._client.aclose)
+            _run_on_temporary_thread(self._engine.aclose)
 
     # ------------------------------------------------------------------ the poller thread
 
@@ -404,7 +408,7 @@ class SyncApolloClient(OnChange, _owner.ProcessLocal):
 
     async def _serve(self, ready: _threads.Event, errors: list[BaseException]) -> None:
         try:
-            await self._client.start()
+            await self._engine.start(share_poll=self._options.share_poll)
         except Exception as exc:
             errors.append(exc)
             return
@@ -419,7 +423,7 @@ class SyncApolloClient(OnChange, _owner.ProcessLocal):
         finally:
             self._live = False
             self._loop = self._stop = None
-            await self._client.aclose()
+            await self._engine.aclose()
 
     def _forked(self) -> None:
         """In a forked child (called by ``_process``): drop the parent's thread."""

@@ -41,11 +41,11 @@ class Recorder(DiskCache):
         self.unheard: list[str | None] = []  # releases written before any listener heard
 
     @classmethod
-    def of(cls, client: ApolloClient) -> Recorder:
+    def of(cls, client: ApolloClient | SyncApolloClient) -> Recorder:
         """Put a recorder in place of ``client``'s cache (before ``start()``)."""
         cache = cls.for_options(client.options)
         assert isinstance(cache, Recorder)
-        client._cache = cache
+        client._engine.cache = cache
         return cache
 
     def _check(self, what: str) -> None:
@@ -158,7 +158,7 @@ async def test_a_client_whose_cache_failed_writes_it_again_once_the_disk_is_back
     client = make_client(cache_dir=root)
     client.on_change(events)
     await client.start()
-    await wait_until(lambda: client._writer is not None and client._writer.failing)
+    await wait_until(lambda: client._engine.writer is not None and client._engine.writer.failing)
     server.publish(APP, "application", {"greeting": "while failing"})
     await events.next()
     root.unlink()
@@ -200,7 +200,7 @@ async def test_listeners_hear_of_a_release_before_its_cache_write(
     await wait_until(lambda: one in cache.saved)  # heard (the listener now blocks), written
     two = server.publish(APP, "application", {"greeting": "two"})
     await wait_until(lambda: client.get_nowait("greeting") == "two")  # applied, event queued
-    writer = client._writer
+    writer = client._engine.writer
     assert writer is not None
     # Either the writer holds the write for the busy dispatcher, or (wrongly) wrote it.
     await wait_until(lambda: writer.holding or two in cache.saved)
@@ -223,8 +223,8 @@ async def test_a_hung_listener_does_not_hold_the_cache_back_for_ever(
 
     client.on_change(hangs)
     await client.start()
-    assert client._writer is not None
-    client._writer._grace = 0.2  # 5 s in production
+    assert client._engine.writer is not None
+    client._engine.writer._grace = 0.2  # 5 s in production
     server.publish(APP, "application", {"greeting": "one"})  # the listener hangs on it
     await wait_until(lambda: len(cache.saved) == 2)
     two = server.publish(APP, "application", {"greeting": "two"})  # its event is never taken
@@ -245,12 +245,12 @@ async def test_picked_up_returns_once_the_dispatcher_took_every_queued_event(
 
     client.on_change(listener)
     await client.start()
-    await client._listeners.picked_up()  # nothing queued: at once
+    await client._engine.listeners.picked_up()  # nothing queued: at once
     server.publish(APP, "application", {"greeting": "one"})
     await wait_until(lambda: calls == ["one"])
     server.publish(APP, "application", {"greeting": "two"})
     await wait_until(lambda: client.get_nowait("greeting") == "two")
-    waiting = asyncio.ensure_future(client._listeners.picked_up())
+    waiting = asyncio.ensure_future(client._engine.listeners.picked_up())
     for _ in range(20):  # let the loop run: the dispatcher is busy, "two" stays in its queue
         await asyncio.sleep(0)
     assert not waiting.done()
@@ -325,7 +325,7 @@ async def test_the_sync_client_never_touches_cache_files_on_its_loop(
     server: ApolloTestServer, tmp_path: Path, loop_file_calls: list[str]
 ) -> None:
     cfg = SyncApolloClient(APP, config_server=server.url, cache_dir=tmp_path / "cache", **FAST)
-    cache = Recorder.of(cfg._client)
+    cache = Recorder.of(cfg)
     try:
         await asyncio.to_thread(cfg.start)
         server.publish(APP, "application", {"greeting": "changed"})

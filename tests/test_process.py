@@ -41,7 +41,7 @@ async def test_start_installs_the_hooks_once(make_client: ClientFactory) -> None
     client = make_client()
     await client.start()
     assert _process._installed
-    assert client._generation == _process.current()
+    assert client._engine.owner.generation == _process.current()
 
 
 async def test_sync_client_has_the_async_clients_introspection(

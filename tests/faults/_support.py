@@ -54,6 +54,6 @@ def sleeping_for(task: asyncio.Task[object]) -> float | None:
 
 def assert_fully_closed(client: ApolloClient) -> None:
     """No task and no HTTP session left behind by ``client``."""
-    assert not client._apollo.is_open
-    assert client._tasks == []
+    assert not client._engine.apollo.is_open
+    assert client._engine.tasks == []
     assert aioapollo_tasks() == []
