@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._exceptions import ApolloConnectionError, ApolloError
+from .. import ApolloConnectionError, ApolloError
 from ..openapi import (
     ApolloOpenApiClient,
     NamespaceLockedError,

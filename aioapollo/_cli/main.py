@@ -24,13 +24,16 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
-from .._apollo.wire import namespace_format
-from .._client import ApolloClient
-from .._config import options_from_env
-from .._exceptions import ApolloAuthError, ApolloError, NamespaceUnavailableError
-from .._models import ChangeType, ConfigChangeEvent
-from .._share.group import share_fingerprint
-from .._version import __version__
+from .. import (
+    ApolloAuthError,
+    ApolloClient,
+    ApolloError,
+    ChangeType,
+    ConfigChangeEvent,
+    NamespaceUnavailableError,
+    __version__,
+)
+from .._share import share_fingerprint
 from . import config as _cli_config
 from . import control as _cli_control
 from . import serve as _serve
@@ -241,26 +244,22 @@ def _client(args: argparse.Namespace) -> ApolloClient:
         overrides["share_poll"] = True
         if args.share_dir:
             overrides["share_dir"] = args.share_dir
+    if not args.use_cache and args.command != "agent":  # the agent writes the host's cache
+        overrides["cache_dir"] = None
+    overrides.setdefault("fetch_retry_delay", 0.2)
     try:
-        kwargs = options_from_env(**overrides)
-    except ValueError as exc:  # no app id, or a variable such as APOLLO_SHARE_POLL=enabled
+        client = ApolloClient.from_env(start_timeout=args.timeout, **overrides)
+    except (TypeError, ValueError) as exc:  # no app id, APOLLO_SHARE_POLL=enabled, a bad URL
         message = str(exc)
         if message.startswith("set APP_ID"):
             message = "no appId: set APP_ID or pass --app-id"
+        elif message.startswith("no Apollo server given"):
+            message = (
+                "no Apollo address: set APOLLO_CONFIG_SERVICE (or APOLLO_META) "
+                "or pass --config-server (or --meta-server)"
+            )
         raise CommandFailed(EXIT_USAGE, message) from None
-    if not kwargs.get("config_server") and not kwargs.get("meta_server"):
-        raise CommandFailed(
-            EXIT_USAGE,
-            "no Apollo address: set APOLLO_CONFIG_SERVICE (or APOLLO_META) "
-            "or pass --config-server (or --meta-server)",
-        )
-    try:
-        if not args.use_cache and args.command != "agent":  # the agent writes the host's cache
-            kwargs["cache_dir"] = None
-        kwargs.setdefault("fetch_retry_delay", 0.2)
-        return ApolloClient(kwargs.pop("app_id"), start_timeout=args.timeout, **kwargs)
-    except (TypeError, ValueError) as exc:
-        raise CommandFailed(EXIT_USAGE, str(exc)) from None
+    return client
 
 
 async def _start(client: ApolloClient) -> None:
@@ -284,7 +283,7 @@ async def _get(client: ApolloClient, args: argparse.Namespace) -> int:
     finally:
         await client.aclose()
     if value is None:
-        kind = namespace_format(args.namespace)
+        kind = client.snapshot(args.namespace).format
         if kind != "properties":
             raise CommandFailed(
                 EXIT_USAGE,
