@@ -22,8 +22,8 @@ from aioapollo._apollo.cache import DiskCache
 from aioapollo._core.cachewriter import CacheWriter
 from aioapollo.testing import ApolloTestServer
 
-from ._support import wait_until
-from .conftest import APP, FAST, ClientFactory, Events, cache_of
+from .._support import wait_until
+from ..conftest import APP, FAST, ClientFactory, Events, cache_of
 
 
 class Recorder(DiskCache):

@@ -29,9 +29,9 @@ from aioapollo._core.listeners import ListenerRegistry
 from aioapollo._runtime.threads import alive_threads
 from aioapollo.testing import ApolloTestServer
 
-from ._support import wait_until
-from ._workers import Changes, aioapollo_threads
-from .conftest import APP, ClientFactory, Events
+from .._support import wait_until
+from .._workers import Changes, aioapollo_threads
+from ..conftest import APP, ClientFactory, Events
 
 BASE = {"greeting": "hello", "timeout": "30"}
 

@@ -3,7 +3,7 @@
 Several clients in one process stand for several processes: the leader lock is an ``flock``,
 which conflicts between two open files of one process just as between processes, and the
 followers talk to the leader over the real Unix socket. Real worker processes are in
-tests/test_share_servers.py.
+tests/share/test_share_servers.py.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from aioapollo._share import group as share_mod
 from aioapollo._share import wire
 from aioapollo.testing import ApolloTestServer
 
-from ._support import wait_until
-from ._workers import Child
-from .conftest import APP, ClientFactory, Events
+from .._support import wait_until
+from .._workers import Child
+from ..conftest import APP, ClientFactory, Events
 
 #: Python 3.12+ warns when a process with threads forks; forking such a process is the point.
 pytestmark = pytest.mark.filterwarnings(

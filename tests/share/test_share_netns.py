@@ -25,14 +25,14 @@ import pytest
 
 from aioapollo.testing import ApolloTestServer
 
-from ._support import wait_until
+from .._support import wait_until
 
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(120)]
 
 HOSTS = 3
 WORKERS = 4
 APP_ID = "netns-app"
-WORKER = Path(__file__).parent / "apps" / "share_worker.py"
+WORKER = Path(__file__).parent.parent / "apps" / "share_worker.py"
 
 
 def ip(*args: str) -> None:

@@ -11,8 +11,8 @@ from aioapollo import ClientState, SyncApolloClient
 from aioapollo._runtime import process as _process
 from aioapollo.testing import ApolloTestServer
 
-from ._support import wait_until
-from .conftest import APP, ClientFactory
+from .._support import wait_until
+from ..conftest import APP, ClientFactory
 
 IMPORT_ONLY = """
 import sys, types

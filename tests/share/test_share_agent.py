@@ -16,7 +16,7 @@ from aioapollo import ApolloClient, ConfigChangeEvent
 from aioapollo._share.group import share_fingerprint
 from aioapollo.testing import ApolloTestServer
 
-from .conftest import APP, FAST
+from ..conftest import APP, FAST
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -29,7 +29,7 @@ from aioapollo._share.rendezvous import (
     supported,
 )
 
-from ._workers import Child, Report
+from .._workers import Child, Report
 
 pytestmark = pytest.mark.skipif(not supported(), reason="no flock or peer credentials here")
 

@@ -21,9 +21,9 @@ import pytest
 
 from aioapollo.testing import ApolloTestServer
 
-from ._procs import ServerProcess, server_env, tool
-from ._support import free_port
-from .test_asgi_servers import APP_ID, CASES, Run
+from .._procs import ServerProcess, server_env, tool
+from .._support import free_port
+from ..test_asgi_servers import APP_ID, CASES, Run
 
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(180)]
 

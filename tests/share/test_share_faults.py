@@ -28,9 +28,9 @@ from aioapollo._share import group as share_mod
 from aioapollo._share.wire import MAGIC, PROTOCOL_VERSION, Hello, encode
 from aioapollo.testing import ApolloTestServer
 
-from ._support import wait_until
-from ._workers import Child
-from .conftest import APP, FAST, ClientFactory, Events
+from .._support import wait_until
+from .._workers import Child
+from ..conftest import APP, FAST, ClientFactory, Events
 
 #: Python 3.12+ warns when a process with threads forks; forking such a process is the point.
 pytestmark = pytest.mark.filterwarnings(

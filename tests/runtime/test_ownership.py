@@ -21,8 +21,8 @@ import pytest
 from aioapollo import ApolloClient, ClientState, ClientStateError, SyncApolloClient
 from aioapollo.testing import ApolloTestServer
 
-from ._hung import HungServer
-from .conftest import APP, FAST, ClientFactory, Events
+from .._hung import HungServer
+from ..conftest import APP, FAST, ClientFactory, Events
 
 #: No call in this module may take longer: a hang fails the test instead of stalling it.
 BOUND = 10.0

@@ -19,8 +19,8 @@ from aiohttp import web
 from aioapollo._cli.main import EXIT_AUTH, EXIT_MISSING, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, main
 from aioapollo.testing import ApolloTestServer
 
-from ._support import free_port
-from .conftest import APP
+from .._support import free_port
+from ..conftest import APP
 
 #: Generous: a subprocess imports aiohttp first, on a machine shared with other test runs.
 PROC_TIMEOUT = 30.0

@@ -22,7 +22,7 @@ import pytest
 from aioapollo import ApolloClient, ConfigChangeEvent
 from aioapollo.testing import ApolloTestServer
 
-from ._support import wait_until
+from .._support import wait_until
 
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(300)]
 

@@ -16,8 +16,8 @@ import pytest
 from aioapollo import ApolloClient, Source
 from aioapollo.testing import ApolloTestServer
 
-from ._support import dead_url, wait_until
-from .conftest import APP, FAST, Events, cache_of
+from .._support import dead_url, wait_until
+from ..conftest import APP, FAST, Events, cache_of
 
 
 async def test_two_labels_on_one_host_never_serve_each_other_a_gray_release(
