@@ -27,7 +27,7 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from .. import _share as share
+from .. import _share
 from .._apollo.cache import DiskCache
 from .._apollo.loader import ApolloSource
 from .._apollo.parsing import require_parsers
@@ -93,6 +93,20 @@ class Ownership:
         return _owner.loop_ended(self.loop)
 
 
+class _Run:
+    """What one ``start()`` owns, and a fork drops whole: its tasks, its ready and closed
+    events, its cache writer and its sharing membership."""
+
+    __slots__ = ("closed", "ready", "share", "tasks", "writer")
+
+    def __init__(self) -> None:
+        self.tasks: list[asyncio.Task[None]] = []
+        self.ready = asyncio.Event()
+        self.closed: asyncio.Event | None = None
+        self.writer: CacheWriter | None = None
+        self.share: _share.Sharing | None = None
+
+
 class Engine:
     """One client's pipeline and lifecycle (see the module docstring).
 
@@ -103,8 +117,9 @@ class Engine:
         hooks: The observability hooks.
         supervisor: Runs every background loop.
         apollo: The Apollo source.
-        share: This start's sharing membership, if any.
-        writer: This start's cache writer, if any.
+        share: The current start's sharing membership, if any.
+        writer: The current start's cache writer, if any.
+        tasks: The current start's tasks (the Apollo source keeps its polling tasks).
         state: The lifecycle state.
         owner: Where the current (or last) start belongs; None before the first.
         fork_warned: A read after fork was warned about (reset at each fork).
@@ -123,17 +138,14 @@ class Engine:
             timeout=options.listener_timeout, close_timeout=options.close_timeout
         )
         self._cache = DiskCache.for_options(options)
-        self.writer: CacheWriter | None = None
         self.hooks = hooks
         self.supervisor = Supervisor(options.app_id, hooks)
         self.apollo = ApolloSource(options, self.store, self._cache, hooks, self.spawn)
-        self.share: share.Sharing | None = None
-        self.tasks: list[asyncio.Task[None]] = []
         self.state = ClientState.CREATED
         self.owner: Ownership | None = None
         self.fork_warned = False
-        self._ready: asyncio.Event | None = None
-        self._closed: asyncio.Event | None = None
+        #: The current (or last) start's own state; None before the first and after a fork.
+        self._run: _Run | None = None
         #: Tells the facade whether its read path may take the fast branch.
         self._set_live = on_live
         self._live = False
@@ -157,6 +169,18 @@ class Engine:
     def cache(self, cache: DiskCache | None) -> None:  # before start(): a test's stand-in
         self._cache = cache
         self.apollo.use_cache(cache)
+
+    @property
+    def share(self) -> _share.Sharing | None:
+        return self._run.share if self._run is not None else None
+
+    @property
+    def writer(self) -> CacheWriter | None:
+        return self._run.writer if self._run is not None else None
+
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return self._run.tasks if self._run is not None else []
 
     def _live_now(self, live: bool) -> None:
         self._live = live
@@ -201,8 +225,8 @@ class Engine:
 
     async def wait_ready(self) -> None:
         """Wait for a start in progress (returns at once when none is)."""
-        if self.state is ClientState.STARTING and self._ready is not None:
-            await self._ready.wait()
+        if self.state is ClientState.STARTING and self._run is not None:
+            await self._run.ready.wait()
 
     async def start(self, *, share_poll: bool) -> None:
         """Load every namespace, then run: the facades' ``start()``.
@@ -224,12 +248,12 @@ class Engine:
         self.state = ClientState.STARTING
         self.owner = Ownership.here()
         _process.track(self)
-        ready = self._ready = asyncio.Event()
+        run = self._run = _Run()
         for record in self.store.records.values():
             record.drop_lock()  # fetch locks belong to this start's loop
         apollo = self.apollo
         apollo.open()
-        sharing = self.share = self._join_group() if share_poll else None
+        sharing = run.share = self._join_group() if share_poll else None
         # The dispatcher runs before the load: when warm values (inherited across fork, or
         # kept by suspend()) differ from what Apollo serves now, that is a real change that
         # this process's listeners must hear about. It is scheduled before any fetch can
@@ -253,42 +277,42 @@ class Engine:
                 task.cancel()
             await asyncio.wait([dispatcher, *loads])
             await self._close_cache_writer(self.options.close_timeout)
-            self.share = None
+            run.share = None
             if sharing is not None:
                 await sharing.close()
             if self.state is ClientState.STARTING:
                 self.state = previous
-            ready.set()
+            run.ready.set()
             await apollo.aclose()
             raise
-        self.tasks = [dispatcher, *loads]
-        sharing = self.share  # None if the group could not be joined after all
-        if sharing is None or sharing.role == share.LEADER or sharing.degraded:
+        run.tasks = [dispatcher, *loads]
+        sharing = run.share  # None if the group could not be joined after all
+        if sharing is None or sharing.role == _share.LEADER or sharing.degraded:
             apollo.start_polling()
         if sharing is not None:
-            self.tasks.append(self.spawn(sharing.run, "share"))
+            run.tasks.append(self.spawn(sharing.run, "share"))
         self.state = ClientState.RUNNING
         self._live_now(True)
-        ready.set()
+        run.ready.set()
         logger.info(
             "ApolloClient(%r) started: %s",
             self.app_id,
             ", ".join(f"{n}={s.source.value}" for n, s in self.store.snapshots().items()),
         )
 
-    def _join_group(self) -> share.Sharing | None:
+    def _join_group(self) -> _share.Sharing | None:
         """This client's sharing group, or None (solo, warned once) where it cannot share."""
-        sharing = share.Sharing(
+        sharing = _share.Sharing(
             self.store, _PollControl(self), self.options, self._role_changed, self.supervisor
         )
         try:
             sharing.prepare()
-        except share.ShareUnavailable as exc:
-            share.warn_solo(self.app_id, str(exc))
+        except _share.ShareUnavailable as exc:
+            _share.warn_solo(self.app_id, str(exc))
             return None
         return sharing
 
-    async def _load_shared(self, sharing: share.Sharing) -> list[asyncio.Task[None]]:
+    async def _load_shared(self, sharing: _share.Sharing) -> list[asyncio.Task[None]]:
         """Lead (and load from Apollo) or load from the leader; alone if none answers.
 
         Returns the loads left running in the background, as ``ApolloSource.initial_load`` does.
@@ -297,11 +321,12 @@ class Engine:
             leads = sharing.try_lead()
             if leads:
                 sharing.lead("first of its group on this host")
-        except share.ShareUnavailable as exc:
+        except _share.ShareUnavailable as exc:
             # An unusable lock or socket (a read-only directory, a lock path that is a
             # directory, a file we cannot open): one warning, and this client runs solo.
-            share.warn_solo(self.app_id, str(exc))
-            self.share = None
+            _share.warn_solo(self.app_id, str(exc))
+            assert self._run is not None
+            self._run.share = None
             await sharing.close()
             return await self.apollo.initial_load()
         if leads:
@@ -309,9 +334,9 @@ class Engine:
             sharing.loaded()
             return loads
         try:
-            joined = await sharing.join(share.JOIN_TIMEOUT)
-        except share.ShareUnavailable as exc:
-            share.warn_solo(self.app_id, str(exc))
+            joined = await sharing.join(_share.JOIN_TIMEOUT)
+        except _share.ShareUnavailable as exc:
+            _share.warn_solo(self.app_id, str(exc))
             joined = False
         if joined:
             return []
@@ -320,7 +345,7 @@ class Engine:
         logger.warning("ApolloClient(%r): %s", self.app_id, sharing.degraded)
         return loads
 
-    def _role_changed(self, change: share.RoleChange) -> None:
+    def _role_changed(self, change: _share.RoleChange) -> None:
         if self.hooks:
             self.hooks.role(
                 RoleEvent(
@@ -363,7 +388,7 @@ class Engine:
             or snap is None
             or release.origin != "apollo"
             or release.source is not Source.REMOTE
-            or (self.share is not None and self.share.role == share.FOLLOWER)
+            or (self.share is not None and self.share.role == _share.FOLLOWER)
         ):
             return
         # As delivered: a transform's output (a decrypted value) never reaches the disk.
@@ -371,20 +396,24 @@ class Engine:
 
     def _open_cache_writer(self) -> None:
         """Start this run's background cache writer (none without a cache)."""
+        assert self._run is not None
         if self._cache is None:
-            self.writer = None
+            self._run.writer = None
             return
-        self.writer = CacheWriter(
+        writer = self._run.writer = CacheWriter(
             self._cache,
             picked_up=self.listeners.picked_up,
             name=self.app_id,
             supervisor=self.supervisor,
         )
-        self.writer.open()
+        writer.open()
 
     async def _close_cache_writer(self, within: float) -> None:
         """Write what is pending (for at most ``within`` seconds), then stop the writer."""
-        writer, self.writer = self.writer, None
+        run = self._run
+        writer = run.writer if run is not None else None
+        if run is not None:
+            run.writer = None
         if writer is not None:
             await writer.aclose(within)
 
@@ -439,12 +468,15 @@ class Engine:
         if owner is not None and owner.foreign_loop:
             await self._aclose_from_other_loop(owner.loop)  # loop ownership
             return
+        run = self._run
         if self.state is ClientState.CLOSING:
-            if self._closed is not None:  # another task is closing it
-                await self._closed.wait()
+            if run is not None and run.closed is not None:  # another task is closing it
+                await run.closed.wait()
             return
         self.state = ClientState.CLOSING
-        closed = self._closed = asyncio.Event()
+        closed = asyncio.Event()
+        if run is not None:
+            run.closed = closed
         try:
             await self._stop_tasks()
         finally:
@@ -456,9 +488,9 @@ class Engine:
         if loop.is_closed():
             # Its tasks ended with that loop, and its session cannot be closed on any other:
             # keep them referenced, untouched (as after fork), and call the client closed.
-            _process.keep_forever(self.tasks)
+            _process.keep_forever(self._run)
             self._live_now(False)
-            self.tasks = []
+            self._run = None
             self.apollo.abandon()
             self.state = ClientState.CLOSED
             return
@@ -475,7 +507,10 @@ class Engine:
 
     async def _stop_tasks(self) -> None:
         self._live_now(False)
-        tasks, self.tasks = [*self.apollo.take_tasks(), *self.tasks], []
+        run = self._run
+        tasks = [*self.apollo.take_tasks(), *(run.tasks if run is not None else ())]
+        if run is not None:
+            run.tasks = []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.options.close_timeout
         try:
@@ -488,7 +523,9 @@ class Engine:
             # The dispatcher is stopped: pending cache writes no longer wait for it.
             await self._close_cache_writer(deadline - loop.time())
         finally:
-            sharing, self.share = self.share, None
+            sharing = run.share if run is not None else None
+            if run is not None:
+                run.share = None
             if sharing is not None:
                 await sharing.close()
             await self.apollo.aclose()
@@ -527,21 +564,15 @@ class Engine:
             return  # (re)started in this process already
         # Every task, lock and socket belongs to the parent's loop: drop them untouched, but
         # keep them referenced (see _process.keep_forever).
+        run, self._run = self._run, None
+        if run is not None and run.share is not None:
+            run.share.forked()  # closes the inherited lock and sockets, never unlocks
         locks = [r._lock for r in self.store.records.values()]
-        _process.keep_forever(
-            self.tasks, locks, self._ready, self._closed, self.writer, self.apollo.forget()
-        )
+        _process.keep_forever(run, locks, self.apollo.forget())
         for record in self.store.records.values():
             record.drop_lock()
-        if self.share is not None:
-            self.share.forked()  # closes the inherited lock and sockets, never unlocks
-            self.share = None
         self._live_now(False)
         self.state = ClientState.FORKED
-        self.tasks = []
-        self._ready = None
-        self._closed = None
-        self.writer = None
         self.supervisor = Supervisor(self.app_id, self.hooks)  # the parent's loops are not ours
         cuts = self.apollo.cuts  # a proxy's cuts stay warned about once per client
         self.apollo = ApolloSource(self.options, self.store, self._cache, self.hooks, self.spawn)
