@@ -13,11 +13,12 @@ lookup on the current snapshot; releases are swapped in whole, never mutated.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import os
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from ssl import SSLContext
 from types import MappingProxyType, TracebackType
 from typing import Any, Self, TypeVar, Unpack, overload
@@ -36,6 +37,7 @@ from ._exceptions import (
 )
 from ._hooks import ChangeEvent, Hooks, HookSet, RoleEvent
 from ._models import NamespaceSnapshot, Source
+from ._resources import DEFAULT_GRACE, LiveResource, ResourceSet
 from ._runtime import owner as _owner
 from ._runtime import process as _process
 from ._share import group as share_mod
@@ -188,6 +190,7 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
         self._closed: asyncio.Event | None = None
         self._fork_warned = False
         self._hooks = HookSet(hooks)
+        self._resources = ResourceSet()  # see resource()
         #: Runs every background loop: restarts it after a crash and knows which are degraded.
         self._supervisor = Supervisor(opts.app_id, self._hooks)
         self._apollo = ApolloSource(opts, self._store, self._cache, self._hooks, self._spawn)
@@ -268,6 +271,7 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
             share=self._share,
             supervisor=self._supervisor,
             listeners=self._listeners.stats(),
+            resources=self._resources,
         )
 
     def __repr__(self) -> str:
@@ -433,6 +437,65 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
     def remove_listener(self, listener: ChangeListener) -> None:
         """Unregister ``listener``; :class:`ValueError` if it is not registered."""
         self._listeners.remove(listener)
+
+    # ------------------------------------------------------------------ live resources
+
+    @overload
+    def resource(
+        self,
+        build: Callable[[NamespaceSnapshot], Awaitable[T]],
+        *,
+        keys: Iterable[str] | None = ...,
+        prefixes: Iterable[str] | None = ...,
+        namespaces: Iterable[str] | None = ...,
+        close: Callable[[T], Any] | None = ...,
+        grace: float = ...,
+        name: str | None = ...,
+    ) -> LiveResource[T]: ...
+    @overload
+    def resource(
+        self,
+        build: Callable[[NamespaceSnapshot], T],
+        *,
+        keys: Iterable[str] | None = ...,
+        prefixes: Iterable[str] | None = ...,
+        namespaces: Iterable[str] | None = ...,
+        close: Callable[[T], Any] | None = ...,
+        grace: float = ...,
+        name: str | None = ...,
+    ) -> LiveResource[T]: ...
+    def resource(
+        self,
+        build: Callable[[NamespaceSnapshot], Any],
+        *,
+        keys: Iterable[str] | None = None,
+        prefixes: Iterable[str] | None = None,
+        namespaces: Iterable[str] | None = None,
+        close: Callable[[Any], Any] | None = None,
+        grace: float = DEFAULT_GRACE,
+        name: str | None = None,
+    ) -> LiveResource[Any]:
+        """An object built from config by ``build(values)`` and rebuilt when they change.
+
+        ``values`` is a snapshot of the watched keys (``keys``, keys starting with one of
+        ``prefixes``; all keys if neither) of ``namespaces`` (``("application",)``), with the
+        typed getters. ``build`` may be a coroutine function. The old object is closed by
+        ``close(obj)`` (default: its ``aclose()`` or ``close()``) once its borrowers
+        (``async with holder.use() as obj:``) are done, or ``grace`` seconds after the swap.
+        See :class:`LiveResource` and docs/resources.md.
+        """
+        holder: LiveResource[Any] = LiveResource(
+            self, build, keys=keys, prefixes=prefixes, namespaces=namespaces, close=close,
+            grace=grace, name=name, app_id=self.app_id, hooks=self._hooks,
+        )  # fmt: skip
+        self.add_listener(holder._changed, **holder.listener_filters())
+        self._resources.add(holder)
+        return holder
+
+    def _forget_resource(self, holder: LiveResource[Any]) -> None:
+        with contextlib.suppress(ValueError):
+            self.remove_listener(holder._changed)
+        self._resources.discard(holder)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -692,6 +755,7 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
         self._state = ClientState.CLOSING
         self._closed = asyncio.Event()
         try:
+            await self._resources.aclose()
             await self._stop_tasks()
         finally:
             self._state = ClientState.CLOSED
