@@ -27,6 +27,7 @@ from ._models import (
     Source,
 )
 from ._reload import reload_server_on_change
+from ._resources import LiveResource, ResourceBuildError, ResourceStats, SyncLiveResource
 from ._stats import ClientStats, NamespaceStats
 from ._sync import SyncApolloClient
 from ._version import __version__
@@ -55,16 +56,20 @@ __all__ = [
     "FetchEvent",
     "Hooks",
     "ListenerStats",
+    "LiveResource",
     "LoopCrashedError",
     "NamespaceNotFoundError",
     "NamespaceSnapshot",
     "NamespaceStats",
     "NamespaceUnavailableError",
     "PollEvent",
+    "ResourceBuildError",
+    "ResourceStats",
     "Role",
     "RoleEvent",
     "Source",
     "SyncApolloClient",
+    "SyncLiveResource",
     "__version__",
     "reload_server_on_change",
 ]

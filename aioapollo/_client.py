@@ -10,10 +10,11 @@ no event loop, so it is safe at import time and under ``gunicorn --preload``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from ssl import SSLContext
 from types import MappingProxyType, TracebackType
 from typing import Any, Self, TypeVar, Unpack, overload
@@ -24,6 +25,7 @@ from ._core.listeners import ChangeListener, OnChange
 from ._exceptions import ClientStateError, NamespaceNotFoundError
 from ._hooks import Hooks, HookSet
 from ._models import NamespaceSnapshot, Source
+from ._resources import DEFAULT_GRACE, LiveResource
 from ._runtime import owner as _owner
 from ._stats import ClientStats
 
@@ -136,7 +138,10 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
         self._live = False
         self._engine = Engine(self._options, HookSet(hooks), self._set_live)
         #: The read view (never replaced: the read path looks values up in it directly).
-        self._values = self._engine.store.values
+        #: The namespace store (the facade interface: sinks such as the logging integration
+        #: subscribe to it) and its read view, never replaced.
+        self._store = self._engine.store
+        self._values = self._store.values
 
     def _set_live(self, live: bool) -> None:
         self._live = live
@@ -370,6 +375,65 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
     def remove_listener(self, listener: ChangeListener) -> None:
         """Unregister ``listener``; :class:`ValueError` if it is not registered."""
         self._engine.listeners.remove(listener)
+
+    # ------------------------------------------------------------------ live resources
+
+    @overload
+    def resource(
+        self,
+        build: Callable[[NamespaceSnapshot], Awaitable[T]],
+        *,
+        keys: Iterable[str] | None = ...,
+        prefixes: Iterable[str] | None = ...,
+        namespaces: Iterable[str] | None = ...,
+        close: Callable[[T], Any] | None = ...,
+        grace: float = ...,
+        name: str | None = ...,
+    ) -> LiveResource[T]: ...
+    @overload
+    def resource(
+        self,
+        build: Callable[[NamespaceSnapshot], T],
+        *,
+        keys: Iterable[str] | None = ...,
+        prefixes: Iterable[str] | None = ...,
+        namespaces: Iterable[str] | None = ...,
+        close: Callable[[T], Any] | None = ...,
+        grace: float = ...,
+        name: str | None = ...,
+    ) -> LiveResource[T]: ...
+    def resource(
+        self,
+        build: Callable[[NamespaceSnapshot], Any],
+        *,
+        keys: Iterable[str] | None = None,
+        prefixes: Iterable[str] | None = None,
+        namespaces: Iterable[str] | None = None,
+        close: Callable[[Any], Any] | None = None,
+        grace: float = DEFAULT_GRACE,
+        name: str | None = None,
+    ) -> LiveResource[Any]:
+        """An object built from config by ``build(values)`` and rebuilt when they change.
+
+        ``values`` is a snapshot of the watched keys (``keys``, keys starting with one of
+        ``prefixes``; all keys if neither) of ``namespaces`` (``("application",)``), with the
+        typed getters. ``build`` may be a coroutine function. The old object is closed by
+        ``close(obj)`` (default: its ``aclose()`` or ``close()``) once its borrowers
+        (``async with holder.use() as obj:``) are done, or ``grace`` seconds after the swap.
+        See :class:`LiveResource` and docs/resources.md.
+        """
+        holder: LiveResource[Any] = LiveResource(
+            self, build, keys=keys, prefixes=prefixes, namespaces=namespaces, close=close,
+            grace=grace, name=name, app_id=self.app_id, hooks=self._engine.hooks,
+        )  # fmt: skip
+        self.add_listener(holder._changed, **holder.listener_filters())
+        self._engine.resources.add(holder)
+        return holder
+
+    def _forget_resource(self, holder: LiveResource[Any]) -> None:
+        with contextlib.suppress(ValueError):
+            self.remove_listener(holder._changed)
+        self._engine.resources.discard(holder)
 
     # ------------------------------------------------------------------ lifecycle
 

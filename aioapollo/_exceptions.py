@@ -13,7 +13,8 @@
     ├── NamespaceNotFoundError (LookupError)      a namespace this client does not watch
     ├── ConfigValueError (ValueError)             a typed read of a malformed value
     ├── ClientStateError (RuntimeError)           a call that the client's state forbids
-    └── LoopCrashedError (RuntimeError)           a background loop crashed (hooks only)
+    ├── LoopCrashedError (RuntimeError)           a background loop crashed (hooks only)
+    └── ResourceBuildError (RuntimeError)         a live resource's build raised (_resources)
 
 The portal OpenAPI client (``aioapollo.openapi``) adds ``OpenApiError`` and its subclasses
 under ``ApolloHTTPStatusError`` (see ``aioapollo/openapi/_errors.py``).

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ._config import ClientOptions
     from ._core.store import NamespaceStore
     from ._core.supervise import Supervisor
+    from ._resources import ResourceSet, ResourceStats
     from ._share.group import Sharing
 
 __all__ = ["ClientStats", "NamespaceStats", "collect_stats"]
@@ -98,6 +99,8 @@ class ClientStats:
             and the client is not :attr:`healthy` while any is listed.
         polls_apollo: Whether this process polls Apollo itself: solo, leader, or a follower
             whose leader is silent (see ``degraded``).
+        resources: Counters of each live resource (:meth:`ApolloClient.resource`); one whose
+            rebuild failed and that serves its previous object is named in ``degraded``.
     """
 
     app_id: str
@@ -120,6 +123,7 @@ class ClientStats:
     degraded_loops: tuple[str, ...] = ()
     failing_loops: tuple[str, ...] = ()
     polls_apollo: bool = True
+    resources: tuple[ResourceStats, ...] = ()
 
     @property
     def healthy(self) -> bool:
@@ -162,6 +166,8 @@ class ClientStats:
         }
         if self.listeners is not None:
             shown["listeners"] = self.listeners.as_dict()
+        if self.resources:
+            shown["resources"] = {r.name: r.as_dict() for r in self.resources}
         return shown
 
 
@@ -175,6 +181,7 @@ def collect_stats(
     share: Sharing | None,
     supervisor: Supervisor,
     listeners: ListenerStats,
+    resources: ResourceSet | None = None,
 ) -> ClientStats:
     """Build a :class:`ClientStats` from the parts a client hands over: its namespace store,
     state, poll times, sharing membership, loop supervisor and listener counters."""
@@ -202,6 +209,8 @@ def collect_stats(
     times = [t for t in (polled, *synced.values()) if t is not None]
     sharing = _sharing_stats(share)
     reasons = [r for r in (sharing.pop("degraded", None), *supervisor.reasons()) if r]
+    if resources is not None:
+        reasons += resources.degraded()
     return ClientStats(
         app_id=options.app_id,
         cluster=options.cluster,
@@ -215,6 +224,7 @@ def collect_stats(
         degraded="; ".join(reasons) or None,
         degraded_loops=supervisor.degraded,
         failing_loops=supervisor.failing(),
+        resources=resources.stats() if resources is not None else (),
         **sharing,
     )
 

@@ -28,6 +28,7 @@ from ._core.listeners import ChangeListener, OnChange
 from ._exceptions import ClientStateError, NamespaceNotFoundError
 from ._hooks import HookSet
 from ._models import NamespaceSnapshot, Source
+from ._resources import DEFAULT_GRACE, SyncLiveResource
 from ._runtime import owner as _owner
 from ._runtime import process as _process
 from ._runtime import threads as _threads
@@ -248,6 +249,33 @@ class SyncApolloClient(OnChange, _owner.ProcessLocal):
         """Unregister ``listener``; :class:`ValueError` if it is not registered."""
         self._engine.listeners.remove(listener)
 
+    def resource(
+        self,
+        build: Callable[[NamespaceSnapshot], T],
+        *,
+        keys: Iterable[str] | None = None,
+        prefixes: Iterable[str] | None = None,
+        namespaces: Iterable[str] | None = None,
+        close: Callable[[T], Any] | None = None,
+        grace: float = DEFAULT_GRACE,
+        name: str | None = None,
+    ) -> SyncLiveResource[T]:
+        """Like :meth:`ApolloClient.resource`, with plain functions: ``with holder.use() as
+        obj:`` from any thread; rebuilds run on the client's listener thread."""
+        inner = self._engine
+        holder: SyncLiveResource[T] = SyncLiveResource(
+            self, build, keys=keys, prefixes=prefixes, namespaces=namespaces, close=close,
+            grace=grace, name=name, app_id=self.app_id, hooks=inner.hooks,
+        )  # fmt: skip
+        self.add_listener(holder._changed, **holder.listener_filters())
+        inner.resources.add(holder)
+        return holder
+
+    def _forget_resource(self, holder: SyncLiveResource[Any]) -> None:
+        with contextlib.suppress(ValueError):
+            self.remove_listener(holder._changed)
+        self._engine.resources.discard(holder)
+
     # ------------------------------------------------------------------ lifecycle
 
     def __enter__(self) -> Self:
@@ -322,6 +350,7 @@ class SyncApolloClient(OnChange, _owner.ProcessLocal):
                 return
             self._closed = True
             self._live = False
+            self._engine.resources.close()
             thread = self._thread
             here = _process.current()
             if thread is not None and thread.is_alive() and self._poll_generation == here:

@@ -20,7 +20,7 @@ def test_rebuild_pool_example_swaps_the_pool(capsys: pytest.CaptureFixture[str])
     asyncio.run(namespace["main"]())
     out = capsys.readouterr().out
     assert "before: 200 limit 4" in out
-    assert "pool rebuilt for ['upstream.pool_size']" in out
+    assert "pool rebuilt: generation 2" in out
     assert "after:  200 limit 16" in out
 
 

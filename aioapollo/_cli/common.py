@@ -17,6 +17,7 @@ __all__ = [
     "PROG",
     "CommandFailed",
     "at_least_one",
+    "escape_properties",
     "positive_seconds",
 ]
 
@@ -63,3 +64,20 @@ def at_least_one(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
     return value
+
+
+def escape_properties(text: str, is_key: bool) -> str:
+    """Escape for a Java ``.properties`` file (UTF-8, so only the syntax characters)."""
+    out = []
+    for i, ch in enumerate(text):
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch in "\n\r\t\f":
+            out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t", "\f": "\\f"}[ch])
+        elif ch in "=:#!" and (is_key or i == 0):
+            out.append("\\" + ch)
+        elif ch == " " and (is_key or i == 0):
+            out.append("\\ ")
+        else:
+            out.append(ch)
+    return "".join(out)

@@ -33,7 +33,7 @@ from .. import (
     NamespaceUnavailableError,
     __version__,
 )
-from .._share import share_fingerprint
+from . import agent as _cli_agent
 from . import config as _cli_config
 from . import control as _cli_control
 from . import serve as _serve
@@ -46,6 +46,7 @@ from .common import (
     PROG,
     CommandFailed,
     at_least_one,
+    escape_properties,
     positive_seconds,
 )
 
@@ -137,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument(
         "--share-dir", help="the group's rendezvous directory (APOLLO_SHARE_DIR; private)"
     )
+    _cli_agent.add_arguments(agent)
 
     serve = sub.add_parser(
         "serve",
@@ -314,66 +316,15 @@ async def _dump(client: ApolloClient, args: argparse.Namespace) -> int:
         text = content if content.endswith("\n") or not content else content + "\n"
     else:
         text = "".join(
-            f"{_escape(key, True)}={_escape(value, False)}\n"
+            f"{escape_properties(key, True)}={escape_properties(value, False)}\n"
             for key, value in sorted(snap.items.items())
         )
     _write(sys.stdout, text)
     return EXIT_OK
 
 
-def _escape(text: str, is_key: bool) -> str:
-    """Escape for a Java ``.properties`` file (UTF-8, so only the syntax characters)."""
-    out = []
-    for i, ch in enumerate(text):
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch in "\n\r\t\f":
-            out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t", "\f": "\\f"}[ch])
-        elif ch in "=:#!" and (is_key or i == 0):
-            out.append("\\" + ch)
-        elif ch == " " and (is_key or i == 0):
-            out.append("\\ ")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
 async def _agent(client: ApolloClient, args: argparse.Namespace) -> int:
-    """Lead (or stand by to lead) the host's sharing group until stopped."""
-    group = share_fingerprint(client.options)
-    print(
-        f"{PROG} agent: app {client.app_id!r}, cluster {client.options.cluster!r}, "
-        f"namespaces {', '.join(client.namespaces)}; group {group}",
-        flush=True,
-    )
-    stop = asyncio.Event()
-    with _signals_set(stop):
-        await _start(client)
-        try:
-            stats = client.stats()
-            if stats.role == "solo":
-                raise CommandFailed(
-                    EXIT_USAGE, "sharing is not possible here (see the warning above)"
-                )
-            print(f"{PROG} agent: {_role_line(client)}", flush=True)
-            role = stats.role
-            while not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(1.0):
-                        await stop.wait()
-                if client.stats().role != role:
-                    role = client.stats().role
-                    print(f"{PROG} agent: {_role_line(client)}", flush=True)
-        finally:
-            await client.aclose()
-    return EXIT_OK
-
-
-def _role_line(client: ApolloClient) -> str:
-    stats = client.stats()
-    if stats.role == "leader":
-        return f"leading (pid {os.getpid()}): this process polls Apollo for the group"
-    return f"following pid {stats.leader_pid}: standing by, leads when that process goes away"
+    return await _cli_agent.run(client, args, _start)
 
 
 async def _watch(client: ApolloClient, args: argparse.Namespace) -> int:

@@ -35,6 +35,7 @@ from .._config import ClientOptions
 from .._exceptions import ClientStateError, NamespaceNotFoundError
 from .._hooks import ChangeEvent, HookSet, RoleEvent
 from .._models import Source
+from .._resources import ResourceSet
 from .._runtime import owner as _owner
 from .._runtime import process as _process
 from .._stats import ClientStats, collect_stats
@@ -139,6 +140,8 @@ class Engine:
         )
         self._cache = DiskCache.for_options(options)
         self.hooks = hooks
+        #: Live resources (``cfg.resource(...)``): counted in stats, closed with the client.
+        self.resources = ResourceSet()
         self.supervisor = Supervisor(options.app_id, hooks)
         self.apollo = ApolloSource(options, self.store, self._cache, hooks, self.spawn)
         self.state = ClientState.CREATED
@@ -206,6 +209,7 @@ class Engine:
             share=self.share,
             supervisor=self.supervisor,
             listeners=self.listeners.stats(),
+            resources=self.resources,
         )
 
     def add_listener(
@@ -478,6 +482,7 @@ class Engine:
         if run is not None:
             run.closed = closed
         try:
+            await self.resources.aclose()
             await self._stop_tasks()
         finally:
             self.state = ClientState.CLOSED
