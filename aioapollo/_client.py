@@ -27,6 +27,7 @@ from ._apollo.loader import ApolloSource
 from ._apollo.parsing import require_parsers
 from ._config import DEFAULT, ClientOptions, DefaultType, EnvOverrides, options_from_env
 from ._core.cachewriter import CacheWriter
+from ._core.decrypt import install as install_decryptor
 from ._core.listeners import ChangeListener, ListenerRegistry, OnChange
 from ._core.store import Change, NamespaceStore
 from ._core.supervise import Loop, Supervisor
@@ -41,6 +42,7 @@ from ._runtime import process as _process
 from ._share import group as share_mod
 from ._share.rendezvous import ShareUnavailable
 from ._stats import ClientStats, collect_stats
+from .crypto._types import DecryptorLike
 
 __all__ = ["ApolloClient", "ClientState"]
 
@@ -131,6 +133,7 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
         share_poll: bool = False,
         share_dir: str | os.PathLike[str] | None = None,
         share_max_followers: int = 128,
+        decryptor: DecryptorLike | None = None,
     ) -> None:
         self._options = ClientOptions.build(
             app_id,
@@ -163,6 +166,7 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
             share_poll=share_poll,
             share_dir=share_dir,
             share_max_followers=share_max_followers,
+            decryptor=decryptor,
         )
         opts = self._options
         self._state = ClientState.CREATED
@@ -191,6 +195,8 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
         #: Runs every background loop: restarts it after a crash and knows which are degraded.
         self._supervisor = Supervisor(opts.app_id, self._hooks)
         self._apollo = ApolloSource(opts, self._store, self._cache, self._hooks, self._spawn)
+        # ENC(...) values: decrypted on their way into the store (see _core.decrypt).
+        install_decryptor(self._store, opts.decryptor, app_id=opts.app_id, hooks=self._hooks)
         # The sinks, in this order: listeners hear of a release before the cache writer
         # writes it (see _core.cachewriter). None of them calls another.
         self._store.subscribe(self._to_listeners)
@@ -204,7 +210,8 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
 
         Reads ``APP_ID``, ``APOLLO_META``, ``APOLLO_CONFIG_SERVICE``,
         ``APOLLO_ACCESS_KEY_SECRET``, ``APOLLO_LABEL``, ``IDC``, ``APOLLO_CLUSTER``,
-        ``APOLLO_CACHE_DIR``, ``APOLLO_CACHE_FILE_ENABLE`` and ``APOLLO_NAMESPACES``.
+        ``APOLLO_CACHE_DIR``, ``APOLLO_CACHE_FILE_ENABLE`` and ``APOLLO_NAMESPACES``; a
+        decryptor from ``APOLLO_JASYPT_PASSWORD(_FILE)`` or ``APOLLO_FERNET_KEYS(_FILE)``.
         """
         kwargs = options_from_env(**overrides)
         return cls(kwargs.pop("app_id"), **kwargs)
