@@ -5,7 +5,7 @@ Layout of what jasypt writes (Base64 inside ``ENC(...)``)::
     salt (block size) | IV (block size, random IV generator only) | ciphertext
 
 * ``PBEWITHHMACSHA<n>ANDAES_<k>`` (the jasypt-spring-boot 3.x default is SHA512/AES_256):
-  key = PBKDF2-HMAC-SHA<n>(UTF-8 password, 16-byte salt, iterations, k bits), then
+  key = PBKDF2-HMAC-SHA<n>(password, 16-byte salt, iterations, k bits), then
   AES-CBC with PKCS#7 padding and the 16-byte IV that follows the salt. Without a random IV
   generator jasypt cannot decrypt its own AES output, so the IV is always there.
 * ``PBEWITHMD5ANDDES`` (jasypt-spring-boot 2.x and jasypt's own default): PBKDF1-MD5
@@ -13,7 +13,8 @@ Layout of what jasypt writes (Base64 inside ``ENC(...)``)::
   8 bytes); DES-CBC, PKCS#5. jasypt-spring-boot 2.x wrote no IV (``random_iv=False``); 3.x
   writes an 8-byte random IV after the salt that the cipher ignores (``random_iv=True``).
 
-Passwords and messages are NFC-normalised first, as jasypt does.
+Passwords are ASCII (Java's PBE key factories refuse anything else); messages are UTF-8,
+NFC-normalised first, as jasypt does.
 """
 
 from __future__ import annotations
@@ -97,8 +98,9 @@ class Jasypt:
         if iterations < 1:
             raise ValueError("iterations must be at least 1")
         password = unicodedata.normalize("NFC", password)
-        if scheme.kind == "pbes1" and not password.isascii():
-            raise ValueError("PBEWithMD5AndDES takes ASCII passwords only (as Java does)")
+        if not password.isascii():
+            # Java's PBE key factories refuse them, so no jasypt value can have one.
+            raise ValueError("jasypt passwords are ASCII only (Java refuses any other)")
         if scheme.kind == "pbes1":
             _des()  # say now, not at the first value, when DES is gone
         self._password = password.encode()
