@@ -260,7 +260,10 @@ class NamespaceStore:
         except Exception as exc:
             record.release_error = _why(exc)
             raise
-        record.release_error = None
+        if release.source is Source.REMOTE:
+            # Apollo's own (or the leader's) release applied: the refusal is over. A cache
+            # served instead at start leaves it shown.
+            record.release_error = None
         data, error = parse_content(record.format, items, held.data if held else None)
         if error is not None:
             parsed_before = held is not None and (held.parse_error is None or held.data is not None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def main() -> None:
         json.dumps({"made_by": made_by, "cases": cases}, ensure_ascii=False, indent=1) + "\n",
         encoding="utf-8",
     )
-    print(f"wrote {len(cases)} cases to {OUT.name}")
+    sys.stdout.write(f"wrote {len(cases)} cases to {OUT.name}\n")
 
 
 if __name__ == "__main__":
