@@ -9,7 +9,7 @@ from pathlib import Path
 from ._fernet import Fernet
 from ._jasypt import Jasypt
 
-__all__ = ["CRYPTO_ENV", "decryptor_from_env"]
+__all__ = ["CRYPTO_ENV", "decryptor_from_env", "read_secret"]
 
 #: Every environment variable :func:`decryptor_from_env` reads.
 CRYPTO_ENV = frozenset(
@@ -33,6 +33,11 @@ def _read_secret_file(variable: str, path: str) -> str:
     except UnicodeDecodeError:
         raise ValueError(f"{variable}: {path!r} is not UTF-8 text") from None
     return text.rstrip("\r\n")  # the newline an editor or `echo` adds is not the secret's
+
+
+def read_secret(env: Mapping[str, str], variable: str) -> str | None:
+    """``variable``'s value, or the text of the file ``<variable>_FILE`` names (not both)."""
+    return _secret(env, variable)
 
 
 def _secret(env: Mapping[str, str], variable: str) -> str | None:
