@@ -28,6 +28,7 @@ from ._models import NamespaceSnapshot, Source
 from ._resources import DEFAULT_GRACE, LiveResource
 from ._runtime import owner as _owner
 from ._stats import ClientStats
+from .crypto._types import DecryptorLike
 
 __all__ = ["ApolloClient", "ClientState"]
 
@@ -100,6 +101,7 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
         share_poll: bool = False,
         share_dir: str | os.PathLike[str] | None = None,
         share_max_followers: int = 128,
+        decryptor: DecryptorLike | None = None,
     ) -> None:
         self._options = ClientOptions.build(
             app_id,
@@ -132,6 +134,7 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
             share_poll=share_poll,
             share_dir=share_dir,
             share_max_followers=share_max_followers,
+            decryptor=decryptor,
         )
         #: The one flag the read path checks: True only while RUNNING in the starting process
         #: (set by the engine).
@@ -152,7 +155,8 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
 
         Reads ``APP_ID``, ``APOLLO_META``, ``APOLLO_CONFIG_SERVICE``,
         ``APOLLO_ACCESS_KEY_SECRET``, ``APOLLO_LABEL``, ``IDC``, ``APOLLO_CLUSTER``,
-        ``APOLLO_CACHE_DIR``, ``APOLLO_CACHE_FILE_ENABLE`` and ``APOLLO_NAMESPACES``.
+        ``APOLLO_CACHE_DIR``, ``APOLLO_CACHE_FILE_ENABLE`` and ``APOLLO_NAMESPACES``; a
+        decryptor from ``APOLLO_JASYPT_PASSWORD(_FILE)`` or ``APOLLO_FERNET_KEYS(_FILE)``.
         """
         kwargs = options_from_env(**overrides)
         return cls(kwargs.pop("app_id"), **kwargs)

@@ -19,6 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ._apollo.wire import APP_ID_PATTERN
 from ._hooks import Hooks
+from .crypto._env import CRYPTO_ENV, decryptor_from_env
+from .crypto._types import DecryptorLike
 
 __all__ = [
     "DEFAULT",
@@ -176,6 +178,7 @@ class ClientSettings(TypedDict, total=False):
     share_poll: bool
     share_dir: str | os.PathLike[str] | None
     share_max_followers: int
+    decryptor: DecryptorLike | None
 
 
 class EnvOverrides(ClientSettings, total=False):
@@ -246,6 +249,11 @@ class ClientOptions:
     #: cancelled and a plain one is left to finish on its own (it gets no events until it
     #: does); the other listeners go on. ``None`` waits for ever.
     listener_timeout: float | None = 60.0
+    #: Decrypts values of the form ``ENC(...)`` as releases arrive, so reads, listeners and
+    #: snapshots see plain text (see docs/secrets.md): an ``aioapollo.crypto.Jasypt`` or
+    #: ``Fernet``, or anything with a sync or async ``decrypt(text) -> str`` (or such a
+    #: function). The disk cache and the sharing socket keep ``ENC(...)``. Never in the repr.
+    decryptor: DecryptorLike | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         # The secret is left out and server URLs lose any user:password (basic auth).
@@ -358,6 +366,7 @@ KNOWN_ENV = frozenset(
         "APOLLO_OPENAPI_TOKEN",
         "APOLLO_OPENAPI_OPERATOR",
         "APOLLO_OPENAPI_TIMEOUT",
+        *CRYPTO_ENV,
     }
 )
 #: Names people reach for that are not close in spelling to the one meant.
@@ -425,7 +434,10 @@ def options_from_env(environ: Mapping[str, str] | None = None, **overrides: Any)
     (else the IDC, else ``default``), ``APOLLO_CACHE_DIR`` (or ``APOLLO_CACHEDIR``),
     ``APOLLO_CACHE_FILE_ENABLE=false`` to disable the cache, and ``APOLLO_NAMESPACES``
     (comma separated; aioapollo's own), ``APOLLO_SHARE_POLL=true`` and ``APOLLO_SHARE_DIR``
-    (aioapollo's own: one long poll per host). Keyword overrides win over the environment.
+    (aioapollo's own: one long poll per host), and a ``decryptor`` from
+    ``APOLLO_JASYPT_PASSWORD``/``APOLLO_JASYPT_PASSWORD_FILE`` or
+    ``APOLLO_FERNET_KEYS``/``APOLLO_FERNET_KEYS_FILE`` (see
+    :func:`aioapollo.crypto.decryptor_from_env`). Keyword overrides win over the environment.
 
     Boolean variables take true/false, 1/0, yes/no or on/off; anything else is a ValueError
     naming the variable. An ``APOLLO_*`` variable that is not read but looks like one that is
@@ -471,6 +483,8 @@ def options_from_env(environ: Mapping[str, str] | None = None, **overrides: Any)
         found["share_poll"] = env_bool("APOLLO_SHARE_POLL", share)
     if (share_dir := pick("APOLLO_SHARE_DIR")) is not None:
         found["share_dir"] = share_dir
+    if "decryptor" not in overrides and (decryptor := decryptor_from_env(env)) is not None:
+        found["decryptor"] = decryptor
     if "config_server" in overrides or "meta_server" in overrides:
         found.pop("config_server", None)
         found.pop("meta_server", None)

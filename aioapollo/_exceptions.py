@@ -12,6 +12,7 @@
     ├── NamespaceUnavailableError                 start(): neither server nor cache had it
     ├── NamespaceNotFoundError (LookupError)      a namespace this client does not watch
     ├── ConfigValueError (ValueError)             a typed read of a malformed value
+    ├── DecryptionError (ValueError)              an ENC(...) value that does not decrypt
     ├── ClientStateError (RuntimeError)           a call that the client's state forbids
     ├── LoopCrashedError (RuntimeError)           a background loop crashed (hooks only)
     └── ResourceBuildError (RuntimeError)         a live resource's build raised (_resources)
@@ -26,7 +27,7 @@ secret.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 __all__ = [
     "ApolloAuthError",
@@ -38,6 +39,7 @@ __all__ = [
     "ApolloTimeoutError",
     "ClientStateError",
     "ConfigValueError",
+    "DecryptionError",
     "LoopCrashedError",
     "NamespaceNotFoundError",
     "NamespaceUnavailableError",
@@ -155,6 +157,30 @@ class ConfigValueError(ApolloError, ValueError):
         self.namespace = namespace
         self.key = key
         self.expected = expected
+
+
+class DecryptionError(ApolloError, ValueError):
+    """Values of the form ``ENC(...)`` in a release did not decrypt (a wrong password or key,
+    corrupt text, a decryptor that failed). The release is not applied: the namespace keeps
+    its last good values. Neither the values nor the decryptor's own message are shown.
+
+    Attributes:
+        namespace: The namespace of the release.
+        keys: The keys whose values did not decrypt, sorted.
+        reason: Why, in words that hold no value (``"ValueError"`` for a decryptor of yours,
+            whose messages are not shown: they may hold what it was given).
+    """
+
+    def __init__(self, namespace: str, keys: Iterable[str], reason: str) -> None:
+        self.namespace = namespace
+        self.keys = tuple(sorted(keys))
+        self.reason = reason
+        shown = ", ".join(map(repr, self.keys[:10]))
+        more = f" and {len(self.keys) - 10} more" if len(self.keys) > 10 else ""
+        super().__init__(
+            f"namespace {namespace!r}: key(s) {shown}{more} did not decrypt ({reason}); "
+            "check the decryptor's password or key"
+        )
 
 
 class ClientStateError(ApolloError, RuntimeError):

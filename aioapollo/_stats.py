@@ -39,6 +39,9 @@ class NamespaceStats:
         synced_at: Epoch seconds when Apollo last confirmed them (a 200/304 from
             ``/configs``, or a successful long poll while they came from Apollo).
         parse_error: Why its json/yaml content does not parse, if it does not.
+        release_error: Why the newest release Apollo served was refused, if it was (a value
+            of the form ``ENC(...)`` that does not decrypt: the message names the keys, never
+            a value); the namespace keeps its last good values meanwhile.
     """
 
     name: str
@@ -49,6 +52,7 @@ class NamespaceStats:
     loaded_at: float | None
     synced_at: float | None
     parse_error: str | None
+    release_error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -60,6 +64,7 @@ class NamespaceStats:
             "loaded_at": self.loaded_at,
             "synced_at": self.synced_at,
             "parse_error": self.parse_error,
+            "release_error": self.release_error,
         }
 
 
@@ -205,6 +210,7 @@ def collect_stats(
             loaded_at=snap.fetched_at if snap is not None else None,
             synced_at=max(confirmed) if confirmed else None,
             parse_error=snap.parse_error if snap is not None else None,
+            release_error=record.release_error,
         )
     times = [t for t in (polled, *synced.values()) if t is not None]
     sharing = _sharing_stats(share)

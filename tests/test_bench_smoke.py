@@ -83,3 +83,13 @@ def test_a_listener_built_before_fork_reports_from_workers_only() -> None:
             os.waitpid(pid, 0)
         reports = lines.read().decode().splitlines()
     assert [line.split()[:3] for line in reports] == [["ev", str(pid), "2"]]
+
+
+@pytest.mark.timeout(30)
+def test_decrypt_quick_run_reports_read_and_release_costs(tmp_path: Path) -> None:
+    result = _run("decrypt", tmp_path)
+    assert result["section"] == "decrypt"
+    assert len(result["data"]["reads_ns"]) == 2
+    rows = result["data"]["releases"]
+    assert [r["values"] for r in rows] == [1000, 1000, 1000]
+    assert all(r["release_ms"] > 0 for r in rows)

@@ -91,13 +91,15 @@ def test_the_core_sees_sharing_only_through_its_exports() -> None:
 
 
 #: What the command line may import besides public names and its own modules: pure protocol
-#: helpers, sharing's exports (the agent prints its group), and the test server it serves.
+#: helpers, sharing's exports (the agent prints its group), and the public subpackages whose
+#: commands it is (the test server it serves, the portal client, encryption).
 CLI_MAY_USE = (
     "aioapollo._apollo.wire",
     "aioapollo._apollo.parsing",
     "aioapollo._share",
     "aioapollo.testing",
     "aioapollo.openapi",
+    "aioapollo.crypto",
 )
 
 

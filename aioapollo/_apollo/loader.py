@@ -23,6 +23,7 @@ from .._exceptions import (
     ApolloNotFoundError,
     ApolloResponseError,
     ApolloTimeoutError,
+    DecryptionError,
     NamespaceUnavailableError,
 )
 from .._hooks import ErrorEvent, FetchEvent, HookSet
@@ -258,7 +259,7 @@ class ApolloSource:
             if not done:
                 cached, read = await self._read_cache(name), True
                 why = f"Apollo did not answer within warm_start_timeout={budget:g} s"
-                if self._serve_warm(name, cached, why, background=True):
+                if await self._serve_warm(name, cached, why, background=True):
                     remote.add_done_callback(functools.partial(self._background_load_done, name))
                     return
         try:
@@ -268,7 +269,7 @@ class ApolloSource:
             remote_error: Exception = exc
         if not read:
             cached = await self._read_cache(name)
-        if self._serve_warm(name, cached, remote_error, background=False):
+        if await self._serve_warm(name, cached, remote_error, background=False):
             return
         if self._options.allow_empty:
             release = Release(namespace=name, items={}, release_key=None, source=Source.NONE)
@@ -280,20 +281,14 @@ class ApolloSource:
     async def _read_cache(self, name: str) -> CachedRelease | None:
         return await asyncio.to_thread(self._cache.load, name) if self._cache else None
 
-    def _serve_warm(
+    async def _serve_warm(
         self, name: str, cached: CachedRelease | None, why: object, *, background: bool
     ) -> bool:
         """Serve the cache (else the inherited values) for ``name``; False if there are none."""
         later = "; still loading it from Apollo in the background" if background else ""
+        if cached is not None and not await self._deliver_cached(name, cached):
+            cached = None  # it does not decrypt (said): as if there were none
         if cached is not None:
-            release = Release(
-                namespace=name,
-                items=cached.items,
-                release_key=cached.release_key,
-                source=Source.CACHE,
-                origin="cache",
-            )
-            self._store.apply(release, notify=False)
             logger.warning(
                 "namespace %r served from the local cache (saved %s%s): %s%s",
                 name,
@@ -307,6 +302,21 @@ class ApolloSource:
             logger.warning("namespace %r keeps its inherited values: %s%s", name, why, later)
             return True
         return False
+
+    async def _deliver_cached(self, name: str, cached: CachedRelease) -> bool:
+        """Hand the cached release to the store; False when it is refused (DecryptionError)."""
+        release = Release(
+            namespace=name,
+            items=cached.items,
+            release_key=cached.release_key,
+            source=Source.CACHE,
+            origin="cache",
+        )
+        try:
+            await self._store.deliver(release, notify=False)
+        except DecryptionError:
+            return False
+        return True
 
     async def _refetch(
         self, targets: Mapping[str, tuple[int, dict[str, int]]], prefer: str | None
@@ -329,6 +339,11 @@ class ApolloSource:
         for name, result in zip(names, results, strict=True):
             if isinstance(result, ApolloNotFoundError):
                 logger.warning("namespace %r has no release (404); keeping its values", name)
+                self._store.advance(name, *targets[name])
+                done.add(name)
+            elif isinstance(result, DecryptionError):
+                # Fetched but refused (said already): it keeps its values, and the long poll
+                # moves on rather than fetch it again at once; the safety refresh retries it.
                 self._store.advance(name, *targets[name])
                 done.add(name)
             elif isinstance(result, BaseException) and not isinstance(result, ApolloError):
@@ -426,9 +441,12 @@ class ApolloSource:
                             return
                         if reply.status == 200:
                             fault("fetch.apply")
-                            self._apply(name, parse_config(reply.body), release_key, notified)
+                            reply_body = parse_config(reply.body)
+                            await self._apply(name, reply_body, release_key, notified)
                             return
                         error = config_status_error(reply, base, opts, name)
+                    except DecryptionError:
+                        raise  # every config service serves the same release: no retry
                     except ApolloError as exc:
                         if isinstance(exc, ApolloConnectionError):
                             self._pool.mark_unreachable(base)
@@ -463,23 +481,28 @@ class ApolloSource:
             self._hooks.error(ErrorEvent(self.app_id, "fetch", error, name))
         return reply
 
-    def _apply(
+    async def _apply(
         self,
         name: str,
         reply: ConfigReply,
         sent_key: str | None,
         notified: tuple[int, dict[str, int]] | None,
     ) -> None:
-        """Hand a 200 reply to the store (unless it holds exactly what is held already)."""
+        """Hand a 200 reply to the store (unless it holds exactly what is held already).
+
+        Compared with, and changes applied to, the release as delivered: the snapshot may
+        hold transformed (decrypted) values, which must never flow back into a release.
+        """
         record = self._store.records[name]
         held = record.snapshot
+        delivered = record.release.items if record.release is not None else None
         now = time.time()
         if reply.configurations is not None:
             items = reply.configurations
         else:
-            if held is None or sent_key is None:
+            if held is None or sent_key is None or delivered is None:
                 raise ApolloResponseError(f"incremental reply for {name!r} without a base")
-            items = dict(held._dict)
+            items = dict(delivered)
             for key, value in reply.changes or ():
                 if value is None:
                     items.pop(key, None)
@@ -489,13 +512,13 @@ class ApolloSource:
             held is not None
             and held.source is Source.REMOTE
             and held.release_key == reply.release_key
-            and held._dict == items
+            and delivered == items
         ):
             self._store.synced(name, now)
             if notified is not None:
                 self._store.advance(name, *notified)
             return
-        self._store.apply(
+        await self._store.deliver(
             Release(
                 namespace=name,
                 items=items,

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import ApolloConnectionError, ApolloError
+from ..crypto import decryptor_from_env, is_encrypted
 from ..openapi import (
     ApolloOpenApiClient,
     NamespaceLockedError,
@@ -235,7 +236,12 @@ def _out(line: str) -> None:
 
 
 async def _plans(api: ApolloOpenApiClient, app_id: str, targets: list[Target]) -> list[Plan]:
-    return [await make_plan(api, app_id, target) for target in targets]
+    # ENC(...) values are compared by their plain text when the environment has the key.
+    try:
+        decryptor = decryptor_from_env()
+    except (ValueError, ImportError) as exc:
+        raise CommandFailed(EXIT_USAGE, str(exc)) from None
+    return [await make_plan(api, app_id, target, decryptor) for target in targets]
 
 
 async def _diff(
@@ -474,7 +480,12 @@ async def _export(
                 else:
                     values = dict(ns.values)
                     for key in values:
-                        if looks_secret(key) and not args.show_secrets:
+                        # ENC(...) is safe to keep in files (and git): it stays as it is.
+                        if (
+                            looks_secret(key)
+                            and not args.show_secrets
+                            and not is_encrypted(values[key])
+                        ):
                             values[key] = MASK
                             masked.append(f"{env_clusters.env}/{cluster}/{ns.name}:{key}")
                     text = dump_mapping(values)

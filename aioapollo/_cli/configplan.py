@@ -8,6 +8,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ..crypto import Fernet, Jasypt, unwrap
 from ..openapi import ApolloOpenApiClient
 from .common import EXIT_USAGE, CommandFailed
 from .configfiles import CONTENT, MASK, Target, is_raw, looks_secret, value_length
@@ -85,19 +86,69 @@ def _wanted(target: Target, working: Mapping[str, str]) -> dict[str, str]:
     return {k: working[k] if k in target.masked else v for k, v in target.values.items()}
 
 
-async def make_plan(api: ApolloOpenApiClient, app_id: str, target: Target) -> Plan:
+def same_plain_text(
+    wanted: dict[str, str],
+    held: list[Mapping[str, str] | None],
+    decryptor: Jasypt | Fernet | None,
+) -> int:
+    """Where the files and the portal hold different ``ENC(...)`` texts of the same plain
+    text (each encryption has a fresh salt), take the portal's into ``wanted``: no change.
+
+    ``held``: the working items, then the latest release. Returns how many were taken. The
+    plain texts are compared here and never kept, printed or logged.
+    """
+    if decryptor is None:
+        return 0
+    plain: dict[str, str | None] = {}
+
+    def decrypt(text: str) -> str | None:
+        if text not in plain:
+            try:
+                plain[text] = decryptor.decrypt(text)
+            except ValueError:
+                plain[text] = None  # not ours to decrypt: compared as text
+        return plain[text]
+
+    taken = 0
+    for key, value in wanted.items():
+        mine = unwrap(value)
+        if mine is None:
+            continue
+        for items in held:
+            theirs = None if items is None else items.get(key)
+            if theirs is None:
+                continue
+            if theirs == value:
+                break  # equal as text already
+            text = unwrap(theirs)
+            if text is not None and (same := decrypt(text)) is not None and same == decrypt(mine):
+                wanted[key] = theirs
+                taken += 1
+                break
+    return taken
+
+
+async def make_plan(
+    api: ApolloOpenApiClient,
+    app_id: str,
+    target: Target,
+    decryptor: Jasypt | Fernet | None = None,
+) -> Plan:
     where = {"env": target.env, "app_id": app_id, "cluster": target.cluster}
     ns = await api.get_namespace(**where, namespace=target.namespace)
     release = await api.latest_release(**where, namespace=target.namespace)
     lock = await api.get_namespace_lock(**where, namespace=target.namespace)
     working = dict(ns.values)
+    released = None if release is None else dict(release.configurations)
+    wanted = _wanted(target, working)
+    same_plain_text(wanted, [working, released], decryptor)
     return Plan(
         target,
         working,
-        None if release is None else dict(release.configurations),
+        released,
         None if release is None else release.id,
         lock.locked_by if lock.is_locked else None,
-        _wanted(target, working),
+        wanted,
     )
 
 

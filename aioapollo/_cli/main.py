@@ -1,4 +1,5 @@
-"""The ``aioapollo`` command line: ``get``, ``dump``, ``watch``; ``serve`` (the test server) and,
+"""The ``aioapollo`` command line: ``get``, ``dump``, ``watch``; ``encrypt`` and ``decrypt`` (in
+``_cli.crypto``); ``serve`` (the test server) and,
 for the test server only, ``publish`` and ``delete`` (in ``_cli.control``); ``config
 export|diff|apply`` through the portal OpenAPI (in ``_cli.config``).
 
@@ -36,6 +37,7 @@ from .. import (
 from . import agent as _cli_agent
 from . import config as _cli_config
 from . import control as _cli_control
+from . import crypto as _cli_crypto
 from . import serve as _serve
 from .common import (
     EXIT_AUTH,
@@ -151,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     _serve.add_arguments(serve)
     _cli_control.add_commands(sub)
     _cli_config.add_command(sub)
+    _cli_crypto.add_commands(sub)
     return parser
 
 
@@ -171,6 +174,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             except CommandFailed as exc:
                 print(f"{PROG}: error: {exc}", file=sys.stderr)
                 return exc.code
+    if args.command in _cli_crypto.CRYPTO_COMMANDS:
+        try:
+            return _cli_crypto.run(args)
+        except CommandFailed as exc:
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return exc.code
     if args.command in _cli_control.CONTROL_COMMANDS:
         try:
             return _cli_control.run(args)

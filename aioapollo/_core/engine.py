@@ -40,6 +40,7 @@ from .._runtime import owner as _owner
 from .._runtime import process as _process
 from .._stats import ClientStats, collect_stats
 from .cachewriter import CacheWriter
+from .decrypt import install as install_decryptor
 from .listeners import ChangeListener, ListenerRegistry
 from .store import Change, NamespaceStore
 from .supervise import Loop, Supervisor
@@ -144,6 +145,8 @@ class Engine:
         self.resources = ResourceSet()
         self.supervisor = Supervisor(options.app_id, hooks)
         self.apollo = ApolloSource(options, self.store, self._cache, hooks, self.spawn)
+        # ENC(...) values: decrypted on their way into the store (see decrypt).
+        install_decryptor(self.store, options.decryptor, app_id=options.app_id, hooks=hooks)
         self.state = ClientState.CREATED
         self.owner: Ownership | None = None
         self.fork_warned = False

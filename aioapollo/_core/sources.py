@@ -20,6 +20,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Protocol
 
+from .._exceptions import ApolloError
 from .._models import Source
 from .store import NamespaceStore, Release
 from .supervise import Progress
@@ -78,12 +79,15 @@ class MemorySource:
             self._queue.get_nowait()
         delivered = set()
         for name, release in self._held.items():
-            if name in store and store.apply(release, notify=False) is not None:
+            if name in store and await store.deliver(release, notify=False) is not None:
                 delivered.add(name)
         return delivered
 
     async def run(self, store: NamespaceStore, progress: Progress) -> None:
         while True:
             release = await self._queue.get()
-            store.apply(release)
+            try:
+                await store.deliver(release)
+            except ApolloError:
+                pass  # refused (a value that does not decrypt): it keeps its last values
             progress.done()

@@ -11,7 +11,10 @@ Between source and store, *transforms* (:meth:`NamespaceStore.add_transform`) ma
 release's items (decrypting values, layering overrides, resolving placeholders): the
 snapshot and the read view hold the transformed items, while the record keeps the release as
 delivered (:attr:`NamespaceRecord.release`) for the sinks that must never see transformed
-values (the disk cache, the sharing socket).
+values (the disk cache, the sharing socket). Transforms are synchronous; work that must not
+run on the event loop (decrypting with a KMS, a key derivation per value) is done ahead by
+*preparers* (:meth:`NamespaceStore.add_preparer`), which :meth:`NamespaceStore.deliver`
+awaits before it applies: sources call ``deliver``, so a transform is a dict lookup.
 
 The read path never comes here: a facade keeps a reference to :attr:`NamespaceStore.values`
 (one dict per namespace, replaced per release, the outer dict never replaced) and reads it
@@ -23,17 +26,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from .._apollo.parsing import parse_content
 from .._apollo.wire import namespace_format
+from .._exceptions import ApolloError
 from .._models import ConfigChange, ConfigChangeEvent, NamespaceSnapshot, Source, diff_items
 
 __all__ = [
     "Change",
     "NamespaceRecord",
     "NamespaceStore",
+    "Preparer",
     "Release",
     "Sink",
     "Transform",
@@ -87,6 +92,7 @@ class NamespaceRecord:
         "notification_id",
         "refetch_failures",
         "release",
+        "release_error",
         "snapshot",
         "synced_at",
     )
@@ -101,6 +107,9 @@ class NamespaceRecord:
         self.messages: dict[str, int] = {}
         self.synced_at: float | None = None
         self.refetch_failures = 0
+        #: Why the newest release delivered was not applied (a preparer or transform failed,
+        #: e.g. a value that does not decrypt), or None. Never holds a value.
+        self.release_error: str | None = None
         self._lock: asyncio.Lock | None = None
 
     def __repr__(self) -> str:
@@ -154,12 +163,15 @@ Sink = Callable[[Change], None]
 #: ``transform(namespace, items) -> items``: rewrites a release's items on their way into the
 #: store. It must not keep or log values; raising keeps the namespace's last good values.
 Transform = Callable[[str, Mapping[str, str]], Mapping[str, str]]
+#: ``await preparer(namespace, items)``: work done ahead of the transforms, off the store's
+#: one synchronous step (decrypting). Raising keeps the namespace's last good values.
+Preparer = Callable[[str, Mapping[str, str]], Awaitable[None]]
 
 
 class NamespaceStore:
     """The records of a client's namespaces and the sinks that follow them."""
 
-    __slots__ = ("_sinks", "_transforms", "records", "values")
+    __slots__ = ("_preparers", "_sinks", "_transforms", "records", "values")
 
     def __init__(self, namespaces: Iterable[str]) -> None:
         self.records: dict[str, NamespaceRecord] = {n: NamespaceRecord(n) for n in namespaces}
@@ -167,6 +179,7 @@ class NamespaceStore:
         self.values: dict[str, dict[str, str]] = {}
         self._sinks: list[Sink] = []
         self._transforms: list[Transform] = []
+        self._preparers: list[Preparer] = []
 
     def __repr__(self) -> str:
         return f"<NamespaceStore namespaces={list(self.records)!r}>"
@@ -199,6 +212,10 @@ class NamespaceStore:
         """Rewrite every later release's items with ``transform`` (after those added before)."""
         self._transforms.append(transform)
 
+    def add_preparer(self, preparer: Preparer) -> None:
+        """Await ``preparer`` in :meth:`deliver` before every later release is applied."""
+        self._preparers.append(preparer)
+
     def _tell(self, change: Change) -> None:
         for sink in tuple(self._sinks):
             try:
@@ -207,6 +224,23 @@ class NamespaceStore:
                 logger.exception("a sink of namespace %r failed", change.record.name)
 
     # ------------------------------------------------------------------ writing
+
+    async def deliver(self, release: Release, *, notify: bool = True) -> Change | None:
+        """Await the preparers, then :meth:`apply`: how a source hands over a release.
+
+        A preparer or transform that raises leaves the namespace as it was (its
+        :attr:`NamespaceRecord.release_error` says why) and the error reaches the caller.
+        """
+        record = self.records.get(release.namespace)
+        if record is None:
+            return None
+        try:
+            for preparer in self._preparers:
+                await preparer(release.namespace, release.items)
+        except Exception as exc:
+            record.release_error = _why(exc)
+            raise
+        return self.apply(release, notify=notify)
 
     def apply(self, release: Release, *, notify: bool = True) -> Change | None:
         """Make ``release`` the namespace's current one; return what changed, or None.
@@ -220,8 +254,16 @@ class NamespaceStore:
         name = release.namespace
         held = record.snapshot
         items = release.items
-        for transform in self._transforms:
-            items = transform(name, items)  # raises: nothing changes, the source reports it
+        try:
+            for transform in self._transforms:
+                items = transform(name, items)  # raises: nothing changes, the source reports it
+        except Exception as exc:
+            record.release_error = _why(exc)
+            raise
+        if release.source is Source.REMOTE:
+            # Apollo's own (or the leader's) release applied: the refusal is over. A cache
+            # served instead at start leaves it shown.
+            record.release_error = None
         data, error = parse_content(record.format, items, held.data if held else None)
         if error is not None:
             parsed_before = held is not None and (held.parse_error is None or held.data is not None)
@@ -306,6 +348,13 @@ class NamespaceStore:
             if snap is not None:
                 record.snapshot = with_source(snap, source)
                 self.values[name] = record.snapshot._dict
+
+
+def _why(exc: Exception) -> str:
+    """What ``release_error`` says: aioapollo's own messages never hold values; another
+    exception's message might, so only its class is named."""
+    text = str(exc) if isinstance(exc, ApolloError) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def with_source(snap: NamespaceSnapshot, source: Source) -> NamespaceSnapshot:

@@ -62,6 +62,7 @@ from .._config import ClientOptions, group_fingerprint
 from .._core.store import NamespaceStore
 from .._core.store import Release as Delivered
 from .._core.supervise import Progress, Supervisor, fault
+from .._exceptions import DecryptionError
 from .._models import Role, Source
 from .._runtime import process as _process
 from .rendezvous import (
@@ -617,17 +618,17 @@ class Sharing:
             message = await self._inbox.next()
             if message is None:
                 raise ConnectionResetError("the leader closed the connection")
-            self._handle(message)
+            await self._handle(message)
             if isinstance(message, Heartbeat) and set(message.states) >= set(self._namespaces):
                 held = self._states()
                 if all(held[n][1] is not None or message.states[n][1] is None for n in held):
                     return
 
-    def _handle(self, message: Message) -> None:
+    async def _handle(self, message: Message) -> None:
         if isinstance(message, Goodbye):
             self._goodbye = True
         elif isinstance(message, Release):
-            self._apply(message)
+            await self._apply(message)
         elif isinstance(message, Heartbeat):
             self.leader_pid = message.leader_pid
             self.leader_healthy = message.healthy
@@ -644,7 +645,7 @@ class Sharing:
             if behind and self._writer is not None:
                 self._writer.write(encode(Resync().to_wire()))
 
-    def _apply(self, release: Release) -> bool:
+    async def _apply(self, release: Release) -> bool:
         """As a follower: hand a pushed release to the store if it is newer than the one
         held (notification-id order; for one id, the one Apollo confirmed later wins)."""
         record = self._store.records.get(release.namespace)
@@ -670,18 +671,23 @@ class Sharing:
             source = Source(release.source)
         except ValueError:
             source = Source.REMOTE
-        self._store.apply(
-            Delivered(
-                namespace=release.namespace,
-                items=release.items,
-                release_key=release.release_key,
-                source=source,
-                origin="leader",
-                notification_id=release.notification_id,
-                messages=release.messages,
-            ),
-            notify=held is not None,
+        delivered = Delivered(
+            namespace=release.namespace,
+            items=release.items,
+            release_key=release.release_key,
+            source=source,
+            origin="leader",
+            notification_id=release.notification_id,
+            messages=release.messages,
         )
+        try:
+            # Values as Apollo sent them (ENC(...) too): this process decrypts for itself.
+            await self._store.deliver(delivered, notify=held is not None)
+        except DecryptionError:
+            # Refused (said already): keep the last good values, and move on to the
+            # leader's position so its heartbeats do not ask for it again and again.
+            self._store.advance(release.namespace, release.notification_id, release.messages)
+            return False
         return True
 
     def _disconnect(self) -> None:
@@ -710,7 +716,7 @@ class Sharing:
                 if isinstance(message, Goodbye):
                     self._goodbye = True
                     return
-                self._handle(message)
+                await self._handle(message)
                 if isinstance(message, Heartbeat) and self.degraded is not None:
                     await self._recover()
                 progress.done()
