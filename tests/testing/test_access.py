@@ -7,7 +7,7 @@ import pytest
 from aioapollo._apollo.auth import sign
 from aioapollo.testing import ApolloTestServer
 
-from ..test_auth import VECTORS
+from ..apollo.test_auth import VECTORS
 from .conftest import Http
 
 
