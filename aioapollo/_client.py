@@ -607,6 +607,7 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
                 release.release_key,
                 release.source,
                 change.first or not change.notify,
+                len(change.record.snapshot) if change.record.snapshot is not None else None,
             )
         )
 
