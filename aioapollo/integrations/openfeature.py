@@ -23,6 +23,7 @@ import asyncio
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -109,6 +110,7 @@ class ApolloProvider(AbstractProvider):
         self._previous: Mapping[str, str] | None = None
         #: Targeting mode: the last flag set released was refused (PROVIDER_ERROR told).
         self._broken = False
+        _providers.add(self)
 
     # ------------------------------------------------------------------ SDK lifecycle
 
@@ -481,3 +483,16 @@ class ApolloProvider(AbstractProvider):
 
 #: Closes scheduled by shutdown() on the client's loop, referenced until they finish.
 _closing: set[asyncio.Task[None]] = set()
+
+#: Every provider of this process, for the fork hook below.
+_providers: weakref.WeakSet[ApolloProvider] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A thread of the parent (the SDK's initialize()) may have held a provider's lock at
+    fork: the child gets fresh ones. A parent's waiting initialize() is not the child's."""
+    for provider in list(_providers):
+        provider._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
