@@ -96,9 +96,11 @@ class Recorder(Hook):
 async def started(provider: ApolloProvider, events: Events) -> None:
     """Set the provider as the SDK's, start it on this loop, and wait for READY."""
     api.set_provider(provider)  # its initialize() waits (on the SDK's thread) for start()
+    assert api.get_client().get_provider_status() is ProviderStatus.NOT_READY
     await provider.start()
-    await events.next(ProviderEvent.PROVIDER_READY)
+    # READY by the time start() returns (not only once the SDK's thread gets to it).
     assert api.get_client().get_provider_status() is ProviderStatus.READY
+    await events.next(ProviderEvent.PROVIDER_READY)
 
 
 async def test_plain_mode_types_errors_and_metadata(

@@ -106,7 +106,7 @@ class ApolloProvider(AbstractProvider):
         self._stale = False
         self._lock = threading.Lock()
         #: initialize() waiting for start(), in the process (pid) that waits.
-        self._waiter: tuple[int, threading.Event, list[BaseException]] | None = None
+        self._waiter: _Waiter | None = None
         self._previous: Mapping[str, str] | None = None
         #: Targeting mode: the last flag set released was refused (PROVIDER_ERROR told).
         self._broken = False
@@ -156,11 +156,11 @@ class ApolloProvider(AbstractProvider):
                 "ApolloProvider: the ApolloClient is not started, and initialize() cannot wait "
                 "for it on an event loop: await provider.start() before set_provider_and_wait"
             )
-        event, errors = threading.Event(), list[BaseException]()
+        waiter = _Waiter()
         with self._lock:
-            self._waiter = (os.getpid(), event, errors)
+            self._waiter = waiter
         try:
-            if not event.wait(self._ready_timeout):
+            if not waiter.woken.wait(self._ready_timeout):
                 raise ProviderNotReadyError(
                     f"ApolloProvider: the ApolloClient was not started within "
                     f"{self._ready_timeout} s: await provider.start() on the app's event loop "
@@ -169,8 +169,9 @@ class ApolloProvider(AbstractProvider):
         finally:
             with self._lock:
                 self._waiter = None
-        if errors:
-            raise errors[0]
+            waiter.returned.set()
+        if waiter.errors:
+            raise waiter.errors[0]
 
     def shutdown(self) -> None:
         """Called by the SDK: stop following the client, and close it if the provider owns it.
@@ -216,7 +217,7 @@ class ApolloProvider(AbstractProvider):
                 self._owns = True
             self._loaded()
         except Exception as exc:
-            if not self._hand_over(exc):
+            if self._hand_over(exc) is None:
                 self.emit_provider_error(
                     ProviderEventDetails(
                         message=f"ApolloProvider could not start: {exc}",
@@ -224,9 +225,18 @@ class ApolloProvider(AbstractProvider):
                     )
                 )
             raise
-        if not self._hand_over(None):
+        waiter = self._hand_over(None)
+        if waiter is None:
             self.emit_provider_ready(ProviderEventDetails())
             self._check_health()
+            return
+        # The SDK emits READY once initialize() has returned, on its own thread: say it here
+        # as well, so that the SDK reports READY by the time start() returns. Health is then
+        # told by the first evaluation (a STALE before the SDK's READY would be overwritten).
+        await asyncio.to_thread(waiter.returned.wait, 5.0)
+        with self._lock:
+            self._stale, self._view = False, None
+        self.emit_provider_ready(ProviderEventDetails())
 
     async def aclose(self) -> None:
         """Stop following the client, and close it if :meth:`start` started it."""
@@ -245,18 +255,18 @@ class ApolloProvider(AbstractProvider):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    def _hand_over(self, error: BaseException | None) -> bool:
-        """Wake an ``initialize()`` waiting in this process; True if there was one (the SDK
-        then emits READY or ERROR itself)."""
+    def _hand_over(self, error: BaseException | None) -> _Waiter | None:
+        """Wake an ``initialize()`` waiting in this process and return it (the SDK then
+        emits READY or ERROR); None if none waits here."""
         with self._lock:
             waiter = self._waiter
-            if waiter is None or waiter[0] != os.getpid():
-                return False  # none, or one of the parent's (its thread did not fork)
+            if waiter is None or waiter.pid != os.getpid():
+                return None  # none, or one of the parent's (its thread did not fork)
             self._waiter = None
         if error is not None:
-            waiter[2].append(error)
-        waiter[1].set()
-        return True
+            waiter.errors.append(error)
+        waiter.woken.set()
+        return waiter
 
     # ------------------------------------------------------------------ following releases
 
@@ -479,6 +489,18 @@ class ApolloProvider(AbstractProvider):
     def __repr__(self) -> str:
         mode = "targeting" if self._flags is not None else "plain"
         return f"<ApolloProvider {mode} namespace={self._namespace!r} client={self._client!r}>"
+
+
+class _Waiter:
+    """An ``initialize()`` waiting for :meth:`ApolloProvider.start`, in process ``pid``."""
+
+    __slots__ = ("errors", "pid", "returned", "woken")
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.woken = threading.Event()
+        self.returned = threading.Event()
+        self.errors: list[BaseException] = []
 
 
 #: Closes scheduled by shutdown() on the client's loop, referenced until they finish.
