@@ -15,6 +15,7 @@ import logging
 import os
 import warnings
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import timedelta
 from ssl import SSLContext
 from types import MappingProxyType, TracebackType
 from typing import Any, Self, TypeVar, Unpack, overload
@@ -348,6 +349,13 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
     async def get_json(self, key: str, default: Any = None, namespace: str = "application") -> Any:
         """``key`` parsed as JSON."""
         return (await self.namespace(namespace)).get_json(key, default)
+
+    async def get_duration(
+        self, key: str, default: timedelta | None = None, namespace: str = "application"
+    ) -> timedelta | None:
+        """``key`` as a timedelta: ``"1h30m"``, ``"500ms"``, ``"PT90S"`` (see
+        :meth:`NamespaceSnapshot.get_duration`)."""
+        return (await self.namespace(namespace)).get_duration(key, default)
 
     def _warn_forked(self) -> None:
         engine = self._engine

@@ -96,6 +96,7 @@ class ChangeEvent:
         release_key: The release now held (``None`` for the cache or an empty start).
         source: Where the new values came from.
         initial: True for the first load in this process (listeners are not called for it).
+        size: How many keys the namespace holds now (``None`` if unknown).
     """
 
     app_id: str
@@ -104,6 +105,7 @@ class ChangeEvent:
     release_key: str | None
     source: Source
     initial: bool
+    size: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,11 +7,14 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from types import MappingProxyType
 from typing import Any, TypeVar, overload
 
 from ._apollo.wire import CONTENT_KEY
+from ._durations import parse_duration
 from ._exceptions import ConfigValueError
+from ._flatten import flatten
 
 __all__ = [
     "ChangeType",
@@ -109,10 +112,12 @@ class NamespaceSnapshot:
     For json/yaml/yml/xml/txt namespaces ``items`` holds the single key ``content`` with the
     file text; ``content`` returns it and ``data`` the parsed JSON/YAML value. If the current
     text does not parse, ``data`` keeps the last value that did and ``parse_error`` says why.
+    :meth:`as_properties` reads a yaml/yml/json namespace as flat dotted keys.
     """
 
     __slots__ = (
         "_dict",
+        "_flat",
         "_items",
         "data",
         "fetched_at",
@@ -145,6 +150,7 @@ class NamespaceSnapshot:
         self.fetched_at = fetched_at
         self.data = data
         self.parse_error = parse_error
+        self._flat: NamespaceSnapshot | None = None
 
     @property
     def items(self) -> Mapping[str, str]:
@@ -234,6 +240,52 @@ class NamespaceSnapshot:
             return json.loads(raw)
         except ValueError:
             raise ConfigValueError(self.name, key, "JSON value") from None
+
+    def get_duration(self, key: str, default: timedelta | None = None) -> timedelta | None:
+        """``key`` as a :class:`~datetime.timedelta`; ``default`` if missing.
+
+        Reads ``"1h30m"``, ``"500ms"``, ``"1.5s"``, ``"2d"`` (units d, h, m, s, ms, us, ns,
+        largest first) and ISO 8601 ``"PT90S"``, ``"P1DT2H"``. A bare number (``"30"``: seconds
+        or milliseconds?) raises :class:`ConfigValueError`, as does anything else.
+        """
+        raw = self._raw(key)
+        if raw is None:
+            return default
+        value = parse_duration(raw)
+        if value is None:
+            raise ConfigValueError(
+                self.name, key, "duration (e.g. '1h30m', '500ms' or ISO 8601 'PT90S')"
+            )
+        return value
+
+    def as_properties(self) -> NamespaceSnapshot:
+        """This yaml/yml/json namespace read as flat dotted keys (the Java client's YAML reads).
+
+        ``server: {port: 8080, hosts: [a, b]}`` gives the keys ``server.port`` (``"8080"``),
+        ``server.hosts[0]`` and ``server.hosts[1]``; every typed getter works on them. The
+        result is a properties snapshot with this one's release key and source, made once
+        per release. A properties namespace returns itself; xml/txt raise :class:`ValueError`.
+        If the current text does not parse, the keys are those of the last text that did.
+        """
+        if self.format == "properties":
+            return self
+        flat = self._flat
+        if flat is None:
+            if self.format not in ("json", "yaml", "yml"):
+                raise ValueError(
+                    f"namespace {self.name!r} is {self.format}: only yaml, yml and json "
+                    "namespaces can be read as flat keys"
+                )
+            flat = self._flat = NamespaceSnapshot(
+                self.name,
+                "properties",
+                flatten(self.data),
+                release_key=self.release_key,
+                source=self.source,
+                fetched_at=self.fetched_at,
+                parse_error=self.parse_error,
+            )
+        return flat
 
 
 def diff_items(

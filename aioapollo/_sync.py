@@ -18,6 +18,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
+from datetime import timedelta
 from types import MappingProxyType, TracebackType
 from typing import Any, Self, TypeVar, Unpack, overload
 
@@ -231,6 +232,12 @@ class SyncApolloClient(OnChange, _owner.ProcessLocal):
     def get_json(self, key: str, default: Any = None, namespace: str = "application") -> Any:
         """``key`` parsed as JSON."""
         return self.snapshot(namespace).get_json(key, default)
+
+    def get_duration(
+        self, key: str, default: timedelta | None = None, namespace: str = "application"
+    ) -> timedelta | None:
+        """``key`` as a timedelta: ``"1h30m"``, ``"500ms"``, ``"PT90S"``."""
+        return self.snapshot(namespace).get_duration(key, default)
 
     # ------------------------------------------------------------------ listeners
 

@@ -221,3 +221,75 @@ async def test_role_changes_are_counted(make_client: ClientFactory, tmp_path: An
         ("follower", "solo"),
         ("leader", "follower"),
     }
+
+
+async def java_exercise(server: ApolloTestServer, make_client: ClientFactory, hooks: Hooks) -> None:
+    """A start with two namespaces, one of them unknown to Apollo (404), then one error."""
+    seen = Seen()
+    server.publish(APP, "application", {"a": "1", "b": "2", "c": "s3cret-value"})
+    client = make_client(
+        namespaces=["application", "missing"], allow_empty=True, hooks=[hooks, seen]
+    )
+    await client.start()
+    await wait_until(lambda: seen.ok_polls >= 1)
+    server.inject("/notifications/v2", status=503, times=1)
+    await wait_until(lambda: seen.poll_errors == 1)
+    await client.aclose()
+
+
+async def test_prometheus_java_names(server: ApolloTestServer, make_client: ClientFactory) -> None:
+    registry = CollectorRegistry()
+    await java_exercise(server, make_client, PrometheusHooks(registry, java_names=True))
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert value("apollo_client_namespace_item_num", namespace="application") == 3
+    first_load = value(
+        "apollo_client_namespace_first_load_time_spend_in_ms", namespace="application"
+    )
+    assert first_load is not None and 0 < first_load < 5000
+    assert value("apollo_client_namespace_not_found") == 1
+    assert value("apollo_client_namespace_timeout") == 0
+    errors = value("apollo_client_exception_num_total")
+    assert errors is not None and errors >= 2  # the 404 fetch(es) and the failed poll
+    assert value("aioapollo_polls_total", app_id=APP, result="error") == 1  # ours stay too
+    assert b"s3cret-value" not in generate_latest(registry)
+    # Off by default: a registry of plain hooks has none of them.
+    plain = CollectorRegistry()
+    PrometheusHooks(plain)
+    assert b"apollo_client" not in generate_latest(plain)
+
+
+async def test_opentelemetry_java_names(
+    server: ApolloTestServer, make_client: ClientFactory
+) -> None:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    try:
+        await java_exercise(server, make_client, OpenTelemetryHooks(provider, java_names=True))
+        data = reader.get_metrics_data()
+    finally:
+        provider.shutdown()
+    assert data is not None
+    points: dict[str, list[tuple[dict[str, Any], Any]]] = {}
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name.startswith("apollo_client"):
+                    assert scope.scope.name == "apollo-client"
+                for point in metric.data.data_points:
+                    value = getattr(point, "value", None)
+                    points.setdefault(metric.name, []).append((dict(point.attributes), value))
+    items = {a["namespace"]: v for a, v in points["apollo_client_namespace_item_num"]}
+    assert items == {"application": 3, "missing": 0}  # an empty start holds no keys
+    assert points["apollo_client_namespace_not_found"] == [({}, 1)]
+    assert points["apollo_client_namespace_timeout"] == [({}, 0)]
+    [(_, first_load)] = [
+        p
+        for p in points["apollo_client_namespace_first_load_time_spend_in_ms"]
+        if p[0] == {"namespace": "application"}
+    ]
+    assert 0 < first_load < 5000
+    assert sum(v for _, v in points["apollo_client_exception_num"]) >= 2
+    assert "s3cret-value" not in repr(points)

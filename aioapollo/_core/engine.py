@@ -378,6 +378,7 @@ class Engine:
                 release.release_key,
                 release.source,
                 change.first or not change.notify,
+                len(change.record.snapshot) if change.record.snapshot is not None else None,
             )
         )
 
