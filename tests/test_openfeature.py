@@ -384,3 +384,57 @@ async def test_stale_when_started_before_set_provider(
     assert (details.value, details.reason) == (10, Reason.CACHED)
     await events.next(ProviderEvent.PROVIDER_STALE)  # told on the first evaluation
     await provider.aclose()
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+async def test_stale_while_its_sharing_leader_is_hung_ready_when_it_answers(
+    server: ApolloTestServer,
+    make_client: ClientFactory,
+    events: Events,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A follower whose leader hangs polls Apollo itself (stats().degraded): the provider
+    says STALE on the next release, and READY once the leader answers again."""
+    import os
+    import signal
+
+    from aioapollo._share import group as share_mod
+
+    from ._support import wait_until
+    from ._workers import Child
+
+    monkeypatch.setattr(share_mod, "LEADER_SILENCE", 0.5)
+    share_dir = tmp_path / "share"
+
+    async def lead(report: Any) -> None:
+        leader = make_client(share_poll=True, share_dir=share_dir)
+        await leader.start()
+        report({"role": leader.stats().role})
+        await asyncio.Event().wait()
+
+    leader = Child.running(lead, timeout=60)
+    assert (await leader.next())["role"] == "leader"
+    client = make_client(share_poll=True, share_dir=share_dir)
+    provider = ApolloProvider(client)
+    api.set_provider(provider)
+    await provider.start()
+    await events.next(ProviderEvent.PROVIDER_READY)
+    assert client.stats().role == "follower"
+    os.kill(leader.pid, signal.SIGSTOP)
+    try:
+        await wait_until(lambda: client.stats().degraded is not None, timeout=10)
+        server.publish(APP, "application", {"greeting": "while hung"})  # it polls: it hears
+        stale = await events.next(ProviderEvent.PROVIDER_STALE)
+        assert "degraded" in (stale.message or "") or "leader" in (stale.message or "")
+        assert api.get_client().get_provider_status() is ProviderStatus.STALE
+    finally:
+        os.kill(leader.pid, signal.SIGCONT)
+    await wait_until(lambda: client.stats().degraded is None, timeout=10)
+    server.publish(APP, "application", {"greeting": "leader is back"})
+    # READY may have been queued twice at start (the SDK's and the provider's): wait on the
+    # status the SDK keeps, which only a READY after the STALE can restore.
+    of = api.get_client()
+    await wait_until(lambda: of.get_provider_status() is ProviderStatus.READY, timeout=10)
+    assert of.get_string_value("greeting", "x") == "leader is back"
+    await provider.aclose()
