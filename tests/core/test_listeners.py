@@ -288,7 +288,7 @@ async def test_a_plain_listener_that_hangs_every_time_holds_one_thread(
             await publish_applied(server, client, {**BASE, "greeting": f"v{n}"})
             await events.next(timeout=5)
             assert len(listener_threads()) <= 2
-        assert len(calls) == 1 and client._engine.listeners.stalled == 1
+        assert len(calls) == 1 and client.stats().listeners.stalled == 1
     finally:
         release.set()
     await wait_until(lambda: len(calls) == 2)  # then it catches up once
@@ -319,7 +319,7 @@ async def test_a_slow_coroutine_listener_is_cancelled_at_the_timeout(
         await publish_applied(server, client, {**BASE, "greeting": f"v{n}"})
         await events.next()
     assert cancelled == ["v0", "v1"]  # cancelled, so not held back: it got both
-    assert client._engine.listeners.abandoned == 2 and client._engine.listeners.stalled == 0
+    assert client.stats().listeners.abandoned == 2 and client.stats().listeners.stalled == 0
     assert sum("took longer than listener_timeout" in r.message for r in caplog.records) == 2
 
 
@@ -351,12 +351,12 @@ async def test_a_coroutine_listener_that_ignores_its_timeout_stalls_only_itself(
         for n in range(1, 4):
             await publish_applied(server, client, {**BASE, "greeting": f"v{n}"})
             await events.next()
-        assert len(seen) == 1 and client._engine.listeners.stalled == 1
+        assert len(seen) == 1 and client.stats().listeners.stalled == 1
     finally:
         release.set()
     await wait_until(lambda: len(seen) == 2)
     assert kinds(seen[1]) == {"greeting": ("MODIFIED", "v0", "v3")} and seen[1].releases == 3
-    assert client._engine.listeners.stalled == 0
+    assert client.stats().listeners.stalled == 0
 
 
 async def test_a_listener_that_swallows_cancellation_leaves_nothing_after_aclose(
@@ -392,7 +392,7 @@ async def test_a_listener_that_swallows_cancellation_leaves_nothing_after_aclose
         # Only the abandoned delivery task, still inside the listener, is left.
         (left,) = [t for t in our_tasks() if not t.done()]
         assert left.get_name().endswith("-delivery")
-        assert client._engine.listeners.abandoned == 1
+        assert client.stats().listeners.abandoned == 1
     finally:
         release.set()
     await wait_until(lambda: all(t.done() for t in our_tasks()))
@@ -412,7 +412,7 @@ async def test_stats_count_errors_and_show_the_shape(
     await client.start()
     await publish_applied(server, client, {**BASE, "greeting": "x"})
     await events.next()
-    stats = client._engine.listeners.stats()
+    stats = client.stats().listeners
     assert stats == ListenerStats(
         listeners=2, queue_depth=0, coalesced=0, abandoned=0, stalled=0, errors=1
     )
@@ -459,7 +459,7 @@ async def test_sync_client_hung_listener_does_not_stall_the_others(
             assert event.snapshot.release_key == key
             assert len(listener_threads()) <= 2
         assert len(hung) == 1
-        assert cfg._engine.listeners.abandoned == 1
+        assert cfg.stats().listeners.abandoned == 1
     finally:
         release.set()
     await wait_until(lambda: len(hung) == 2)
