@@ -624,6 +624,56 @@ def idle_md(data: dict[str, Any]) -> str:
     )
 
 
+def follower_md(data: dict[str, Any]) -> str:
+    params = data["params"]
+    follower = data["follower_cpu_ms"]
+    started = data["follower_rss_kib_started"]
+    after = data["follower_rss_kib_after"]
+    base = data["baseline_rss_kib"]
+    rows = [
+        [
+            "follower CPU per applied release (mean / largest)",
+            f"{num(mean(follower), 3)} / {num(max(follower), 3)} ms",
+            "≤ 0.25 ms",
+        ],
+        [
+            "leader fan-out per follower per release",
+            f"{num(data['fanout_per_follower_ms'], 3)} ms",
+            "reported",
+        ],
+        [
+            "leader CPU per release: alone / with the followers",
+            f"{num(data['leader_alone_cpu_ms'], 2)} / {num(data['leader_shared_cpu_ms'], 2)} ms",
+            "",
+        ],
+        [
+            "follower RSS over `import asyncio` (started / after the rounds, largest)",
+            f"{num((max(started) - base) / 1024, 1)} / {num((max(after) - base) / 1024, 1)} MiB",
+            "≤ 8 MiB",
+        ],
+        [
+            "followers that imported aiohttp (at start / after the rounds)",
+            f"{data['followers_with_aiohttp_at_start']} / {data['followers_with_aiohttp_after']}",
+            "0 / 0",
+        ],
+    ]
+    notes = [
+        f"One leader and {params['followers']} followers, each a fresh interpreter "
+        "(`share_poll=True`); "
+        f"{params['rounds']} releases of {params['keys']} keys, each heard by every process "
+        "before the next. CPU: each process's CPU time (every thread, `/proc`) over the rounds, "
+        "minus its CPU over an idle window as long (heartbeats), per release; fan-out: the "
+        "leader's CPU per release with the followers minus alone, per follower.",
+        f'RSS: `VmRSS` as each process reads it; the baseline, a fresh `python -c "import '
+        f'asyncio"`, is {num(base / 1024, 1)} MiB.',
+    ]
+    return _section(
+        "A process that only follows (share_poll=True)",
+        table(["measure", "figure", "target"], rows),
+        notes,
+    )
+
+
 def _section(title: str, body: str, notes: Sequence[str]) -> str:
     return f"### {title}\n\n{body}\n\n{bullets(notes)}"
 
@@ -636,6 +686,7 @@ def section_markdown(section: str, data: dict[str, Any]) -> str:
         "startup": startup_md,
         "scale": scale_md,
         "idle": idle_md,
+        "follower": follower_md,
     }
     return render[section](data)
 
@@ -648,6 +699,8 @@ def tables_md(facts: Facts) -> str:
     if "propagation" in s:
         parts.append(propagation_md(s["propagation"], facts))
         parts.append(sharing_md(facts))
+    if "follower" in s:
+        parts.append(follower_md(s["follower"]))
     if "startup" in s:
         parts.append(startup_md(s["startup"]))
     if "scale" in s:
@@ -709,9 +762,26 @@ def summary_rows(facts: Facts, short: bool) -> list[list[str]]:
             rows.append(wide_summary(s["startup"]))
     if "scale" in s and not short:
         rows.append(scale_summary(s["scale"]))
+    if "follower" in s:
+        rows.append(follower_summary(s["follower"]))
     if "idle" in s:
         rows.append(idle_summary(s["idle"]))
     return rows
+
+
+def follower_summary(data: dict[str, Any]) -> list[str]:
+    cpu = max(data["follower_cpu_ms"])
+    rss = (max(data["follower_rss_kib_after"]) - data["baseline_rss_kib"]) / 1024
+    cpu_verdict = "met" if cpu <= 0.25 else "**missed**"
+    rss_verdict = "met" if rss <= 8 else "**missed**"
+    return [
+        "a process that only follows (`share_poll=True`)",
+        f"{num(cpu, 3)} ms CPU per applied release (target ≤ 0.25 ms: {cpu_verdict}); "
+        f"{num(rss, 1)} MiB RSS over `import asyncio` (target ≤ 8 MiB: {rss_verdict}); "
+        f"the leader's fan-out: {num(data['fanout_per_follower_ms'], 3)} ms per follower "
+        "per release",
+        "—",
+    ]
 
 
 READS = {

@@ -27,7 +27,7 @@ import _common as c
 import report
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ["read_cost", "propagation", "startup", "scale", "idle"]
+SECTIONS = ["read_cost", "propagation", "follower", "startup", "scale", "idle"]
 #: Seconds a section may take before it is stopped and reported as failed.
 SECTION_TIMEOUT = {"propagation": 720}
 DISTRIBUTIONS = [

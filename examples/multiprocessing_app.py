@@ -26,7 +26,9 @@ from multiprocessing_config import cfg, greetings, seen
 
 
 def say(event: str, **fields: object) -> None:
-    print(json.dumps({"event": event, "pid": os.getpid(), **fields}), flush=True)
+    # One write per line: the children share the parent's output with unbuffered logging.
+    sys.stdout.write(json.dumps({"event": event, "pid": os.getpid(), **fields}) + "\n")
+    sys.stdout.flush()
 
 
 def child(expected: str) -> None:

@@ -38,7 +38,14 @@ def test_the_committed_results_are_a_full_run(report: ModuleType) -> None:
     results = json.loads(report.newest_results().read_text())
     assert not results["quick"]
     assert not results["failed"]
-    assert set(results["sections"]) == {"read_cost", "propagation", "startup", "scale", "idle"}
+    assert set(results["sections"]) == {
+        "read_cost",
+        "propagation",
+        "follower",
+        "startup",
+        "scale",
+        "idle",
+    }
 
 
 def test_no_figure_outside_the_generated_regions_of_the_benchmarks_page(

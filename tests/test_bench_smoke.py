@@ -60,6 +60,19 @@ def test_propagation_quick_run_times_every_round_and_a_failover(tmp_path: Path) 
     assert failover["after_publish_reached"] == failover["after_publish_workers"] == 2
 
 
+@pytest.mark.timeout(30)
+def test_follower_quick_run_reports_cpu_per_release_fanout_and_rss(tmp_path: Path) -> None:
+    result = _run("follower", tmp_path, "--followers", "2", "--rounds", "5")
+    assert result["section"] == "follower"
+    data = result["data"]
+    assert len(data["follower_cpu_ms"]) == 2
+    assert all(ms > 0 for ms in data["follower_cpu_raw_ms"])
+    assert data["fanout_per_follower_ms"] >= 0
+    assert data["baseline_rss_kib"] > 0
+    assert min(data["follower_rss_kib_started"]) > data["baseline_rss_kib"]
+    assert data["followers_with_aiohttp_at_start"] == data["followers_with_aiohttp_after"] == 0
+
+
 def test_a_listener_built_before_fork_reports_from_workers_only() -> None:
     """The parent closes its copy of the report pipe after forking, and the number is reused by
     the next socket its test server accepts: a report from the parent's own client (papollo, a

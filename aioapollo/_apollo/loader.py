@@ -104,8 +104,10 @@ class ApolloSource:
         self._pool = ServicePool(self._options, self._transport)
 
     async def connect(self) -> None:
+        """Nothing to do before a request: the HTTP session opens at the first one (when the
+        initial load or the long poll needs it), and aiohttp is imported then, off the event
+        loop. A follower that loads from its leader and only follows never opens one."""
         assert self._transport is not None
-        await self._transport.open()
 
     async def aclose(self) -> None:
         """Stop polling and close the HTTP session."""

@@ -2,81 +2,98 @@
 
 URLs are built as final strings and sent unchanged (``yarl.URL(..., encoded=True)``) so the
 bytes on the wire are exactly the bytes that were signed.
+
+aiohttp is loaded lazily: :class:`Transport` imports its aiohttp half
+(:mod:`aioapollo._apollo.session`) off the event loop at its first request, so a process
+whose client only follows a sharing leader never imports aiohttp. What is left here (the
+reply, status errors, diagnosis) needs no aiohttp.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
+import importlib
 import json
-import os
+import sys
 import time
-from dataclasses import dataclass
-
-import aiohttp
-from yarl import URL
+from typing import TYPE_CHECKING
 
 from .._config import ClientOptions, redact_url
 from .._exceptions import (
     ApolloAuthError,
-    ApolloConnectionError,
     ApolloHTTPStatusError,
     ApolloNotFoundError,
-    ApolloResponseError,
-    ApolloTimeoutError,
     ClientStateError,
 )
 from .auth import auth_headers
+from .reply import Reply
 from .wire import path_escape
 
-__all__ = ["Reply", "Transport", "closed_after_sending", "config_status_error", "status_error"]
+if TYPE_CHECKING:
+    from .session import Session
+
+__all__ = [
+    "Reply",
+    "Transport",
+    "closed_after_sending",
+    "config_status_error",
+    "load_session_module",
+    "status_error",
+]
 
 #: |skew| at or above this many seconds makes the config service refuse signed requests.
 _SKEW_LIMIT_S = 60.0
-_ABANDONED: list[aiohttp.ClientSession] = []
+_SESSION_MODULE = f"{__package__}.session"
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """Status, body and the server's ``Date`` (for clock-skew diagnosis) of one response."""
-
-    status: int
-    body: bytes
-    server_time: float | None
-    #: Whether the request carried access-key headers (tells a 401's cause apart).
-    signed: bool = False
+async def load_session_module() -> None:
+    """Import aiohttp (and our half that uses it) off the event loop: it takes tens of
+    milliseconds of CPU that the loop's other tasks must not wait for. Idempotent."""
+    if _SESSION_MODULE not in sys.modules:
+        await asyncio.to_thread(importlib.import_module, _SESSION_MODULE)
 
 
 class Transport:
-    """Owns the aiohttp session. Create and close it inside the loop that uses it."""
+    """Owns the aiohttp session, opened at the first request in the loop that makes it.
+
+    Nothing is opened before a request needs it: a follower that never polls Apollo never
+    opens a session, nor imports aiohttp.
+    """
 
     def __init__(self, options: ClientOptions) -> None:
         self._options = options
-        self._session: aiohttp.ClientSession | None = None
-        self._fetch_timeout = aiohttp.ClientTimeout(
-            total=options.read_timeout + options.connect_timeout,
-            sock_connect=options.connect_timeout,
-            sock_read=options.read_timeout,
-        )
-        self._poll_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=options.connect_timeout, sock_read=options.poll_timeout
-        )
+        self._session: Session | None = None
+        self._closed = False
 
-    async def open(self) -> None:
-        """Create the session (must run inside the event loop that will use it)."""
-        ssl_option = True if self._options.ssl is None else self._options.ssl
-        connector = aiohttp.TCPConnector(limit=32, limit_per_host=8, ssl=ssl_option)
-        self._session = aiohttp.ClientSession(
-            connector=connector, timeout=self._fetch_timeout, auto_decompress=True
-        )
+    @property
+    def opened(self) -> bool:
+        """Whether the session exists (a request was made)."""
+        return self._session is not None
+
+    async def open(self) -> Session:
+        """The session, made now if there is none yet (inside the loop that will use it).
+
+        Raises:
+            ClientStateError: The transport was closed (or abandoned).
+        """
+        if self._session is None:
+            if self._closed:
+                raise ClientStateError("the client is not started")
+            await load_session_module()
+            if self._closed:  # closed while aiohttp was being imported
+                raise ClientStateError("the client is not started")
+            if self._session is None:
+                from .session import Session
+
+                self._session = Session(self._options)
+        return self._session
 
     async def close(self) -> None:
-        """Close the session; idempotent."""
+        """Close the session, if one was opened; idempotent. No request is made after."""
+        self._closed = True
         session, self._session = self._session, None
         if session is not None:
             await session.close()
-            # Lets the transports' connection_lost run, so no ResourceWarning follows.
-            await asyncio.sleep(0)
 
     def abandon(self) -> None:
         """Forget the session without touching it (after fork: it belongs to the parent).
@@ -85,97 +102,32 @@ class Transport:
         and letting them be collected would warn about an unclosed session. So they are kept
         referenced, untouched, for the life of this process.
         """
-        if self._session is not None:
-            _ABANDONED.append(self._session)
-            self._session = None
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None:
+            session.abandon()
 
     async def get(
         self, base: str, target: str, *, long_poll: bool = False, sign: bool = True
     ) -> Reply:
         """GET ``base + target``; ``target`` is the already escaped path and query."""
-        session = self._session
-        if session is None:
-            raise ClientStateError("the client is not started")
+        session = self._session or await self.open()
         headers = {}
         secret = self._options.secret
         if sign and secret is not None:
-            prefix = URL(base).raw_path.rstrip("/")
+            prefix = session.raw_path(base).rstrip("/")
             headers = auth_headers(self._options.app_id, prefix + target, secret)
-        url = URL(base + target, encoded=True)
         where = redact_url(base) + target.partition("?")[0]
-        timeout = self._poll_timeout if long_poll else self._fetch_timeout
-        try:
-            async with session.get(
-                url, headers=headers, timeout=timeout, allow_redirects=False
-            ) as resp:
-                body = await self._read_body(resp, where)
-                return Reply(
-                    resp.status, body, _server_time(resp.headers.get("Date")), bool(headers)
-                )
-        except TimeoutError as exc:
-            raise ApolloTimeoutError(f"timed out waiting for {where}") from exc
-        except aiohttp.ClientSSLError as exc:
-            raise ApolloConnectionError(
-                f"{where}: TLS failed ({type(exc).__name__}): is the server's certificate "
-                "trusted? Pass ssl=ssl.SSLContext(...) that trusts its CA"
-            ) from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise ApolloConnectionError(f"{where}: {_failure(exc)} ({type(exc).__name__})") from exc
-
-    async def _read_body(self, resp: aiohttp.ClientResponse, where: str) -> bytes:
-        cap = self._options.max_body_bytes
-        if resp.content_length is not None and resp.content_length > cap:
-            raise ApolloResponseError(
-                f"{where}: reply of {resp.content_length} bytes exceeds max_body_bytes={cap}"
-            )
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in resp.content.iter_chunked(65536):
-            size += len(chunk)
-            if size > cap:
-                raise ApolloResponseError(f"{where}: reply exceeds max_body_bytes={cap}; cut off")
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-
-def _failure(exc: BaseException) -> str:
-    """Why a request failed, in words, from the error's type and errno only (an aiohttp
-    error's own text may quote the whole URL)."""
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return "host name not found (DNS)"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "the server closed the connection without a reply"
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return "the reply was cut off"
-    if isinstance(exc, OSError) and isinstance(exc.errno, int) and exc.errno > 0:
-        return os.strerror(exc.errno).lower()  # "connection refused", "no route to host"
-    if isinstance(exc, aiohttp.ClientConnectionError):
-        return "connection failed"
-    return "request failed"
+        return await session.get(base + target, headers, where, long_poll=long_poll)
 
 
 def closed_after_sending(exc: BaseException) -> bool:
     """Whether a connection error means the peer closed or reset the connection after the
     request was sent (not: refused, unresolvable, TLS, or a timeout)."""
-    cause = exc.__cause__
-    if isinstance(cause, aiohttp.ClientConnectorError | ConnectionRefusedError | TimeoutError):
+    session = sys.modules.get(_SESSION_MODULE)
+    if session is None:  # no request was ever made from this process
         return False
-    return isinstance(
-        cause,
-        aiohttp.ServerDisconnectedError
-        | aiohttp.ClientPayloadError
-        | aiohttp.ClientOSError
-        | ConnectionError,
-    )
-
-
-def _server_time(header: str | None) -> float | None:
-    if not header:
-        return None
-    try:
-        return email.utils.parsedate_to_datetime(header).timestamp()
-    except (TypeError, ValueError, IndexError):
-        return None
+    return bool(session.closed_after_sending(exc.__cause__))
 
 
 def status_error(reply: Reply, where: str) -> ApolloHTTPStatusError:

@@ -391,13 +391,17 @@ class Sharing:
         }
 
     def _frame(self, name: str) -> bytes | None:
+        record = self._store.records[name]
+        snap = record.snapshot
+        if snap is None or record.release is None:
+            return None
+        version = (record.notification_id, snap.release_key, record.synced_at)
+        cached = self._frames.get(name)
+        if cached is not None and cached[0] == version:
+            return cached[1]  # built and encoded once, sent to every follower
         release = self._release_message(name)
         if release is None:
             return None
-        version = (release.notification_id, release.release_key, release.synced_at)
-        cached = self._frames.get(name)
-        if cached is not None and cached[0] == version:
-            return cached[1]  # encoded once, sent to every follower
         frame = encode(release.to_wire())
         self._frames[name] = (version, frame)
         return frame
@@ -701,15 +705,19 @@ class Sharing:
         inbox = self._inbox
         try:
             while True:
-                try:
-                    async with asyncio.timeout(LEADER_SILENCE):
+                # A read often brings several frames (a release and its heartbeat): those
+                # waiting already need no timer.
+                message = inbox.next_nowait()
+                if message is None:
+                    try:
+                        async with asyncio.timeout(LEADER_SILENCE):
+                            message = await inbox.next()
+                    except TimeoutError:
+                        await self._degrade(
+                            f"the leader (pid {self.leader_pid}) sent nothing for "
+                            f"{LEADER_SILENCE:g} s; polling Apollo from this process"
+                        )
                         message = await inbox.next()
-                except TimeoutError:
-                    await self._degrade(
-                        f"the leader (pid {self.leader_pid}) sent nothing for "
-                        f"{LEADER_SILENCE:g} s; polling Apollo from this process"
-                    )
-                    message = await inbox.next()
                 if message is None:
                     return
                 fault("share.follow")
@@ -874,6 +882,10 @@ class _Inbox:
         self._reader = reader
         self._decoder = Decoder(max_frame=max_frame)
         self._pending: collections.deque[dict[str, Any]] = collections.deque()
+
+    def next_nowait(self) -> Message | None:
+        """The next message if one has arrived already, else None (without reading)."""
+        return parse(self._pending.popleft()) if self._pending else None
 
     async def next(self) -> Message | None:
         """The next message, or None at a clean end of the stream."""
