@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ._core.store import NamespaceStore
     from ._core.supervise import Supervisor
     from ._resources import ResourceSet, ResourceStats
-    from ._share.group import Sharing
+    from ._share import Sharing
 
 __all__ = ["ClientStats", "NamespaceStats", "collect_stats"]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import aioapollo
 from aioapollo import ApolloClient, ConfigChangeEvent
-from aioapollo._share import group as share_mod
+from aioapollo._share import timing
 
 
 def rss_kib() -> int:
@@ -43,7 +43,7 @@ def report(client: ApolloClient, what: str, **extra: Any) -> None:
 
 
 async def main(options: dict[str, Any]) -> None:
-    share_mod.LEADER_SILENCE = options.pop("leader_silence", share_mod.LEADER_SILENCE)
+    timing.LEADER_SILENCE = options.pop("leader_silence", timing.LEADER_SILENCE)
     loop = asyncio.get_running_loop()
     async with ApolloClient(options.pop("app_id"), share_poll=True, **options) as client:
 

@@ -226,7 +226,7 @@ async def test_a_forked_follower_decrypts_for_itself_the_socket_carries_enc(
     await leader.start()
     assert leader.stats().role == "leader"
     assert leader._engine.share is not None
-    frame = leader._engine.share._frame("application")
+    frame = leader._engine.share.leader.frame("application")
     assert frame is not None and sent.encode() in frame and SECRET.encode() not in frame
 
     async def follower_body(report: Any) -> None:

@@ -399,12 +399,12 @@ async def test_stale_while_its_sharing_leader_is_hung_ready_when_it_answers(
     import os
     import signal
 
-    from aioapollo._share import group as share_mod
+    from aioapollo._share import timing
 
     from ._support import wait_until
     from ._workers import Child
 
-    monkeypatch.setattr(share_mod, "LEADER_SILENCE", 0.5)
+    monkeypatch.setattr(timing, "LEADER_SILENCE", 0.5)
     share_dir = tmp_path / "share"
 
     async def lead(report: Any) -> None:

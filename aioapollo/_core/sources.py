@@ -6,7 +6,7 @@ A *source* learns of releases and hands each one to :meth:`NamespaceStore.apply
 =====================================  ==================================================
 ``_apollo.loader.ApolloSource``        the long poll(s) and ``/configs`` fetches, the disk
                                        cache as a fallback at start, the safety refresh
-``_share.group.Sharing`` (a follower)  releases pushed by the host's sharing leader
+``_share.follower.Link``              releases pushed by the host's sharing leader
 :class:`MemorySource`                  whatever a test publishes, with no I/O at all
 =====================================  ==================================================
 

@@ -24,119 +24,57 @@ The whole design on one page::
     the leader is full     -> refused with the reason; the process polls Apollo itself and
                               asks again with backoff
 
-The leader accepts connections itself (no asyncio server): a listening socket that exists
-before anything awaits, so no cancellation can leak it; at most ``share_max_followers``
-followers; at the descriptor limit it backs off and logs once a minute. Followers' frames are
-capped at :data:`~aioapollo._share.wire.MAX_FOLLOWER_FRAME` bytes and their hello must arrive
-within :data:`HANDSHAKE_TIMEOUT`, so a local peer cannot make the leader buffer anything.
+By role: this module is the election (who leads, failover, degrading and recovering, the
+group's lifecycle); ``leader.py`` serves followers; ``follower.py`` is a follower's link to its
+leader; ``rendezvous.py`` the directory, lock and peer checks; ``wire.py`` the pure framing;
+``timing.py`` every timing and limit.
 
 Who shares: clients whose :func:`~aioapollo._config.group_fingerprint` (and wire version)
 match. A follower checks the directory's owner and mode, the socket's owner and the leader's
 uid (peer credentials); the leader checks each follower's uid: the socket carries values.
-
-Per follower the leader keeps a set of namespaces to send and one heartbeat flag, never a
-queue of messages: a slow follower gets the latest release of each namespace when it catches
-up, and one that cannot take a frame within :data:`SLOW_FOLLOWER` seconds is disconnected (it
-reconnects and is sent everything again).
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import errno
-import functools
 import hashlib
 import logging
 import os
 import random
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
 from .._config import ClientOptions, group_fingerprint
 from .._core.store import NamespaceStore
-from .._core.store import Release as Delivered
 from .._core.supervise import Progress, Supervisor, fault
-from .._exceptions import DecryptionError
-from .._models import Role, Source
+from .._models import Role
 from .._runtime import process as _process
+from . import timing
+from .follower import Link
+from .host import SharingHost
+from .leader import Leader
 from .rendezvous import (
     LeaderLock,
     ShareUnavailable,
-    check_peer,
-    check_socket_owner,
     default_share_dir,
     ensure_private_dir,
     lock_path,
     socket_path,
     supported,
 )
-from .wire import (
-    MAX_FOLLOWER_FRAME,
-    PROTOCOL_VERSION,
-    Decoder,
-    Goodbye,
-    Heartbeat,
-    Hello,
-    Message,
-    Refuse,
-    Release,
-    Resync,
-    Welcome,
-    WireError,
-    encode,
-    parse,
-)
+from .wire import PROTOCOL_VERSION, WireError
 
-__all__ = ["HEARTBEAT_INTERVAL", "LEADER_SILENCE", "Sharing", "SharingHost"]
+__all__ = ["JOIN_TIMEOUT", "RoleChange", "Sharing", "SharingHost", "share_fingerprint"]
 
 logger = logging.getLogger("aioapollo")
 
-#: The leader's heartbeat period.
-HEARTBEAT_INTERVAL = 1.0
-#: A follower that hears nothing from its leader for this long polls Apollo itself. Three
-#: missed heartbeats: a leader whose loop is busy for a moment (a slow request, a C
-#: extension, a blocked gevent hub) is not taken for dead.
-LEADER_SILENCE = 4.0
-#: A follower that cannot take a frame for this long is disconnected (it resyncs).
-SLOW_FOLLOWER = 10.0
-#: How long a follower waits for the leader's answer to its hello.
-HANDSHAKE_TIMEOUT = 2.0
-#: How long a starting follower waits for a leader's snapshot before loading by itself.
-JOIN_TIMEOUT = 3.0
-#: Connections that have not said hello yet, at most: past it the leader accepts no more
-#: until one ends (they wait in the listen backlog, costing it no descriptor).
-MAX_HANDSHAKES = 16
-#: The longest pause between two election attempts of a process that cannot share (refused
-#: by a full leader, or no usable directory): it polls Apollo itself meanwhile.
-REJOIN_MAX = 30.0
-#: At the descriptor limit the leader stops accepting for a while; it logs once per this.
-ACCEPT_WARN_INTERVAL = 60.0
-_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+#: How long a starting follower waits for a leader's snapshot (see ``timing``).
+JOIN_TIMEOUT = timing.JOIN_TIMEOUT
 
 SOLO, LEADER, FOLLOWER = Role.SOLO, Role.LEADER, Role.FOLLOWER
-
-
-class SharingHost(Protocol):
-    """What sharing needs of its client besides the store: polling Apollo from this process
-    (a leader, or a follower whose leader is silent) and the client's health."""
-
-    def start_polling(self) -> None:
-        """Start polling Apollo from this process (idempotent)."""
-
-    async def stop_polling(self) -> None:
-        """Stop polling Apollo from this process (idempotent)."""
-
-    def healthy(self) -> bool:
-        """Whether this client (as a leader) is healthy."""
-
-    def own_poll_time(self) -> float | None:
-        """Epoch seconds of this process's own last successful long poll."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +97,8 @@ def share_fingerprint(options: ClientOptions) -> str:
 
 
 class Sharing:
-    """A client's membership of its sharing group: election, leading, following."""
+    """A client's membership of its sharing group: the election, and a leader or a follower
+    link depending on the role it won."""
 
     def __init__(
         self,
@@ -169,42 +108,21 @@ class Sharing:
         on_role: Callable[[RoleChange], None] | None = None,
         supervisor: Supervisor | None = None,
     ) -> None:
-        self._store = store
         self._host = host
-        self._namespaces = tuple(store.records)
         self._options = options
         self._on_role = on_role
-        #: Runs the leader's per-follower senders (the client's, which runs :meth:`run` too).
-        self._supervisor = supervisor if supervisor is not None else Supervisor(options.app_id)
         self.fingerprint = share_fingerprint(options)
+        supervisor = supervisor if supervisor is not None else Supervisor(options.app_id)
+        #: This process's leader half (it serves followers while it holds the lock).
+        self.leader = Leader(store, host, options, supervisor, self.fingerprint)
+        #: This process's follower half (its connection to the leader).
+        self.link = Link(store, self.fingerprint)
         self.role = SOLO
-        self.leader_pid: int | None = None
-        self.leader_healthy = False
-        self.leader_poll_success: float | None = None
         #: Why this client polls Apollo itself although it follows, if it does.
         self.degraded: str | None = None
         self.failovers = 0
         self._lock: LeaderLock | None = None
         self._socket: Path | None = None
-        #: The leader's listening socket, the (st_dev, st_ino) it was bound as, and the task
-        #: that accepts on it.
-        self._listener: socket.socket | None = None
-        self._bound: tuple[int, int] | None = None
-        self._accepting: asyncio.Task[None] | None = None
-        #: Every connection the leader serves, handshaking or following.
-        self._connections: set[asyncio.Task[None]] = set()
-        self._handshakes: asyncio.Semaphore | None = None
-        self._followers: set[_Follower] = set()
-        #: Set by a clean close: followers are told goodbye, not left to find the EOF.
-        self._closing = False
-        self._loaded = asyncio.Event()
-        self._inbox: _Inbox | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._in_sync = True
-        self._frames: dict[str, tuple[tuple[int, str | None, float | None], bytes]] = {}
-        self._refused_peer_warned = False
-        #: The leader we follow said goodbye: its end is a handover, not a death.
-        self._goodbye = False
 
     # ------------------------------------------------------------------ setup
 
@@ -223,19 +141,30 @@ class Sharing:
 
     @property
     def followers(self) -> int:
-        return len(self._followers)
+        return self.leader.followers
 
     @property
     def in_sync(self) -> bool:
-        return self._in_sync
+        return self.link.in_sync
+
+    @property
+    def leader_pid(self) -> int | None:
+        return os.getpid() if self.role == LEADER else self.link.leader_pid
+
+    @property
+    def leader_healthy(self) -> bool:
+        return self.link.leader_healthy
+
+    @property
+    def leader_poll_success(self) -> float | None:
+        return self.link.leader_poll_success
 
     def _set_role(self, role: Role, reason: str) -> None:
         previous, self.role = self.role, role
-        if role == LEADER:
-            self.leader_pid = os.getpid()
         change = RoleChange(role, previous, self.leader_pid, reason)
         # A takeover after the leader said goodbye is a handover, not an incident.
-        level = logging.INFO if previous in (SOLO, role) or self._goodbye else logging.WARNING
+        handover = self.link.goodbye
+        level = logging.INFO if previous in (SOLO, role) or handover else logging.WARNING
         logger.log(
             level,
             "ApolloClient(%r) shares group %s as %s (pid %s): %s",
@@ -264,8 +193,9 @@ class Sharing:
         Raises:
             ShareUnavailable: The socket cannot be bound (the lock is released again).
         """
+        assert self._socket is not None
         try:
-            self._listen()
+            self.leader.listen(self._socket)
         except ShareUnavailable:
             if self._lock is not None:
                 self._lock.release()
@@ -273,254 +203,13 @@ class Sharing:
         self._set_role(LEADER, reason)
         self.degraded = None
 
-    def _listen(self) -> None:
-        assert self._socket is not None
-        path = self._socket
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()  # a dead leader's: we hold the lock
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.setblocking(False)
-            sock.bind(str(path))
-            os.chmod(path, 0o600)
-            sock.listen(128)
-            info = os.stat(path)
-        except OSError as exc:
-            sock.close()
-            raise ShareUnavailable(f"cannot listen on {path}: {exc.strerror}") from None
-        self._listener, self._bound = sock, (info.st_dev, info.st_ino)
-        self._accepting = self._supervisor.spawn(
-            "share-accept",
-            functools.partial(self._accept_loop, sock),
-            task_name=f"aioapollo-share-accept-{self._options.app_id}",
-        )
-
-    def _stop_listening(self) -> None:
-        """Close the listening socket (connections already accepted stay)."""
-        accepting, self._accepting = self._accepting, None
-        if accepting is not None:
-            accepting.cancel()
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.close()
-            if self._socket is not None and self._socket_is_ours():
-                with contextlib.suppress(OSError):
-                    self._socket.unlink()
-        self._bound = None
-
-    def _socket_is_ours(self) -> bool:
-        """Whether the group's socket path is still the socket this leader bound."""
-        if self._socket is None or self._bound is None:
-            return False
-        try:
-            info = os.stat(self._socket)
-        except OSError:
-            return False
-        return (info.st_dev, info.st_ino) == self._bound
-
-    async def _accept_loop(self, listener: socket.socket, progress: Progress) -> None:
-        """Accept followers; at the descriptor limit back off instead of spinning and logging."""
-        loop = asyncio.get_running_loop()
-        slots = self._handshakes = asyncio.Semaphore(MAX_HANDSHAKES)
-        pause = 0.1
-        warned_at: float | None = None
-        while True:
-            await slots.acquire()  # released when that connection's handshake ends
-            try:
-                conn, _ = await loop.sock_accept(listener)
-            except BaseException as exc:
-                slots.release()
-                if not isinstance(exc, OSError) or exc.errno not in _OUT_OF_RESOURCES:
-                    raise
-                now = time.monotonic()
-                if warned_at is None or now - warned_at >= ACCEPT_WARN_INTERVAL:
-                    warned_at = now
-                    logger.warning(
-                        "ApolloClient(%r): the sharing leader cannot accept followers: %s; "
-                        "pausing (they poll Apollo themselves meanwhile)",
-                        self._options.app_id,
-                        exc.strerror,
-                    )
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 5.0)
-                continue
-            pause = 0.1
-            task = asyncio.create_task(
-                self._serve(conn, slots), name=f"aioapollo-share-peer-{self._options.app_id}"
-            )
-            self._connections.add(task)
-            task.add_done_callback(self._connections.discard)
-            progress.done()
-
     def loaded(self) -> None:
         """The leader holds every namespace: followers may be sent its snapshot."""
-        self._loaded.set()
-        for follower in self._followers:
-            follower.dirty.update(self._namespaces)
-            follower.wake.set()
+        self.leader.loaded()
 
     def changed(self, name: str) -> None:
-        """A release was installed (or its notification id advanced): push it."""
-        if not self._followers or not self._loaded.is_set():
-            return
-        for follower in self._followers:
-            follower.dirty.add(name)
-            follower.wake.set()
-
-    def _release_message(self, name: str) -> Release | None:
-        """The release held for ``name`` as a message, or None before it is loaded."""
-        record = self._store.records[name]
-        snap, delivered = record.snapshot, record.release
-        if snap is None or delivered is None:
-            return None
-        return Release(
-            namespace=name,
-            release_key=snap.release_key,
-            notification_id=record.notification_id,
-            messages=dict(record.messages),
-            items=dict(delivered.items),  # as delivered: a transform's output stays here
-            source=snap.source.value,
-            synced_at=record.synced_at,
-        )
-
-    def _states(self) -> dict[str, tuple[int, str | None]]:
-        """``{namespace: (notification_id, release_key)}`` as held now."""
-        return {
-            name: (r.notification_id, r.snapshot.release_key if r.snapshot is not None else None)
-            for name, r in self._store.records.items()
-        }
-
-    def _frame(self, name: str) -> bytes | None:
-        record = self._store.records[name]
-        snap = record.snapshot
-        if snap is None or record.release is None:
-            return None
-        version = (record.notification_id, snap.release_key, record.synced_at)
-        cached = self._frames.get(name)
-        if cached is not None and cached[0] == version:
-            return cached[1]  # built and encoded once, sent to every follower
-        release = self._release_message(name)
-        if release is None:
-            return None
-        frame = encode(release.to_wire())
-        self._frames[name] = (version, frame)
-        return frame
-
-    def _heartbeat(self) -> bytes:
-        return encode(
-            Heartbeat(
-                leader_pid=os.getpid(),
-                healthy=self._host.healthy(),
-                last_poll_success=self._host.own_poll_time(),
-                states=self._states(),
-            ).to_wire()
-        )
-
-    async def _serve(self, conn: socket.socket, slots: asyncio.Semaphore) -> None:
-        """One follower's connection, from its hello to its end (or the leader's close)."""
-        follower: _Follower | None = None
-        handshaking = True
-        writer: asyncio.StreamWriter | None = None
-        try:
-            try:
-                check_peer(conn)
-            except ShareUnavailable as exc:
-                if not self._refused_peer_warned:
-                    self._refused_peer_warned = True
-                    logger.warning("refused a follower: %s", exc)
-                return
-            reader, writer = await asyncio.open_unix_connection(sock=conn)
-            inbox = _Inbox(reader, max_frame=MAX_FOLLOWER_FRAME)
-            async with asyncio.timeout(HANDSHAKE_TIMEOUT):
-                hello = await inbox.next()
-            if not isinstance(hello, Hello) or hello.fingerprint != self.fingerprint:
-                refusal = Refuse(reason="not a member of this group")
-                writer.write(encode(refusal.to_wire()))
-                return
-            handshaking = False
-            slots.release()
-            if len(self._followers) >= self._options.share_max_followers:
-                refusal = Refuse(
-                    reason=f"the leader serves {len(self._followers)} followers, its limit"
-                    " (share_max_followers)"
-                )
-                writer.write(encode(refusal.to_wire()))
-                return
-            welcome = Welcome(leader_pid=os.getpid(), fingerprint=self.fingerprint)
-            writer.write(encode(welcome.to_wire()))
-            follower = _Follower(writer)
-            if self._loaded.is_set():
-                follower.dirty.update(self._namespaces)
-                follower.wake.set()
-            self._followers.add(follower)
-            sender = follower.sender = self._supervisor.spawn(
-                "share-send",
-                functools.partial(self._send_loop, follower),
-                task_name=f"aioapollo-share-send-{self._options.app_id}",
-            )
-            try:
-                while True:
-                    message = await inbox.next()
-                    if message is None:
-                        break
-                    if isinstance(message, Resync) and self._loaded.is_set():
-                        follower.dirty.update(self._namespaces)
-                        follower.wake.set()
-            finally:
-                sender.cancel()
-                await asyncio.wait([sender])
-        except (OSError, WireError, TimeoutError) as exc:
-            logger.debug("follower connection ended: %s", exc)
-        except asyncio.CancelledError:
-            # The leader closes (or its loop ends): a goodbye, then the connection closes.
-            if self._closing and follower is not None and writer is not None:
-                with contextlib.suppress(OSError, WireError):
-                    writer.write(encode(Goodbye(reason="the leader is closing").to_wire()))
-            raise
-        finally:
-            if handshaking:
-                slots.release()
-            if follower is not None:
-                self._followers.discard(follower)
-            if writer is not None:
-                writer.close()
-            else:
-                conn.close()
-
-    async def _send_loop(self, follower: _Follower, progress: Progress) -> None:
-        """Send one follower what it is owed (supervised: restarted after a crash)."""
-        writer = follower.writer
-        if progress.restarted and self._loaded.is_set():
-            # The crashed run may have taken names off the dirty set without sending them
-            # (frames are whole, so the stream is intact): send everything again.
-            follower.dirty.update(self._namespaces)
-            follower.beat = True
-            follower.wake.set()
-        try:
-            while True:
-                await follower.wake.wait()
-                follower.wake.clear()
-                names, follower.dirty = follower.dirty, set()
-                for name in names:
-                    fault("share.send")
-                    frame = self._frame(name)
-                    if frame is not None:
-                        writer.write(frame)
-                if follower.beat or names:
-                    follower.beat = False
-                    writer.write(self._heartbeat())
-                async with asyncio.timeout(SLOW_FOLLOWER):
-                    await writer.drain()
-                progress.done()
-        except TimeoutError:
-            logger.warning(
-                "a follower of %r took no data for %.0f s; disconnecting it (it will resync)",
-                self._options.app_id,
-                SLOW_FOLLOWER,
-            )
-            writer.transport.abort()
-        except OSError:
-            writer.transport.abort()
+        """A release was applied (or its notification id advanced): push it."""
+        self.leader.changed(name)
 
     async def heartbeat_loop(self, progress: Progress) -> None:
         """While leading: wake every follower's sender with a heartbeat each second.
@@ -529,15 +218,13 @@ class Sharing:
         directory was removed and someone else leads the re-made one): the caller re-elects.
         """
         while True:
-            await asyncio.sleep(HEARTBEAT_INTERVAL)
+            await asyncio.sleep(timing.HEARTBEAT_INTERVAL)
             fault("share.heartbeat")
-            if self.role == LEADER and not self._socket_is_ours() and not self._rehome():
+            if self.role == LEADER and not self.leader.socket_is_ours() and not self._rehome():
                 return
-            if self.role != LEADER or not self._loaded.is_set():
+            if self.role != LEADER:
                 continue
-            for follower in self._followers:
-                follower.beat = True
-                follower.wake.set()
+            self.leader.beat()
             progress.done()
 
     def _rehome(self) -> bool:
@@ -553,13 +240,14 @@ class Sharing:
             self._options.app_id,
             self._socket,
         )
-        self._stop_listening()
+        self.leader.stop_listening()
         try:
             self.prepare()
             if self.try_lead():
                 if old is not None and old is not self._lock:
                     old.release()
-                self._listen()
+                assert self._socket is not None
+                self.leader.listen(self._socket)
                 return True
         except ShareUnavailable as exc:
             logger.warning(
@@ -570,8 +258,7 @@ class Sharing:
         # Another process leads the new group (or none can): step down and elect.
         if old is not None and old is not self._lock:
             old.release()
-        for follower in list(self._followers):
-            follower.writer.transport.abort()
+        self.leader.drop_followers()
         self.degraded = "re-forming the sharing group; polling Apollo from this process"
         self._set_role(SOLO, "the group's directory was re-made")
         return False
@@ -586,11 +273,11 @@ class Sharing:
             try:
                 async with asyncio.timeout(max(deadline - time.monotonic(), 0.01)):
                     await self._connect()
-                    await self._read_until_complete()
+                    await self.link.read_until_complete()
                 self._set_role(FOLLOWER, f"following the leader (pid {self.leader_pid})")
                 return True
             except (OSError, WireError, TimeoutError, ShareUnavailable) as exc:
-                self._disconnect()
+                self.link.disconnect()
                 if isinstance(exc, ShareUnavailable):
                     raise
                 if time.monotonic() + delay >= deadline:
@@ -600,138 +287,7 @@ class Sharing:
 
     async def _connect(self) -> None:
         assert self._socket is not None
-        check_socket_owner(self._socket)  # raises FileNotFoundError: no leader (yet)
-        reader, writer = await asyncio.open_unix_connection(str(self._socket))
-        self._inbox, self._writer = _Inbox(reader), writer
-        check_peer(writer.get_extra_info("socket"))
-        hello = Hello(fingerprint=self.fingerprint, pid=os.getpid())
-        writer.write(encode(hello.to_wire()))
-        async with asyncio.timeout(HANDSHAKE_TIMEOUT):
-            answer = await self._inbox.next()
-        if isinstance(answer, Refuse):
-            raise ShareUnavailable(f"the leader refused this client: {answer.reason}")
-        if not isinstance(answer, Welcome) or answer.fingerprint != self.fingerprint:
-            raise WireError("the leader did not welcome this client")
-        self.leader_pid = answer.leader_pid
-        self._goodbye = False
-
-    async def _read_until_complete(self) -> None:
-        """Read releases until every namespace is loaded and a heartbeat confirms it."""
-        assert self._inbox is not None
-        while True:
-            message = await self._inbox.next()
-            if message is None:
-                raise ConnectionResetError("the leader closed the connection")
-            await self._handle(message)
-            if isinstance(message, Heartbeat) and set(message.states) >= set(self._namespaces):
-                held = self._states()
-                if all(held[n][1] is not None or message.states[n][1] is None for n in held):
-                    return
-
-    async def _handle(self, message: Message) -> None:
-        if isinstance(message, Goodbye):
-            self._goodbye = True
-        elif isinstance(message, Release):
-            await self._apply(message)
-        elif isinstance(message, Heartbeat):
-            self.leader_pid = message.leader_pid
-            self.leader_healthy = message.healthy
-            self.leader_poll_success = message.last_poll_success
-            held = self._states()
-            behind = [
-                name
-                for name, (nid, key) in message.states.items()
-                if name in held and (nid > held[name][0] or (key and held[name][1] is None))
-            ]
-            self._in_sync = all(
-                held.get(name) == state for name, state in message.states.items() if name in held
-            )
-            if behind and self._writer is not None:
-                self._writer.write(encode(Resync().to_wire()))
-
-    async def _apply(self, release: Release) -> bool:
-        """As a follower: hand a pushed release to the store if it is newer than the one
-        held (notification-id order; for one id, the one Apollo confirmed later wins)."""
-        record = self._store.records.get(release.namespace)
-        if record is None:
-            return False
-        held = record.snapshot
-        synced = record.synced_at
-        if release.synced_at is not None and (synced is None or release.synced_at > synced):
-            record.synced_at = release.synced_at
-        if held is None:
-            newer = True
-        elif release.notification_id != record.notification_id:
-            newer = release.notification_id > record.notification_id
-        elif release.release_key == held.release_key and release.source == held.source.value:
-            newer = False
-        elif held.source is not Source.REMOTE and release.source == Source.REMOTE.value:
-            newer = True
-        else:  # same id, another release (a safety refresh): the later confirmed one wins
-            newer = (release.synced_at or 0.0) > (synced or 0.0)
-        if not newer:
-            return False
-        try:
-            source = Source(release.source)
-        except ValueError:
-            source = Source.REMOTE
-        delivered = Delivered(
-            namespace=release.namespace,
-            items=release.items,
-            release_key=release.release_key,
-            source=source,
-            origin="leader",
-            notification_id=release.notification_id,
-            messages=release.messages,
-        )
-        try:
-            # Values as Apollo sent them (ENC(...) too): this process decrypts for itself.
-            await self._store.deliver(delivered, notify=held is not None)
-        except DecryptionError:
-            # Refused (said already): keep the last good values, and move on to the
-            # leader's position so its heartbeats do not ask for it again and again.
-            self._store.advance(release.namespace, release.notification_id, release.messages)
-            return False
-        return True
-
-    def _disconnect(self) -> None:
-        writer, self._writer, self._inbox = self._writer, None, None
-        if writer is not None:
-            writer.transport.abort()
-
-    async def follow(self, progress: Progress) -> None:
-        """Read the leader's stream until it ends; poll Apollo ourselves while it is silent."""
-        assert self._inbox is not None
-        inbox = self._inbox
-        try:
-            while True:
-                # A read often brings several frames (a release and its heartbeat): those
-                # waiting already need no timer.
-                message = inbox.next_nowait()
-                if message is None:
-                    try:
-                        async with asyncio.timeout(LEADER_SILENCE):
-                            message = await inbox.next()
-                    except TimeoutError:
-                        await self._degrade(
-                            f"the leader (pid {self.leader_pid}) sent nothing for "
-                            f"{LEADER_SILENCE:g} s; polling Apollo from this process"
-                        )
-                        message = await inbox.next()
-                if message is None:
-                    return
-                fault("share.follow")
-                if isinstance(message, Goodbye):
-                    self._goodbye = True
-                    return
-                await self._handle(message)
-                if isinstance(message, Heartbeat) and self.degraded is not None:
-                    await self._recover()
-                progress.done()
-        except (OSError, WireError) as exc:
-            logger.debug("leader connection ended: %s", exc)
-        finally:
-            self._disconnect()
+        await self.link.connect(self._socket)
 
     async def _degrade(self, reason: str) -> None:
         if self.degraded is None:
@@ -748,6 +304,9 @@ class Sharing:
         self.degraded = None
         await self._host.stop_polling()
 
+    def _is_degraded(self) -> bool:
+        return self.degraded is not None
+
     # ------------------------------------------------------------------ the loop
 
     async def run(self, progress: Progress) -> None:
@@ -760,15 +319,16 @@ class Sharing:
         while True:
             if self.role == LEADER:
                 await self.heartbeat_loop(progress)  # returns only when it must re-elect
-            if self._inbox is not None:
-                await self.follow(progress)
+            if self.link.connected:
+                await self.link.follow(progress, self._degrade, self._recover, self._is_degraded)
                 self.failovers += 1
+                goodbye = self.link.goodbye
                 logger.log(
-                    logging.INFO if self._goodbye else logging.WARNING,
+                    logging.INFO if goodbye else logging.WARNING,
                     "ApolloClient(%r): the leader (pid %s) %s; electing a new one",
                     self._options.app_id,
-                    self.leader_pid,
-                    "handed over (it closed)" if self._goodbye else "is gone",
+                    self.link.leader_pid,
+                    "handed over (it closed)" if goodbye else "is gone",
                 )
             await self._elect()
 
@@ -793,40 +353,32 @@ class Sharing:
                     self.loaded()
                     return
                 await self._connect()
-                await self._read_until_complete()
+                await self.link.read_until_complete()
                 self._set_role(FOLLOWER, f"following the new leader (pid {self.leader_pid})")
                 if self.degraded is not None:
                     await self._recover()
                 return
             except ShareUnavailable as exc:
-                self._disconnect()
+                self.link.disconnect()
                 remake = True
                 await self._degrade(f"cannot share: {exc}; polling Apollo from this process")
                 delay = max(delay, 0.5)
             except (OSError, WireError, TimeoutError):
-                self._disconnect()
-                if time.monotonic() - silent_since > LEADER_SILENCE:
+                self.link.disconnect()
+                if time.monotonic() - silent_since > timing.LEADER_SILENCE:
                     await self._degrade(
                         "no leader answered for "
-                        f"{LEADER_SILENCE:g} s; polling Apollo from this process"
+                        f"{timing.LEADER_SILENCE:g} s; polling Apollo from this process"
                     )
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, REJOIN_MAX if remake else 0.5)
+            delay = min(delay * 2, timing.REJOIN_MAX if remake else 0.5)
 
     # ------------------------------------------------------------------ teardown
 
     async def close(self) -> None:
         """Leave the group: say goodbye to the followers, let go of the lock and the leader."""
-        self._closing = True
-        self._disconnect()
-        accepting = self._accepting
-        self._stop_listening()
-        connections = list(self._connections)
-        for task in connections:
-            task.cancel()  # each says goodbye to its follower and closes
-        waited = [t for t in (accepting, *connections) if t is not None]
-        if waited:
-            await asyncio.wait(waited)
+        self.link.disconnect()
+        await self.leader.close()
         if self._lock is not None:
             self._lock.release()
 
@@ -834,69 +386,14 @@ class Sharing:
         """In a forked child: close inherited descriptors without touching the parent's."""
         if self._lock is not None:
             self._lock.forget_after_fork()
-        fds: list[int] = []
-        if self._listener is not None:
-            fds.append(self._listener.fileno())
-        if self._writer is not None:
-            fds.append(self._writer.get_extra_info("socket").fileno())
-        fds.extend(f.writer.get_extra_info("socket").fileno() for f in self._followers)
+        leader_fds, leader_kept = self.leader.forked()
+        link_fds, link_kept = self.link.forked()
         # The objects stay referenced, never finalized: that would close these numbers again.
-        _process.keep_forever(
-            self._listener,
-            self._accepting,
-            self._writer,
-            self._inbox,
-            set(self._followers),
-            set(self._connections),
-        )
-        for fd in fds:
+        _process.keep_forever(*leader_kept, *link_kept)
+        for fd in (*leader_fds, *link_fds):
             with contextlib.suppress(OSError):
                 os.close(fd)
-        self._listener = self._accepting = self._writer = self._inbox = None
-        self._bound = None
-        self._connections = set()
-        self._handshakes = None
-        self._followers = set()
         self.role, self.degraded = SOLO, None
-
-
-class _Follower:
-    """The leader's view of one connected follower: what to send it next, never a backlog."""
-
-    __slots__ = ("beat", "dirty", "sender", "wake", "writer")
-
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
-        self.writer = writer
-        self.dirty: set[str] = set()
-        self.wake = asyncio.Event()
-        self.beat = False
-        self.sender: asyncio.Task[None] | None = None
-
-
-class _Inbox:
-    """Messages arriving on one stream, one at a time (a read may bring several)."""
-
-    __slots__ = ("_decoder", "_pending", "_reader")
-
-    def __init__(self, reader: asyncio.StreamReader, *, max_frame: int | None = None) -> None:
-        self._reader = reader
-        self._decoder = Decoder(max_frame=max_frame)
-        self._pending: collections.deque[dict[str, Any]] = collections.deque()
-
-    def next_nowait(self) -> Message | None:
-        """The next message if one has arrived already, else None (without reading)."""
-        return parse(self._pending.popleft()) if self._pending else None
-
-    async def next(self) -> Message | None:
-        """The next message, or None at a clean end of the stream."""
-        while not self._pending:
-            data = await self._reader.read(1 << 16)
-            if not data:
-                if self._decoder.pending:
-                    raise WireError("the connection ended inside a frame")
-                return None
-            self._pending.extend(self._decoder.feed(data))
-        return parse(self._pending.popleft())
 
 
 def warn_solo(app_id: str, reason: str) -> None:

@@ -21,7 +21,7 @@ import pytest
 
 from aioapollo import ApolloClient, Hooks, RoleEvent
 from aioapollo._share import group as share_mod
-from aioapollo._share import wire
+from aioapollo._share import timing, wire
 from aioapollo.testing import ApolloTestServer
 
 from .._support import wait_until
@@ -309,7 +309,7 @@ async def test_a_socket_served_by_another_user_is_refused(
 async def test_a_follower_that_stops_reading_is_dropped_and_slows_no_one(
     server: ApolloTestServer, shared: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(share_mod, "SLOW_FOLLOWER", 0.5)
+    monkeypatch.setattr(timing, "SLOW_FOLLOWER", 0.5)
     leader, follower = shared(), shared()
     await leader.start()
     await follower.start()

@@ -25,6 +25,7 @@ import pytest
 
 from aioapollo import ApolloClient
 from aioapollo._share import group as share_mod
+from aioapollo._share import timing
 from aioapollo._share.wire import MAGIC, PROTOCOL_VERSION, Hello, encode
 from aioapollo.testing import ApolloTestServer
 
@@ -165,7 +166,7 @@ async def test_a_follower_back_from_a_hung_leader_logs_no_false_error_and_keeps_
     """The leader stops (SIGSTOP) long enough for its follower to poll Apollo itself, then
     comes back: the follower stops its own poll. That is not its loop dying: no ERROR, and
     when its loop really ends later, that is still reported."""
-    monkeypatch.setattr(share_mod, "LEADER_SILENCE", 0.5)
+    monkeypatch.setattr(timing, "LEADER_SILENCE", 0.5)
     leader = leader_in_child(shared)
     assert (await leader.next())["role"] == "leader"
     follower = shared()
@@ -248,7 +249,7 @@ async def test_a_peer_that_never_says_hello_is_dropped(
     leader = shared()
     await leader.start()
     reader, writer = await _connect(group_socket(share_dir, leader))
-    await _closed_by_leader(reader, within=share_mod.HANDSHAKE_TIMEOUT + 3)
+    await _closed_by_leader(reader, within=timing.HANDSHAKE_TIMEOUT + 3)
     writer.close()
 
 
@@ -294,8 +295,7 @@ async def test_a_crowd_of_silent_peers_holds_no_descriptors(
         # Our 200 ends are ours; the leader's ends (same process here) are what is bounded.
         await wait_until(
             lambda: (
-                len(os.listdir("/proc/self/fd")) - before - len(socks)
-                <= share_mod.MAX_HANDSHAKES + 2
+                len(os.listdir("/proc/self/fd")) - before - len(socks) <= timing.MAX_HANDSHAKES + 2
             ),
             timeout=10,
         )
