@@ -46,6 +46,8 @@ class LocalSource:
         self._held: dict[str, Mapping[str, str]] = {}
         #: The problem last warned about per namespace (each is said once).
         self._problems: dict[str, str] = {}
+        #: How many times the files were read after start (for tests and debugging).
+        self.scans = 0
 
     def __repr__(self) -> str:
         return f"<LocalSource {str(self.watch.files.root)!r} {self.watch.backend}>"
@@ -88,7 +90,9 @@ class LocalSource:
             progress.done()
 
     async def _rescan(self, store: NamespaceStore) -> None:
-        for name, found in (await self.watch.read()).items():
+        found_all = await self.watch.read()
+        self.scans += 1
+        for name, found in found_all.items():
             if found is None or isinstance(found, FileProblem):
                 why = str(found) if found is not None else self.watch.files.missing(name)
                 if self._problems.get(name) != why:

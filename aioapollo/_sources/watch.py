@@ -21,12 +21,15 @@ from collections.abc import AsyncIterator
 
 from .files import FileProblem, NamespaceFiles
 
-__all__ = ["POLL_INTERVAL", "SAFETY_INTERVAL", "FileWatch", "default_backend"]
+__all__ = ["POLL_INTERVAL", "SAFETY_INTERVAL", "SETTLE", "FileWatch", "default_backend"]
 
 #: Seconds between two stat polls without watchfiles.
 POLL_INTERVAL = 0.2
 #: Seconds between two stat comparisons with watchfiles (events are the fast path).
-SAFETY_INTERVAL = 1.0
+SAFETY_INTERVAL = 0.5
+#: Files are read once they stayed unchanged this long (seconds): an editor or a copy that
+#: truncates a file and then writes it is never read half written.
+SETTLE = 0.05
 
 Found = dict[str, dict[str, str] | FileProblem | None]
 
@@ -71,7 +74,14 @@ class FileWatch:
 
     async def _moved(self) -> bool:
         mark = await asyncio.to_thread(self.files.signature, self.names)
-        return mark != self._mark
+        if mark == self._mark:
+            return False
+        while True:  # settle: wait until a write in progress is over
+            await asyncio.sleep(SETTLE)
+            again = await asyncio.to_thread(self.files.signature, self.names)
+            if again == mark:
+                return True
+            mark = again
 
     async def changes(self) -> AsyncIterator[None]:
         """Yield whenever the files may have changed since they were last read."""
@@ -81,11 +91,11 @@ class FileWatch:
             async for events in awatch(
                 self.files.root,
                 watch_filter=None,
-                step=20,
+                step=int(SETTLE * 1000),
                 rust_timeout=int(SAFETY_INTERVAL * 1000),
                 yield_on_timeout=True,
             ):
-                if events or await self._moved():
+                if await self._moved() or events:
                     yield
         else:
             while True:
