@@ -3,7 +3,6 @@ with both watchers (watchfiles and the stat poll), in a forked worker too."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -89,7 +88,8 @@ async def test_a_bad_edit_keeps_the_last_good_values_with_one_warning(
         with caplog.at_level(logging.WARNING, "aioapollo"):
             for _ in range(3):  # the same problem is said once, however often it is seen
                 await _next_scan(client, lambda: write(path, 'greeting: "broken\n  - [\n'))
-        warned = [r.getMessage() for r in caplog.records if "keeping its last good" in r.getMessage()]
+        said = [r.getMessage() for r in caplog.records]
+        warned = [m for m in said if "keeping its last good" in m]
         assert len(warned) == 1 and str(path) in warned[0] and "YAML" in warned[0]
         assert client.get_nowait("greeting") == "hello"
         # a number: export files hold strings only
@@ -143,7 +143,9 @@ async def test_a_missing_namespace_fails_start_unless_allow_empty(tmp_path: Path
     bad = ApolloClient(APP, local_dir=tmp_path / "bad")
     with pytest.raises(LocalFileError, match="a mapping of key: value"):
         await bad.start()
-    empty = ApolloClient(APP, namespaces=["application", "nope"], local_dir=env_dir, allow_empty=True)
+    empty = ApolloClient(
+        APP, namespaces=["application", "nope"], local_dir=env_dir, allow_empty=True
+    )
     async with empty:
         assert empty.sources["nope"] is Source.NONE
         assert empty.get_nowait("greeting") == "hello"

@@ -69,12 +69,10 @@ async def test_overrides_layer_over_apollo_are_shown_warned_and_watched(
     assert client.stats().namespaces["application"].overridden == ()
 
 
-async def test_a_bad_override_file_fails_start(
-    make_client: ClientFactory, tmp_path: Path
-) -> None:
+async def test_a_bad_override_file_fails_start(make_client: ClientFactory, tmp_path: Path) -> None:
     write(tmp_path / "mine/application", "timeout: [5]\n")
     client = make_client(overrides=tmp_path / "mine")
-    with pytest.raises(LocalFileError, match="overrides: .*values must be strings"):
+    with pytest.raises(LocalFileError, match=r"overrides: .*values must be strings"):
         await client.start()
 
 
