@@ -128,3 +128,40 @@ async def test_placeholders_follow_apollo_across_namespaces(
         seen[event.namespace] = {k: c.new_value for k, c in event.changes.items()}
     assert seen["application"] == {"url": "http://b:6543/"}
     assert client.get_nowait("url") == "http://b:6543/"
+
+
+async def test_the_documented_configmap_mounted_as_a_directory_starts_a_client(
+    make_client: ClientFactory, tmp_path: Path
+) -> None:
+    """docs/local.md's ConfigMap, as Kubernetes mounts it (one file per key, behind the
+    ..data symlink), and its Deployment's mount path and variable agree."""
+    import re
+
+    import yaml
+
+    text = (Path(__file__).parents[1] / "docs/local.md").read_text()
+    docs = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", text, re.S)]
+    configmap = next(d for d in docs if d["kind"] == "ConfigMap")
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    spec = deployment["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    mount = container["volumeMounts"][0]
+    assert spec["volumes"][0]["configMap"]["name"] == configmap["metadata"]["name"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["APOLLO_BOOTSTRAP_DIR"] == mount["mountPath"]
+    volume = tmp_path / "volume"
+    data = volume / "..2026_01_01_00_00_00.000000000"
+    for key, value in configmap["data"].items():
+        write(data / key, value)
+        (volume / key).symlink_to(Path("..data") / key)
+    (volume / "..data").symlink_to(data.name)
+    client = make_client(
+        config_server="http://127.0.0.1:9",
+        cache_dir=None,
+        namespaces=env["APOLLO_NAMESPACES"].split(","),
+        bootstrap_dir=volume,
+    )
+    await client.start()
+    assert set(client.sources.values()) == {Source.BOOTSTRAP}
+    assert client.get_nowait("timeout") == "30"
+    assert (await client.namespace("db.json")).data == {"pool": 5}
