@@ -103,6 +103,10 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
         share_dir: str | os.PathLike[str] | None = None,
         share_max_followers: int = 128,
         decryptor: DecryptorLike | None = None,
+        local_dir: str | os.PathLike[str] | None = None,
+        overrides: str | os.PathLike[str] | None = None,
+        bootstrap_dir: str | os.PathLike[str] | None = None,
+        resolve_placeholders: bool = False,
     ) -> None:
         self._options = ClientOptions.build(
             app_id,
@@ -136,6 +140,10 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
             share_dir=share_dir,
             share_max_followers=share_max_followers,
             decryptor=decryptor,
+            local_dir=local_dir,
+            overrides=overrides,
+            bootstrap_dir=bootstrap_dir,
+            resolve_placeholders=resolve_placeholders,
         )
         #: The one flag the read path checks: True only while RUNNING in the starting process
         #: (set by the engine).

@@ -179,6 +179,10 @@ class ClientSettings(TypedDict, total=False):
     share_dir: str | os.PathLike[str] | None
     share_max_followers: int
     decryptor: DecryptorLike | None
+    local_dir: str | os.PathLike[str] | None
+    overrides: str | os.PathLike[str] | None
+    bootstrap_dir: str | os.PathLike[str] | None
+    resolve_placeholders: bool
 
 
 class EnvOverrides(ClientSettings, total=False):
@@ -254,6 +258,22 @@ class ClientOptions:
     #: ``Fernet``, or anything with a sync or async ``decrypt(text) -> str`` (or such a
     #: function). The disk cache and the sharing socket keep ``ENC(...)``. Never in the repr.
     decryptor: DecryptorLike | None = field(default=None, repr=False)
+    #: Local development (see docs/local.md): read every namespace from the files under this
+    #: directory (the layout ``aioapollo config export`` writes, from the env directory
+    #: down), never ask Apollo, and apply each edit within a second. No servers are needed,
+    #: no cache is written and ``share_poll`` is not used.
+    local_dir: Path | None = None
+    #: Namespace files layered over what Apollo serves (a developer's own values over a
+    #: shared environment), watched like ``local_dir``; ``stats()`` names the keys. Logs a
+    #: warning at every start, so it never slips into production unseen.
+    overrides: Path | None = None
+    #: A snapshot of the namespaces (same layout; e.g. a Kubernetes ConfigMap mounted as a
+    #: directory), served when Apollo cannot serve a namespace at ``start()`` and there is no
+    #: cache; its source is ``BOOTSTRAP`` until Apollo answers.
+    bootstrap_dir: Path | None = None
+    #: Resolve ``${key}`` and ``${key:default}`` inside values, across the client's
+    #: namespaces, again whenever a referenced key changes (see docs/local.md).
+    resolve_placeholders: bool = False
 
     def __repr__(self) -> str:
         # The secret is left out and server URLs lose any user:password (basic auth).
@@ -277,11 +297,11 @@ class ClientOptions:
             raise ValueError("namespaces must name at least one namespace")
         if len(set(self.namespaces)) != len(self.namespaces):
             raise ValueError("namespaces must not repeat a name")
-        if not self.config_servers and not self.meta_servers:
+        if not self.config_servers and not self.meta_servers and self.local_dir is None:
             raise ValueError(
                 "no Apollo server given: pass config_server= (direct; environment variable "
                 "APOLLO_CONFIG_SERVICE) or meta_server= (discovery; environment variable "
-                "APOLLO_META)"
+                "APOLLO_META), or local_dir= (files only; APOLLO_LOCAL_DIR)"
             )
         _check_servers("config_server", self.config_servers)
         _check_servers("meta_server", self.meta_servers)
@@ -327,8 +347,9 @@ class ClientOptions:
     ) -> ClientOptions:
         """Normalise the constructor's friendlier argument forms."""
         names = (namespaces,) if isinstance(namespaces, str) else tuple(namespaces)
-        if kwargs.get("share_dir") is not None:
-            kwargs["share_dir"] = Path(kwargs["share_dir"])
+        for name in ("share_dir", "local_dir", "overrides", "bootstrap_dir"):
+            if kwargs.get(name) is not None:
+                kwargs[name] = Path(kwargs[name])
         if cache_dir is DEFAULT:
             path: Path | None = default_cache_dir()
         else:
@@ -362,6 +383,10 @@ KNOWN_ENV = frozenset(
         "APOLLO_NAMESPACES",
         "APOLLO_SHARE_POLL",
         "APOLLO_SHARE_DIR",
+        "APOLLO_LOCAL_DIR",
+        "APOLLO_OVERRIDES_DIR",
+        "APOLLO_BOOTSTRAP_DIR",
+        "APOLLO_RESOLVE_PLACEHOLDERS",
         "APOLLO_PORTAL_URL",
         "APOLLO_OPENAPI_TOKEN",
         "APOLLO_OPENAPI_OPERATOR",
@@ -434,7 +459,9 @@ def options_from_env(environ: Mapping[str, str] | None = None, **overrides: Any)
     (else the IDC, else ``default``), ``APOLLO_CACHE_DIR`` (or ``APOLLO_CACHEDIR``),
     ``APOLLO_CACHE_FILE_ENABLE=false`` to disable the cache, and ``APOLLO_NAMESPACES``
     (comma separated; aioapollo's own), ``APOLLO_SHARE_POLL=true`` and ``APOLLO_SHARE_DIR``
-    (aioapollo's own: one long poll per host), and a ``decryptor`` from
+    (aioapollo's own: one long poll per host), ``APOLLO_LOCAL_DIR``,
+    ``APOLLO_OVERRIDES_DIR``, ``APOLLO_BOOTSTRAP_DIR`` and ``APOLLO_RESOLVE_PLACEHOLDERS``
+    (aioapollo's own: local files, snapshots, placeholders), and a ``decryptor`` from
     ``APOLLO_JASYPT_PASSWORD``/``APOLLO_JASYPT_PASSWORD_FILE`` or
     ``APOLLO_FERNET_KEYS``/``APOLLO_FERNET_KEYS_FILE`` (see
     :func:`aioapollo.crypto.decryptor_from_env`). Keyword overrides win over the environment.
@@ -483,6 +510,16 @@ def options_from_env(environ: Mapping[str, str] | None = None, **overrides: Any)
         found["share_poll"] = env_bool("APOLLO_SHARE_POLL", share)
     if (share_dir := pick("APOLLO_SHARE_DIR")) is not None:
         found["share_dir"] = share_dir
+    for var, option in (
+        ("APOLLO_LOCAL_DIR", "local_dir"),
+        ("APOLLO_OVERRIDES_DIR", "overrides"),
+        ("APOLLO_BOOTSTRAP_DIR", "bootstrap_dir"),
+    ):
+        if (directory := pick(var)) is not None:
+            found[option] = directory
+    placeholders = pick("APOLLO_RESOLVE_PLACEHOLDERS")
+    if placeholders is not None:
+        found["resolve_placeholders"] = env_bool("APOLLO_RESOLVE_PLACEHOLDERS", placeholders)
     if "decryptor" not in overrides and (decryptor := decryptor_from_env(env)) is not None:
         found["decryptor"] = decryptor
     if "config_server" in overrides or "meta_server" in overrides:

@@ -183,6 +183,22 @@ class DecryptionError(ApolloError, ValueError):
         )
 
 
+class LocalFileError(ApolloError, ValueError):
+    """A namespace file of ``local_dir``, ``overrides`` or ``bootstrap_dir`` is missing or
+    cannot be read (not a mapping of strings, YAML without PyYAML, text that does not parse).
+
+    Raised by ``start()`` when a namespace cannot be served at all; after that, a bad edit is
+    a warning and the namespace keeps its last good values. Values are never shown.
+
+    Attributes:
+        problems: For each namespace, what is wrong (the path and why).
+    """
+
+    def __init__(self, problems: Mapping[str, str]) -> None:
+        self.problems = dict(problems)
+        super().__init__("; ".join(f"namespace {n!r}: {why}" for n, why in problems.items()))
+
+
 class ClientStateError(ApolloError, RuntimeError):
     """The client's lifecycle state does not allow this call (e.g. ``start()`` twice)."""
 

@@ -51,6 +51,11 @@ class Source(enum.Enum):
     INHERITED = "inherited"
     #: Nothing loaded (allowed only with ``allow_empty=True``).
     NONE = "none"
+    #: Read from files in ``local_dir`` (local development: Apollo is never asked).
+    LOCAL = "local"
+    #: Read from the snapshot in ``bootstrap_dir`` because Apollo could not serve it at
+    #: start and there was no cache; replaced as soon as Apollo answers.
+    BOOTSTRAP = "bootstrap"
 
 
 class Role(enum.StrEnum):

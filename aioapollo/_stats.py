@@ -42,6 +42,9 @@ class NamespaceStats:
         release_error: Why the newest release Apollo served was refused, if it was (a value
             of the form ``ENC(...)`` that does not decrypt: the message names the keys, never
             a value); the namespace keeps its last good values meanwhile.
+        overridden: The keys whose values come from the ``overrides`` files, sorted.
+        unresolved: With ``resolve_placeholders``, the keys whose value keeps a ``${...}``
+            as written (no namespace has the key it names, or a cycle; see the log), sorted.
     """
 
     name: str
@@ -53,6 +56,8 @@ class NamespaceStats:
     synced_at: float | None
     parse_error: str | None
     release_error: str | None = None
+    overridden: tuple[str, ...] = ()
+    unresolved: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -65,6 +70,8 @@ class NamespaceStats:
             "synced_at": self.synced_at,
             "parse_error": self.parse_error,
             "release_error": self.release_error,
+            "overridden": list(self.overridden),
+            "unresolved": list(self.unresolved),
         }
 
 
@@ -187,6 +194,8 @@ def collect_stats(
     supervisor: Supervisor,
     listeners: ListenerStats,
     resources: ResourceSet | None = None,
+    overridden: Mapping[str, frozenset[str]] | None = None,
+    unresolved: Mapping[str, tuple[str, ...]] | None = None,
 ) -> ClientStats:
     """Build a :class:`ClientStats` from the parts a client hands over: its namespace store,
     state, poll times, sharing membership, loop supervisor and listener counters."""
@@ -211,6 +220,8 @@ def collect_stats(
             synced_at=max(confirmed) if confirmed else None,
             parse_error=snap.parse_error if snap is not None else None,
             release_error=record.release_error,
+            overridden=tuple(sorted((overridden or {}).get(name, ()))),
+            unresolved=(unresolved or {}).get(name, ()),
         )
     times = [t for t in (polled, *synced.values()) if t is not None]
     sharing = _sharing_stats(share)

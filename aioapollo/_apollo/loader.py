@@ -28,6 +28,7 @@ from .._exceptions import (
 )
 from .._hooks import ErrorEvent, FetchEvent, HookSet
 from .._models import Source
+from .._sources.bootstrap import Bootstrap
 from .cache import CachedRelease, DiskCache
 from .discovery import ServicePool
 from .poller import PollCuts, Poller, poll_groups
@@ -72,6 +73,10 @@ class ApolloSource:
         #: The tasks that poll Apollo from this process (none in a healthy follower).
         self._remote: list[asyncio.Task[None]] = []
         self._last_poll: float | None = None
+        #: The snapshot served at start when neither Apollo nor a cache can (bootstrap_dir).
+        self._bootstrap = (
+            Bootstrap(options.bootstrap_dir, options.cluster) if options.bootstrap_dir else None
+        )
 
     @property
     def app_id(self) -> str:
@@ -303,7 +308,28 @@ class ApolloSource:
         if self._store.snapshot(name) is not None:  # inherited across fork: better than nothing
             logger.warning("namespace %r keeps its inherited values: %s%s", name, why, later)
             return True
+        if self._bootstrap is not None and await self._deliver_bootstrap(name):
+            logger.warning(
+                "namespace %r served from the snapshot in bootstrap_dir (%s): %s%s",
+                name,
+                self._bootstrap.files.root,
+                why,
+                later or "; replaced as soon as Apollo answers",
+            )
+            return True
         return False
+
+    async def _deliver_bootstrap(self, name: str) -> bool:
+        """Hand the snapshot's release to the store; False when there is none or it is refused."""
+        assert self._bootstrap is not None
+        release = await self._bootstrap.release(name)
+        if release is None:
+            return False
+        try:
+            await self._store.deliver(release, notify=False)
+        except DecryptionError:
+            return False
+        return True
 
     async def _deliver_cached(self, name: str, cached: CachedRelease) -> bool:
         """Hand the cached release to the store; False when it is refused (DecryptionError)."""

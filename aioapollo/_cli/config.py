@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,13 @@ def add_command(sub: Any) -> None:
     export = actions.add_parser("export", parents=[common], help="write Apollo's items to DIR")
     export.add_argument("--env", action="append", help="env to export (all by default)")
     export.add_argument("--cluster", action="append", help="cluster to export (all)")
+    export.add_argument(
+        "--for-bootstrap",
+        action="store_true",
+        help="a snapshot for bootstrap_dir: what clients get (each namespace's latest "
+        "release, not the working items), never masked (a secret-looking value in plain "
+        "text is refused unless --show-secrets); unreleased namespaces are left out",
+    )
     diff = actions.add_parser(
         "diff", parents=[common, checked], help="compare DIR with the items and the release"
     )
@@ -457,6 +465,19 @@ async def _apply_one(
         _out(f"  published release {release.id}")
 
 
+def _refuse_plain_secrets(path: Path, values: Mapping[str, str], shown: bool) -> None:
+    """A snapshot is served as it is: a mask in it would be served as the value."""
+    plain = sorted(k for k, v in values.items() if looks_secret(k) and not is_encrypted(v))
+    if plain and not shown:
+        raise CommandFailed(
+            EXIT_USAGE,
+            f"{path}: secret-looking key(s) {', '.join(plain)} hold plain text, and a "
+            "bootstrap snapshot cannot mask them (clients would read the mask): store them "
+            "as ENC(...) with a decryptor, or pass --show-secrets and keep the snapshot in a "
+            "Kubernetes Secret rather than a ConfigMap",
+        )
+
+
 async def _export(
     api: ApolloOpenApiClient, app_id: str, args: argparse.Namespace, targets: list[Target]
 ) -> int:
@@ -474,11 +495,21 @@ async def _export(
                 env=env_clusters.env, app_id=app_id, cluster=cluster
             ):
                 path = root / env_clusters.env / cluster / ns.name
+                source: Mapping[str, str] = ns.values
+                if args.for_bootstrap:
+                    release = await api.latest_release(
+                        env=env_clusters.env, app_id=app_id, cluster=cluster, namespace=ns.name
+                    )
+                    if release is None:
+                        continue
+                    source = release.configurations
+                    if not is_raw(ns.name):
+                        _refuse_plain_secrets(path, source, args.show_secrets)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 if is_raw(ns.name):
-                    text = export_text(ns.values.get(CONTENT, ""))
+                    text = export_text(source.get(CONTENT, ""))
                 else:
-                    values = dict(ns.values)
+                    values = dict(source)
                     for key in values:
                         # ENC(...) is safe to keep in files (and git): it stays as it is.
                         if (

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -38,10 +39,14 @@ from .._models import Source
 from .._resources import ResourceSet
 from .._runtime import owner as _owner
 from .._runtime import process as _process
+from .._sources.local import LocalSource
+from .._sources.overrides import Overrides
 from .._stats import ClientStats, collect_stats
 from .cachewriter import CacheWriter
 from .decrypt import install as install_decryptor
 from .listeners import ChangeListener, ListenerRegistry
+from .placeholders import Placeholders
+from .placeholders import install as install_placeholders
 from .store import Change, NamespaceStore
 from .supervise import Loop, Supervisor
 
@@ -139,7 +144,8 @@ class Engine:
         self.listeners = ListenerRegistry(
             timeout=options.listener_timeout, close_timeout=options.close_timeout
         )
-        self._cache = DiskCache.for_options(options)
+        # Local files (local_dir): the only source; no cache is read or written.
+        self._cache = None if options.local_dir else DiskCache.for_options(options)
         self.hooks = hooks
         #: Live resources (``cfg.resource(...)``): counted in stats, closed with the client.
         self.resources = ResourceSet()
@@ -147,6 +153,21 @@ class Engine:
         self.apollo = ApolloSource(options, self.store, self._cache, hooks, self.spawn)
         # ENC(...) values: decrypted on their way into the store (see decrypt).
         install_decryptor(self.store, options.decryptor, app_id=options.app_id, hooks=hooks)
+        names = list(options.namespaces)
+        #: local_dir: every namespace read from files, instead of Apollo (see _sources.local).
+        self.local = (
+            LocalSource(options.local_dir, options.cluster, names, allow_empty=options.allow_empty)
+            if options.local_dir is not None
+            else None
+        )
+        #: overrides: files layered over every release, after decryption.
+        self.overrides = (
+            Overrides(options.overrides, options.cluster, names, app_id=options.app_id)
+            if options.overrides is not None
+            else None
+        )
+        if self.overrides is not None:
+            self.store.add_transform(self.overrides.transform)
         self.state = ClientState.CREATED
         self.owner: Ownership | None = None
         self.fork_warned = False
@@ -161,6 +182,11 @@ class Engine:
         self.store.subscribe(self._to_hooks)
         self.store.subscribe(self._to_followers)
         self.store.subscribe(self._to_cache)
+        #: ${key} in values: the last transform, and a sink after the others (it re-runs
+        #: the namespaces that refer to a changed key).
+        self.placeholders: Placeholders | None = (
+            install_placeholders(self.store) if options.resolve_placeholders else None
+        )
 
     @property
     def app_id(self) -> str:
@@ -213,6 +239,8 @@ class Engine:
             supervisor=self.supervisor,
             listeners=self.listeners.stats(),
             resources=self.resources,
+            overridden=self.overrides.overridden() if self.overrides is not None else None,
+            unresolved=self.placeholders.unresolved() if self.placeholders is not None else None,
         )
 
     def add_listener(
@@ -258,9 +286,11 @@ class Engine:
         run = self._run = _Run()
         for record in self.store.records.values():
             record.drop_lock()  # fetch locks belong to this start's loop
-        apollo = self.apollo
-        apollo.open()
-        sharing = run.share = self._join_group() if share_poll else None
+        apollo, local = self.apollo, self.local
+        if local is None:
+            apollo.open()
+        # local_dir: Apollo is never asked, so there is no poll to share.
+        sharing = run.share = self._join_group() if share_poll and local is None else None
         # The dispatcher runs before the load: when warm values (inherited across fork, or
         # kept by suspend()) differ from what Apollo serves now, that is a real change that
         # this process's listeners must hear about. It is scheduled before any fetch can
@@ -272,11 +302,16 @@ class Engine:
         # background; the engine owns them like its other tasks.
         loads: list[asyncio.Task[None]] = []
         try:
-            await apollo.connect()
-            if sharing is None:
-                loads = await apollo.initial_load()
+            if self.overrides is not None:
+                await self.overrides.load(self.store)
+            if local is not None:
+                await local.load(self.store)
             else:
-                loads = await self._load_shared(sharing)
+                await apollo.connect()
+                if sharing is None:
+                    loads = await apollo.initial_load()
+                else:
+                    loads = await self._load_shared(sharing)
             if self.state is not ClientState.STARTING:
                 raise ClientStateError("the client was closed while starting")
         except BaseException:
@@ -294,17 +329,28 @@ class Engine:
             raise
         run.tasks = [dispatcher, *loads]
         sharing = run.share  # None if the group could not be joined after all
-        if sharing is None or sharing.role == _share.LEADER or sharing.degraded:
+        if local is not None:
+            run.tasks.append(self.spawn(functools.partial(local.run, self.store), "local"))
+        elif sharing is None or sharing.role == _share.LEADER or sharing.degraded:
             apollo.start_polling()
+        if self.overrides is not None:
+            run.tasks.append(
+                self.spawn(functools.partial(self.overrides.run, self.store), "overrides")
+            )
         if sharing is not None:
             run.tasks.append(self.spawn(sharing.run, "share"))
         self.state = ClientState.RUNNING
         self._live_now(True)
         run.ready.set()
+        overridden = self.overrides.overridden() if self.overrides is not None else {}
         logger.info(
             "ApolloClient(%r) started: %s",
             self.app_id,
-            ", ".join(f"{n}={s.source.value}" for n, s in self.store.snapshots().items()),
+            ", ".join(
+                f"{n}={s.source.value}"
+                + (f" ({len(overridden[n])} key(s) overridden)" if n in overridden else "")
+                for n, s in self.store.snapshots().items()
+            ),
         )
 
     def _join_group(self) -> _share.Sharing | None:

@@ -314,6 +314,22 @@ class NamespaceStore:
         self._tell(change)
         return change
 
+    def reapply(self, name: str, *, notify: bool = True) -> Change | None:
+        """Run the namespace's current release (as delivered) through the transforms again.
+
+        For a transform whose own input changed (an override file was edited, a key that a
+        placeholder refers to changed): the snapshot and read view get the new output and
+        the sinks hear of the keys it changed, as for any release. Returns None when the
+        namespace has no release yet. Raises what a transform raises (nothing changes).
+        """
+        record = self.records.get(name)
+        if record is None or record.release is None:
+            return None
+        refused = record.release_error  # about a newer release than this one: it stays
+        change = self.apply(record.release, notify=notify)
+        record.release_error = refused
+        return change
+
     def advance(self, name: str, notification_id: int, messages: Mapping[str, int]) -> None:
         """The long poll's position moved on with no new values (a 304 or 404 refetch)."""
         record = self.records.get(name)
