@@ -126,11 +126,12 @@ async def test_files_are_replaced_whole_while_100_releases_land(
     assert sorted(p.name for p in out.iterdir()) == ["application.json"]  # no temp file left
 
 
+#: The traps come first: "start" tells the test the child is ready for its signals.
 CHILD = r"""#!/bin/sh
-echo "start $$ greeting=$GREETING db=$DB_URL secret=${APOLLO_ACCESS_KEY_SECRET:-none}"
 trap 'echo "term $$"; exit 7' TERM
 trap 'echo "hup $$ $(grep GREETING "$CONF/application.env")"' HUP
 trap 'echo "usr1 $$"; exit 3' USR1
+echo "start $$ greeting=$GREETING db=$DB_URL secret=${APOLLO_ACCESS_KEY_SECRET:-none}"
 while :; do sleep 1 & wait $!; done
 """
 

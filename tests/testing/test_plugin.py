@@ -216,4 +216,5 @@ def test_a_sync_test_asking_for_the_loop_server_fails_at_once_naming_the_thread_
         ("test_factory", "apollo_server_factory"),
     ]:
         assert f"{test} is a plain `def` test, and the aioapollo fixture {fixture!r}" in output
-    assert output.count("Use 'apollo_server_thread'") == 3
+    # Once per error (pytest repeats it in the short summary when CI is set: 6 then).
+    assert output.count("Use 'apollo_server_thread'") in (3, 6), output
