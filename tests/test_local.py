@@ -4,6 +4,7 @@ with both watchers (watchfiles and the stat poll), in a forked worker too."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,8 +34,13 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def write(path: Path, text: str) -> Path:
+    """Write ``path`` whole, as editors and Kubernetes do (a new file renamed into place): a
+    watcher never sees it half written, even on a machine too busy to finish a plain write
+    in one go."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    part = path.with_name(f".{path.name}.part")
+    part.write_text(text, encoding="utf-8")
+    os.replace(part, path)
     return path
 
 

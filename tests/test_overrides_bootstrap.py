@@ -4,6 +4,7 @@ Apollo cannot answer at start and there is no cache), against the test server.""
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,13 @@ from .conftest import APP, ClientFactory, Events, cache_of
 
 
 def write(path: Path, text: str) -> Path:
+    """Write ``path`` whole, as editors and Kubernetes do (a new file renamed into place): a
+    watcher never sees it half written, even on a machine too busy to finish a plain write
+    in one go."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    part = path.with_name(f".{path.name}.part")
+    part.write_text(text, encoding="utf-8")
+    os.replace(part, path)
     return path
 
 
