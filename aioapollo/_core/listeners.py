@@ -27,7 +27,8 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeAlias, TypeVar, overload
 
@@ -540,18 +541,31 @@ class ListenerRegistry:
     async def _await(
         self, run: _Run, entry: _Entry, event: ConfigChangeEvent, outcome: Awaitable[object]
     ) -> None:
-        """Await a coroutine listener on this task, cancelling it at the timeout."""
+        """Await a coroutine listener on this task, cancelling it at the timeout.
+
+        Most listeners return without suspending: a coroutine's first step is run here, on
+        this task (as ``await`` would run it), and only one that suspends gets the timers
+        (armed from the call's start, so the timeout covers that first step too).
+        """
         if self._timeout is None:
             await outcome
             return
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        if type(outcome) is types.CoroutineType:
+            try:
+                suspended = outcome.send(None)
+            except StopIteration:
+                return  # done in one step: no timer was needed
+            outcome = _resume(outcome, suspended)
         me = asyncio.current_task()
         assert me is not None
         # Should the listener ignore the timeout's cancellation, this task is stuck in it:
         # then the dispatcher hands delivery to a fresh task.
-        watch = asyncio.get_running_loop().call_later(
-            self._timeout + self._close_timeout, self._stuck, run, me, entry, event
+        watch = loop.call_at(
+            began + self._timeout + self._close_timeout, self._stuck, run, me, entry, event
         )
-        scope = asyncio.timeout(self._timeout)
+        scope = asyncio.timeout_at(began + self._timeout)
         try:
             async with scope:
                 await outcome
@@ -658,6 +672,28 @@ class ListenerRegistry:
         logger.info("change listener %s returned after it was abandoned", _name(entry.listener))
         run.busy.discard(entry)
         run.wake.set()
+
+
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, object], suspended: Any) -> Generator[Any, Any, object]:
+    """Go on with ``coro`` after its first step (which yielded ``suspended``), exactly as
+    ``await coro`` would have: what the task sends or throws in is passed on to it."""
+    while True:
+        try:
+            sent = yield suspended
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            try:
+                suspended = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                suspended = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value
 
 
 def _name(listener: object) -> str:
