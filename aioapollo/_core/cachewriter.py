@@ -5,12 +5,13 @@
 which never blocks and never touches a file: it puts the release in the namespace's *slot*,
 replacing whatever waited there, and wakes the writer task.
 
-**Latest wins.** The writer task takes one slot at a time and writes it with
-``asyncio.to_thread`` (a real OS thread; inside ``SyncApolloClient``'s loop too, see
-``_threads._Loop``). Releases submitted while a write runs only replace the slot, so a burst of
-100 releases of one namespace costs at most two writes: the one already running, then the
-newest. The file-system work (reading the file's head to skip a release another worker wrote,
-JSON encoding, the temporary file, fsync, rename) all happens in that thread.
+**Latest wins.** The writer task takes one slot at a time and writes it on the writer's own
+OS thread (one per writer, made at its first write and ended by ``aclose()``: cheaper per
+write than an executor's futures, and a real OS thread under gevent too, see ``_threads``).
+Releases submitted while a write runs only replace the slot, so a burst of 100 releases of
+one namespace costs at most two writes: the one already running, then the newest. The
+file-system work (reading the file's head to skip a release another worker wrote, JSON
+encoding, the temporary file, fsync, rename) all happens in that thread.
 
 **Listeners first, by design.** The client submits a write only after it has queued the
 release's change event for the listener dispatcher (``ListenerRegistry.emit``). Before each
@@ -45,8 +46,10 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .._apollo.cache import DiskCache
+from .._runtime.threads import JobThread
 from .supervise import Progress, Supervisor, fault
 
 __all__ = ["CacheWriter"]
@@ -68,6 +71,8 @@ class CacheWriter:
         cache: Where to write.
         picked_up: Awaited before each write; returns once the listener dispatcher has taken
             every event queued so far (``ListenerRegistry.picked_up``). ``None``: no wait.
+        waiting: Whether an event is still queued for the dispatcher
+            (``ListenerRegistry.waiting``); when it says no, a write does not wait at all.
         retry_initial: Seconds before the first retry after a failed write.
         retry_max: Cap of the doubling retry delay.
         listener_grace: Longest wait for the dispatcher before writing anyway.
@@ -80,6 +85,7 @@ class CacheWriter:
         cache: DiskCache,
         *,
         picked_up: Callable[[], Awaitable[None]] | None = None,
+        waiting: Callable[[], bool] | None = None,
         retry_initial: float = 1.0,
         retry_max: float = 300.0,
         listener_grace: float = 5.0,
@@ -88,6 +94,7 @@ class CacheWriter:
     ) -> None:
         self._cache = cache
         self._picked_up = picked_up
+        self._waiting = waiting
         self._retry_initial = retry_initial
         self._retry_max = retry_max
         self._grace = listener_grace
@@ -102,6 +109,8 @@ class CacheWriter:
         self._closing = False
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._thread: JobThread | None = None
+        self._writing = False
 
     # ------------------------------------------------------------------ introspection
 
@@ -166,6 +175,11 @@ class CacheWriter:
             if not task.done():
                 task.cancel()
                 await asyncio.wait([task])
+            thread, self._thread = self._thread, None
+            if thread is not None:
+                thread.retire()  # a write in progress ends first
+                if not self._writing:
+                    thread.thread.join(1.0)  # idle: it ends at once
         if self._slots and not self.failing:
             logger.warning(
                 "closed before the cache was written for %s; it keeps the previous release",
@@ -196,7 +210,7 @@ class CacheWriter:
             name = next(iter(self._slots))
             release = self._slots.pop(name)
             try:
-                await asyncio.to_thread(
+                await self._in_thread(
                     self._cache.save, name, release.release_key, release.items, release.saved_at
                 )
             except RuntimeError:  # interpreter exit: no thread can be started any more
@@ -215,9 +229,44 @@ class CacheWriter:
                 )
                 self._failures = 0
 
+    async def _in_thread(self, func: Callable[..., object], *args: object) -> object:
+        """``func(*args)`` on the writer's thread (made now if there is none yet)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[object] = loop.create_future()
+
+        def settle(ok: bool, value: Any) -> None:
+            if future.done():
+                return
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+        def job() -> None:
+            try:
+                outcome: tuple[bool, Any] = (True, func(*args))
+            except BaseException as exc:  # reported on the loop
+                outcome = (False, exc)
+            self._writing = False
+            with contextlib.suppress(RuntimeError):  # the loop is closed by now
+                loop.call_soon_threadsafe(settle, *outcome)
+
+        if self._thread is None:
+            self._thread = JobThread("aioapollo-cache")
+        self._writing = True
+        self._thread.submit(job)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if not future.done():  # closing: the thread ends once this write returns
+                thread, self._thread = self._thread, None
+                if thread is not None:
+                    thread.retire()
+            raise
+
     async def _listeners_reached(self) -> None:
         """Wait until the dispatcher has taken the events of every release submitted so far."""
-        if self._picked_up is None:
+        if self._picked_up is None or (self._waiting is not None and not self._waiting()):
             return
         loop = asyncio.get_running_loop()
         self._holding = True

@@ -214,37 +214,7 @@ class _Run:
     deliverer: asyncio.Task[None] | None = None
     #: Delivery tasks replaced while stuck in a listener that ignores cancellation.
     stuck: set[asyncio.Task[None]] = field(default_factory=set)
-    worker: _Worker | None = None
-
-
-class _Worker:
-    """One OS thread that runs plain listeners' calls, one at a time, until retired."""
-
-    def __init__(self) -> None:
-        self._signal = _threads.allocate_lock()  # released = a job (or retirement) waits
-        self._signal.acquire()
-        self._job: Callable[[], None] | None = None
-        self.thread = _threads.OsThread(self._main, "aioapollo-listener")
-        self.thread.start()
-
-    def submit(self, job: Callable[[], None]) -> None:
-        """Run ``job`` next (the previous one has reported back)."""
-        self._job = job
-        self._signal.release()
-
-    def retire(self) -> None:
-        """End the thread once its current call, if any, returns."""
-        self._job = None
-        with contextlib.suppress(RuntimeError):  # a signal is pending already
-            self._signal.release()
-
-    def _main(self) -> None:
-        while True:
-            self._signal.acquire()
-            job, self._job = self._job, None
-            if job is None:
-                return
-            job()
+    worker: _threads.JobThread | None = None
 
 
 class _Abandoned(Exception):
@@ -363,6 +333,11 @@ class ListenerRegistry:
     def open(self) -> None:
         """Start accepting events (a fresh queue: one from before a fork is the parent's)."""
         self._run = _Run()
+
+    def waiting(self) -> bool:
+        """Whether an event is queued that the dispatcher has not taken yet."""
+        run = self._run
+        return run is not None and bool(run.pending)
 
     async def picked_up(self) -> None:
         """Return once the dispatcher has taken every event queued so far (at once when none
@@ -624,7 +599,7 @@ class ListenerRegistry:
                 loop.call_soon_threadsafe(settle, outcome)
 
         if run.worker is None:
-            run.worker = _Worker()
+            run.worker = _threads.JobThread("aioapollo-listener")
         worker = run.worker
         worker.submit(job)
         try:
