@@ -206,17 +206,6 @@ class DiskCache:
         """
         if self.holds(namespace, release_key):
             return False
-        payload = {
-            "format": _FORMAT,
-            "appId": self._app_id,
-            "cluster": self._cluster,
-            "namespace": namespace,
-            "releaseKey": release_key,
-            "savedAt": now,
-            "answer": self._answer,
-            "configurations": dict(items),
-        }
-        data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
         if not self._dir_ready:
             _private_dir(self._dir, tighten=(self._base, self._dir))
             self._dir_ready = True
@@ -228,9 +217,19 @@ class DiskCache:
         if claimed is None:
             return False
         fd, tmp = claimed
+        payload = {
+            "format": _FORMAT,
+            "appId": self._app_id,
+            "cluster": self._cluster,
+            "namespace": namespace,
+            "releaseKey": release_key,
+            "savedAt": now,
+            "answer": self._answer,
+            "configurations": dict(items),
+        }
         try:
-            with os.fdopen(fd, "wb") as fh:  # mkstemp creates the file with mode 0600
-                fh.write(data)
+            with os.fdopen(fd, "wb") as fh:  # created with mode 0600
+                fh.write(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode())
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, self.path(namespace))
