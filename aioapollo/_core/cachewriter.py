@@ -202,11 +202,11 @@ class CacheWriter:
         loop = asyncio.get_running_loop()
         self._progress = progress
         while True:
-            if self._busy:
-                await self._write_done()  # one write at a time: latest wins
-                continue
             if not self._slots or (self.failing and self._retry_at > loop.time()):
                 if self._closing:
+                    if self._busy:  # the last write is still in progress
+                        await self._write_done()
+                        continue
                     return  # done, or the disk is failing: a close does not wait for it
                 wake.clear()
                 if not self._slots:
@@ -215,6 +215,9 @@ class CacheWriter:
                 else:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(wake.wait(), self._retry_at - loop.time())
+                continue
+            if self._busy:
+                await self._write_done()  # one write at a time: latest wins
                 continue
             if not self._closing:
                 await self._listeners_reached()
