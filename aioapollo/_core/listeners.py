@@ -172,6 +172,8 @@ class _Pending:
     changes: Mapping[str, ConfigChange]
     snapshot: NamespaceSnapshot
     releases: int
+    #: The event as emitted, while nothing was folded into it: handed on as it is.
+    event: ConfigChangeEvent | None = None
 
     def then(self, newer: _Pending) -> _Pending:
         """This change followed by ``newer``: the diff from before this one to after that."""
@@ -320,7 +322,7 @@ class ListenerRegistry:
         run = self._run
         if run is None or not self._entries:
             return
-        item = _Pending(event.namespace, event.changes, event.snapshot, event.releases)
+        item = _Pending(event.namespace, event.changes, event.snapshot, event.releases, event)
         held = run.pending.get(event.namespace)
         if held is None:
             run.pending[event.namespace] = item
@@ -472,7 +474,9 @@ class ListenerRegistry:
             # Everything that may fail comes before the event leaves the backlog.
             event = None
             if item.changes and entry.wants(item.changes):
-                event = ConfigChangeEvent(namespace, item.changes, item.snapshot, item.releases)
+                event = item.event
+                if event is None:  # folded: the combined event is built here
+                    event = ConfigChangeEvent(namespace, item.changes, item.snapshot, item.releases)
                 fault("listeners.deliver")
             del backlog[namespace]
             if event is None:
