@@ -28,8 +28,10 @@ def aioapollo_threads() -> list[str]:
 
 def poller_threads() -> list[str]:
     """The long-lived threads: without the short ones a poller's loop starts for a blocking
-    call (a cache write, a DNS lookup), which may or may not be running at any moment."""
-    return [name for name in aioapollo_threads() if name != "aioapollo-blocking"]
+    call (a DNS lookup), nor the cache writer's (made at the client's first write), which
+    may or may not be running at any moment."""
+    short = ("aioapollo-blocking", "aioapollo-cache")
+    return [name for name in aioapollo_threads() if name not in short]
 
 
 @contextlib.asynccontextmanager

@@ -25,10 +25,12 @@ Every method here blocks on the file system: the client calls them from a worker
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,9 @@ __all__ = ["CachedRelease", "DiskCache", "legacy_readable"]
 logger = logging.getLogger("aioapollo")
 
 _FORMAT = "aioapollo-cache/1"
+#: Seconds after which a release's temporary file is taken for one left by a dead writer.
+_STALE_CLAIM = 30.0
+_CLAIM_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 #: Hex digits of the answer key naming a cache directory (64 bits: collisions are not a risk
 #: between the handful of setups that share one host).
 _ANSWER_DIGITS = 16
@@ -90,6 +95,8 @@ class DiskCache:
         self._cluster = cluster
         self._answer = answer
         self._legacy = legacy
+        #: The directory was made (and tightened) by this object's first write.
+        self._dir_ready = False
 
     @classmethod
     def for_options(cls, options: ClientOptions) -> DiskCache | None:
@@ -192,12 +199,24 @@ class DiskCache:
     def save(
         self, namespace: str, release_key: str | None, items: Mapping[str, str], now: float
     ) -> bool:
-        """Atomically write a namespace's release unless the file holds it already.
+        """Atomically write a namespace's release unless the file holds it already, or another
+        process of the host is writing this very release now (see :meth:`_claim`).
 
         Returns whether a file was written; raises :class:`OSError` when it cannot be.
         """
         if self.holds(namespace, release_key):
             return False
+        if not self._dir_ready:
+            _private_dir(self._dir, tighten=(self._base, self._dir))
+            self._dir_ready = True
+        try:
+            claimed = self._claim(namespace, release_key)
+        except FileNotFoundError:  # the directory went away since: make it again
+            _private_dir(self._dir, tighten=(self._base, self._dir))
+            claimed = self._claim(namespace, release_key)
+        if claimed is None:
+            return False
+        fd, tmp = claimed
         payload = {
             "format": _FORMAT,
             "appId": self._app_id,
@@ -208,12 +227,9 @@ class DiskCache:
             "answer": self._answer,
             "configurations": dict(items),
         }
-        data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-        _private_dir(self._dir, tighten=(self._base, self._dir))
-        fd, tmp = tempfile.mkstemp(dir=self._dir, prefix=".tmp-", suffix=".json")
         try:
-            with os.fdopen(fd, "wb") as fh:  # mkstemp creates the file with mode 0600
-                fh.write(data)
+            with os.fdopen(fd, "wb") as fh:  # created with mode 0600
+                fh.write(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode())
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, self.path(namespace))
@@ -222,6 +238,32 @@ class DiskCache:
                 os.unlink(tmp)
             raise
         return True
+
+    def _claim(self, namespace: str, release_key: str | None) -> tuple[int, str] | None:
+        """The temporary file to write a release into, or None: another process writes it.
+
+        Every worker of a server hears of a release at the same moment, and each would write
+        the same file while the others' writes are in flight (before any rename, the file's
+        head does not show it yet). The temporary file of a release has a name of its own,
+        created exclusively: the first worker writes, the others see the name taken and skip.
+        If that worker fails, it removes the name and retries later, as any failed write. A
+        name older than :data:`_STALE_CLAIM` seconds was left by a process that died while
+        writing: the write goes ahead under a random name (the left name is never reused,
+        so no two writers ever share a file).
+        """
+        if release_key is not None:
+            digest = hashlib.blake2b(f"{namespace}\0{release_key}".encode(), digest_size=8)
+            tmp = os.path.join(self._dir, f".tmp-{digest.hexdigest()}.json")
+            try:
+                return os.open(tmp, _CLAIM_FLAGS, 0o600), tmp
+            except FileExistsError:
+                try:
+                    age = time.time() - os.stat(tmp).st_mtime
+                except FileNotFoundError:  # renamed just now: the file holds the release
+                    return None
+                if age < _STALE_CLAIM:
+                    return None
+        return tempfile.mkstemp(dir=self._dir, prefix=".tmp-", suffix=".json")
 
 
 def _private_dir(path: Path, tighten: tuple[Path, ...]) -> None:

@@ -358,10 +358,18 @@ class ApolloSource:
         raised (after the others are handled) for the poller's supervisor to see.
         """
         names = list(targets)
-        results = await asyncio.gather(
-            *(self._fetch(n, forced=True, prefer=prefer, notified=targets[n]) for n in names),
-            return_exceptions=True,
-        )
+        results: list[BaseException | None]
+        if len(names) == 1:  # the usual case: fetched on this task, no task of its own
+            try:
+                await self._fetch(names[0], forced=True, prefer=prefer, notified=targets[names[0]])
+                results = [None]
+            except Exception as exc:
+                results = [exc]
+        else:
+            results = await asyncio.gather(
+                *(self._fetch(n, forced=True, prefer=prefer, notified=targets[n]) for n in names),
+                return_exceptions=True,
+            )
         done: set[str] = set()
         unexpected: BaseException | None = None
         for name, result in zip(names, results, strict=True):

@@ -3,6 +3,7 @@ use it, the half that imports aiohttp and the half that does not)."""
 
 from __future__ import annotations
 
+import email.utils
 from dataclasses import dataclass
 
 __all__ = ["Reply"]
@@ -14,6 +15,17 @@ class Reply:
 
     status: int
     body: bytes
-    server_time: float | None
+    #: The ``Date`` header as sent (parsed only when a 401 is diagnosed: see ``server_time``).
+    date: str | None
     #: Whether the request carried access-key headers (tells a 401's cause apart).
     signed: bool = False
+
+    @property
+    def server_time(self) -> float | None:
+        """The server's clock (epoch seconds) from its ``Date`` header, if it sent a valid one."""
+        if not self.date:
+            return None
+        try:
+            return email.utils.parsedate_to_datetime(self.date).timestamp()
+        except (TypeError, ValueError, IndexError):
+            return None

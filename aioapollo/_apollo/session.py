@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import email.utils
 import os
 
 import aiohttp
@@ -71,9 +70,7 @@ class Session:
                 URL(url, encoded=True), headers=headers, timeout=timeout, allow_redirects=False
             ) as resp:
                 body = await self._read_body(resp, where)
-                return Reply(
-                    resp.status, body, _server_time(resp.headers.get("Date")), bool(headers)
-                )
+                return Reply(resp.status, body, resp.headers.get("Date"), bool(headers))
         except TimeoutError as exc:
             raise ApolloTimeoutError(f"timed out waiting for {where}") from exc
         except aiohttp.ClientSSLError as exc:
@@ -86,10 +83,15 @@ class Session:
 
     async def _read_body(self, resp: aiohttp.ClientResponse, where: str) -> bytes:
         cap = self._cap
-        if resp.content_length is not None and resp.content_length > cap:
+        length = resp.content_length
+        if length is not None and length > cap:
             raise ApolloResponseError(
-                f"{where}: reply of {resp.content_length} bytes exceeds max_body_bytes={cap}"
+                f"{where}: reply of {length} bytes exceeds max_body_bytes={cap}"
             )
+        if length is not None and resp.headers.get("Content-Encoding") is None:
+            # A declared length within the cap, and no decompression that could grow it: the
+            # body is at most that long, read in one call.
+            return await resp.read()
         chunks: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_chunked(65536):
@@ -98,15 +100,6 @@ class Session:
                 raise ApolloResponseError(f"{where}: reply exceeds max_body_bytes={cap}; cut off")
             chunks.append(chunk)
         return b"".join(chunks)
-
-
-def _server_time(header: str | None) -> float | None:
-    if not header:
-        return None
-    try:
-        return email.utils.parsedate_to_datetime(header).timestamp()
-    except (TypeError, ValueError, IndexError):
-        return None
 
 
 def _failure(exc: BaseException) -> str:

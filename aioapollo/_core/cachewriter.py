@@ -5,12 +5,15 @@
 which never blocks and never touches a file: it puts the release in the namespace's *slot*,
 replacing whatever waited there, and wakes the writer task.
 
-**Latest wins.** The writer task takes one slot at a time and writes it with
-``asyncio.to_thread`` (a real OS thread; inside ``SyncApolloClient``'s loop too, see
-``_threads._Loop``). Releases submitted while a write runs only replace the slot, so a burst of
-100 releases of one namespace costs at most two writes: the one already running, then the
-newest. The file-system work (reading the file's head to skip a release another worker wrote,
-JSON encoding, the temporary file, fsync, rename) all happens in that thread.
+**Latest wins.** The writer task takes one slot at a time and writes it on the writer's own
+OS thread (one per writer, made at its first write and ended by ``aclose()``; a real OS
+thread under gevent too, see ``_threads``). The thread tells the loop of a write only when the
+loop must hear of it (it failed, it is the first to succeed after failures, or the task waits
+for it to hand over the next release): a release written in passing costs the event loop no
+wake-up. Releases submitted while a write runs only replace the slot, so a burst of 100 releases of
+one namespace costs at most two writes: the one already running, then the newest. The
+file-system work (reading the file's head to skip a release another worker wrote, JSON
+encoding, the temporary file, fsync, rename) all happens in that thread.
 
 **Listeners first, by design.** The client submits a write only after it has queued the
 release's change event for the listener dispatcher (``ListenerRegistry.emit``). Before each
@@ -42,11 +45,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from .._apollo.cache import DiskCache
+from .._runtime.threads import JobThread, allocate_lock
 from .supervise import Progress, Supervisor, fault
 
 __all__ = ["CacheWriter"]
@@ -68,6 +73,8 @@ class CacheWriter:
         cache: Where to write.
         picked_up: Awaited before each write; returns once the listener dispatcher has taken
             every event queued so far (``ListenerRegistry.picked_up``). ``None``: no wait.
+        waiting: Whether an event is still queued for the dispatcher
+            (``ListenerRegistry.waiting``); when it says no, a write does not wait at all.
         retry_initial: Seconds before the first retry after a failed write.
         retry_max: Cap of the doubling retry delay.
         listener_grace: Longest wait for the dispatcher before writing anyway.
@@ -80,6 +87,7 @@ class CacheWriter:
         cache: DiskCache,
         *,
         picked_up: Callable[[], Awaitable[None]] | None = None,
+        waiting: Callable[[], bool] | None = None,
         retry_initial: float = 1.0,
         retry_max: float = 300.0,
         listener_grace: float = 5.0,
@@ -88,6 +96,7 @@ class CacheWriter:
     ) -> None:
         self._cache = cache
         self._picked_up = picked_up
+        self._waiting = waiting
         self._retry_initial = retry_initial
         self._retry_max = retry_max
         self._grace = listener_grace
@@ -102,6 +111,14 @@ class CacheWriter:
         self._closing = False
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._thread: JobThread | None = None
+        #: Guards ``_busy`` and ``_waiter`` between the loop and the writer's thread.
+        self._lock = allocate_lock()
+        #: A write was handed to the thread and the loop has not heard it ended.
+        self._busy = False
+        #: Set by a task waiting for the write in progress; the thread reports to it.
+        self._waiter: asyncio.Future[None] | None = None
+        self._progress: Progress | None = None
 
     # ------------------------------------------------------------------ introspection
 
@@ -166,6 +183,11 @@ class CacheWriter:
             if not task.done():
                 task.cancel()
                 await asyncio.wait([task])
+            thread, self._thread = self._thread, None
+            if thread is not None:
+                thread.retire()  # a write in progress ends first
+                if not self._busy:
+                    thread.thread.join(1.0)  # idle: it ends at once
         if self._slots and not self.failing:
             logger.warning(
                 "closed before the cache was written for %s; it keeps the previous release",
@@ -178,9 +200,13 @@ class CacheWriter:
         assert self._wake is not None
         wake = self._wake
         loop = asyncio.get_running_loop()
+        self._progress = progress
         while True:
             if not self._slots or (self.failing and self._retry_at > loop.time()):
                 if self._closing:
+                    if self._busy:  # the last write is still in progress
+                        await self._write_done()
+                        continue
                     return  # done, or the disk is failing: a close does not wait for it
                 wake.clear()
                 if not self._slots:
@@ -190,23 +216,54 @@ class CacheWriter:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(wake.wait(), self._retry_at - loop.time())
                 continue
+            if self._busy:
+                await self._write_done()  # one write at a time: latest wins
+                continue
             if not self._closing:
                 await self._listeners_reached()
             fault("cache.write")  # before the slot is taken: a crash here loses nothing
             name = next(iter(self._slots))
             release = self._slots.pop(name)
             try:
-                await asyncio.to_thread(
-                    self._cache.save, name, release.release_key, release.items, release.saved_at
-                )
+                thread = self._thread
+                if thread is None:
+                    thread = self._thread = JobThread("aioapollo-cache")
             except RuntimeError:  # interpreter exit: no thread can be started any more
                 self._slots.clear()
                 return
-            except Exception as exc:  # OSError, or anything else: the writer stays alive
-                self._slots.setdefault(name, release)  # unless a newer release came meanwhile
-                self._failed(exc, loop.time())
-                continue
-            progress.done()
+            self._busy = True
+            thread.submit(functools.partial(self._write, loop, name, release))
+
+    def _write(self, loop: asyncio.AbstractEventLoop, name: str, release: _Release) -> None:
+        """On the writer's thread: write one release. The loop hears back only when it must
+        (a failure, the first success after failures, or a wait for this write): a write that
+        succeeds costs the loop no wake-up."""
+        error: BaseException | None = None
+        try:
+            self._cache.save(name, release.release_key, release.items, release.saved_at)
+        except BaseException as exc:  # OSError, or anything else: reported on the loop
+            error = exc
+        with self._lock:
+            told = error is not None or self._failures > 0 or self._waiter is not None
+            if not told:
+                self._busy = False
+        if told:
+            with contextlib.suppress(RuntimeError):  # the loop is closed by now
+                loop.call_soon_threadsafe(self._written, name, release, error)
+
+    def _written(self, name: str, release: _Release, error: BaseException | None) -> None:
+        """On the loop: what a write the loop must hear of did."""
+        with self._lock:
+            self._busy = False
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if error is not None:
+            self._slots.setdefault(name, release)  # unless a newer release came meanwhile
+            self._failed(error, asyncio.get_running_loop().time())
+        else:
+            if self._progress is not None:
+                self._progress.done()
             if self._failures:
                 logger.info(
                     "the config cache in %s is written again, after %d failed attempt(s)",
@@ -214,10 +271,22 @@ class CacheWriter:
                     self._failures,
                 )
                 self._failures = 0
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _write_done(self) -> None:
+        """Wait for the write in progress on the writer's thread (at once if there is none)."""
+        with self._lock:
+            if not self._busy:
+                return
+            if self._waiter is None:
+                self._waiter = asyncio.get_running_loop().create_future()
+            waiter = self._waiter
+        await asyncio.shield(waiter)
 
     async def _listeners_reached(self) -> None:
         """Wait until the dispatcher has taken the events of every release submitted so far."""
-        if self._picked_up is None:
+        if self._picked_up is None or (self._waiting is not None and not self._waiting()):
             return
         loop = asyncio.get_running_loop()
         self._holding = True
@@ -236,7 +305,7 @@ class CacheWriter:
         finally:
             self._holding = False
 
-    def _failed(self, exc: Exception, now: float) -> None:
+    def _failed(self, exc: BaseException, now: float) -> None:
         reason = getattr(exc, "strerror", None) or type(exc).__name__
         if self._failures == 0:
             self._delay = self._retry_initial

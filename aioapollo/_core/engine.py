@@ -457,6 +457,7 @@ class Engine:
         writer = self._run.writer = CacheWriter(
             self._cache,
             picked_up=self.listeners.picked_up,
+            waiting=self.listeners.waiting,
             name=self.app_id,
             supervisor=self.supervisor,
         )

@@ -27,7 +27,8 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeAlias, TypeVar, overload
 
@@ -171,6 +172,8 @@ class _Pending:
     changes: Mapping[str, ConfigChange]
     snapshot: NamespaceSnapshot
     releases: int
+    #: The event as emitted, while nothing was folded into it: handed on as it is.
+    event: ConfigChangeEvent | None = None
 
     def then(self, newer: _Pending) -> _Pending:
         """This change followed by ``newer``: the diff from before this one to after that."""
@@ -213,37 +216,7 @@ class _Run:
     deliverer: asyncio.Task[None] | None = None
     #: Delivery tasks replaced while stuck in a listener that ignores cancellation.
     stuck: set[asyncio.Task[None]] = field(default_factory=set)
-    worker: _Worker | None = None
-
-
-class _Worker:
-    """One OS thread that runs plain listeners' calls, one at a time, until retired."""
-
-    def __init__(self) -> None:
-        self._signal = _threads.allocate_lock()  # released = a job (or retirement) waits
-        self._signal.acquire()
-        self._job: Callable[[], None] | None = None
-        self.thread = _threads.OsThread(self._main, "aioapollo-listener")
-        self.thread.start()
-
-    def submit(self, job: Callable[[], None]) -> None:
-        """Run ``job`` next (the previous one has reported back)."""
-        self._job = job
-        self._signal.release()
-
-    def retire(self) -> None:
-        """End the thread once its current call, if any, returns."""
-        self._job = None
-        with contextlib.suppress(RuntimeError):  # a signal is pending already
-            self._signal.release()
-
-    def _main(self) -> None:
-        while True:
-            self._signal.acquire()
-            job, self._job = self._job, None
-            if job is None:
-                return
-            job()
+    worker: _threads.JobThread | None = None
 
 
 class _Abandoned(Exception):
@@ -349,7 +322,7 @@ class ListenerRegistry:
         run = self._run
         if run is None or not self._entries:
             return
-        item = _Pending(event.namespace, event.changes, event.snapshot, event.releases)
+        item = _Pending(event.namespace, event.changes, event.snapshot, event.releases, event)
         held = run.pending.get(event.namespace)
         if held is None:
             run.pending[event.namespace] = item
@@ -362,6 +335,11 @@ class ListenerRegistry:
     def open(self) -> None:
         """Start accepting events (a fresh queue: one from before a fork is the parent's)."""
         self._run = _Run()
+
+    def waiting(self) -> bool:
+        """Whether an event is queued that the dispatcher has not taken yet."""
+        run = self._run
+        return run is not None and bool(run.pending)
 
     async def picked_up(self) -> None:
         """Return once the dispatcher has taken every event queued so far (at once when none
@@ -496,7 +474,9 @@ class ListenerRegistry:
             # Everything that may fail comes before the event leaves the backlog.
             event = None
             if item.changes and entry.wants(item.changes):
-                event = ConfigChangeEvent(namespace, item.changes, item.snapshot, item.releases)
+                event = item.event
+                if event is None:  # folded: the combined event is built here
+                    event = ConfigChangeEvent(namespace, item.changes, item.snapshot, item.releases)
                 fault("listeners.deliver")
             del backlog[namespace]
             if event is None:
@@ -540,18 +520,31 @@ class ListenerRegistry:
     async def _await(
         self, run: _Run, entry: _Entry, event: ConfigChangeEvent, outcome: Awaitable[object]
     ) -> None:
-        """Await a coroutine listener on this task, cancelling it at the timeout."""
+        """Await a coroutine listener on this task, cancelling it at the timeout.
+
+        Most listeners return without suspending: a coroutine's first step is run here, on
+        this task (as ``await`` would run it), and only one that suspends gets the timers
+        (armed from the call's start, so the timeout covers that first step too).
+        """
         if self._timeout is None:
             await outcome
             return
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        if type(outcome) is types.CoroutineType:
+            try:
+                suspended = outcome.send(None)
+            except StopIteration:
+                return  # done in one step: no timer was needed
+            outcome = _resume(outcome, suspended)
         me = asyncio.current_task()
         assert me is not None
         # Should the listener ignore the timeout's cancellation, this task is stuck in it:
         # then the dispatcher hands delivery to a fresh task.
-        watch = asyncio.get_running_loop().call_later(
-            self._timeout + self._close_timeout, self._stuck, run, me, entry, event
+        watch = loop.call_at(
+            began + self._timeout + self._close_timeout, self._stuck, run, me, entry, event
         )
-        scope = asyncio.timeout(self._timeout)
+        scope = asyncio.timeout_at(began + self._timeout)
         try:
             async with scope:
                 await outcome
@@ -610,7 +603,7 @@ class ListenerRegistry:
                 loop.call_soon_threadsafe(settle, outcome)
 
         if run.worker is None:
-            run.worker = _Worker()
+            run.worker = _threads.JobThread("aioapollo-listener")
         worker = run.worker
         worker.submit(job)
         try:
@@ -658,6 +651,28 @@ class ListenerRegistry:
         logger.info("change listener %s returned after it was abandoned", _name(entry.listener))
         run.busy.discard(entry)
         run.wake.set()
+
+
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, object], suspended: Any) -> Generator[Any, Any, object]:
+    """Go on with ``coro`` after its first step (which yielded ``suspended``), exactly as
+    ``await coro`` would have: what the task sends or throws in is passed on to it."""
+    while True:
+        try:
+            sent = yield suspended
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            try:
+                suspended = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                suspended = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value
 
 
 def _name(listener: object) -> str:

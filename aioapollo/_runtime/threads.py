@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 __all__ = [
     "Event",
+    "JobThread",
     "OsThread",
     "alive_threads",
     "allocate_lock",
@@ -132,6 +133,37 @@ class OsThread:
 
     def is_current(self) -> bool:
         return self.ident is not None and self.ident == get_ident()
+
+
+class JobThread:
+    """One OS thread that runs jobs, one at a time, until retired (listener calls, cache
+    writes): cheaper than a thread, or an executor's futures, per job."""
+
+    def __init__(self, name: str) -> None:
+        self._signal = allocate_lock()  # released = a job (or retirement) waits
+        self._signal.acquire()
+        self._job: Callable[[], None] | None = None
+        self.thread = OsThread(self._main, name)
+        self.thread.start()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Run ``job`` next (the previous one has reported back)."""
+        self._job = job
+        self._signal.release()
+
+    def retire(self) -> None:
+        """End the thread once its current job, if any, returns."""
+        self._job = None
+        with contextlib.suppress(RuntimeError):  # a signal is pending already
+            self._signal.release()
+
+    def _main(self) -> None:
+        while True:
+            self._signal.acquire()
+            job, self._job = self._job, None
+            if job is None:
+                return
+            job()
 
 
 class _Loop(asyncio.SelectorEventLoop):

@@ -112,6 +112,34 @@ async def test_releases_submitted_without_a_pause_are_written_once(tmp_path: Pat
     assert writer.pending == ()
 
 
+async def test_a_write_that_succeeds_in_passing_does_not_wake_the_event_loop(
+    tmp_path: Path,
+) -> None:
+    cache = Recorder(tmp_path, APP, "default", "a" * 64)
+    writer = CacheWriter(cache, name=APP)
+    writer.open()
+    loop = asyncio.get_running_loop()
+    wakes: list[object] = []
+    call_soon_threadsafe = loop.call_soon_threadsafe
+
+    def counting(callback: Any, *args: Any, **kwargs: Any) -> asyncio.Handle:
+        wakes.append(callback)
+        return call_soon_threadsafe(callback, *args, **kwargs)
+
+    loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+    try:
+        for n in range(3):
+            writer.submit("application", f"r{n}", {"k": str(n)}, 0.0)
+            await wait_until(lambda n=n: cache.saved == [f"r{i}" for i in range(n + 1)])
+            await wait_until(lambda: not writer._busy)  # the thread is done with it
+        assert wakes == []  # three releases written, the loop never woken for them
+    finally:
+        del loop.call_soon_threadsafe  # type: ignore[method-assign]
+    await writer.aclose(5.0)
+    stored = cache.load("application")
+    assert stored is not None and stored.release_key == "r2"
+
+
 # ---------------------------------------------------------------------------- failures
 
 

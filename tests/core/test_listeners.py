@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import pytest
@@ -563,3 +563,112 @@ async def test_sync_client_coroutine_listeners_run_on_its_poller_threads_loop(
     assert poller_loop is not None and poller_loop is not asyncio.get_running_loop()
     assert where.seen["plain"] == (thread_ident("aioapollo-listener"), None)
     assert len({threading.get_ident(), poller_thread, where.seen["plain"][0]}) == 3
+
+
+# ---------------------------------------------------------------------- timers per call
+
+
+def _event(n: int) -> ConfigChangeEvent:
+    from aioapollo import ConfigChange, NamespaceSnapshot, Source
+
+    items = {"greeting": f"v{n}"}
+    snap = NamespaceSnapshot(
+        "application", "properties", items, release_key=f"r{n}", source=Source.REMOTE, fetched_at=0
+    )
+    change = ConfigChange("application", "greeting", f"v{n - 1}", f"v{n}", ChangeType.MODIFIED)
+    return ConfigChangeEvent("application", {"greeting": change}, snap)
+
+
+async def _deliver(
+    registry: ListenerRegistry,
+    events: list[ConfigChangeEvent],
+    then: Callable[[], Awaitable[object]] = lambda: asyncio.sleep(0),
+) -> None:
+    """Run a dispatcher over ``events``; stop it once ``then()`` (awaited) returns."""
+    from aioapollo._core.supervise import Progress
+
+    registry.open()
+    task = asyncio.create_task(registry.run(Progress("listeners")))
+    try:
+        for event in events:
+            registry.emit(event)
+            await registry.picked_up()
+        await then()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_coroutine_listener_that_returns_without_suspending_arms_no_timer() -> None:
+    registry = ListenerRegistry(timeout=30.0)
+    heard: list[str] = []
+    suspended: list[str] = []
+
+    async def quick(event: ConfigChangeEvent) -> None:
+        heard.append(event.changes["greeting"].new_value or "")
+
+    async def awaits(event: ConfigChangeEvent) -> None:
+        await asyncio.sleep(0)
+        suspended.append(event.changes["greeting"].new_value or "")
+
+    loop = asyncio.get_running_loop()
+    timers: list[float] = []
+    call_at = loop.call_at
+
+    def counting_call_at(when: float, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+        timers.append(when)
+        return call_at(when, *args, **kwargs)
+
+    loop.call_at = counting_call_at  # type: ignore[method-assign]
+    try:
+        registry.add(quick)
+        armed: list[list[float]] = []
+
+        async def look() -> None:
+            await asyncio.sleep(0)
+            armed.append(list(timers))
+
+        await _deliver(registry, [_event(1), _event(2)], look)
+        assert heard == ["v1", "v2"] and armed == [[]]  # two calls, no timer at all
+        registry.add(awaits)
+        timers.clear()
+        await _deliver(registry, [_event(3)], lambda: wait_until(lambda: suspended == ["v3"]))
+        assert heard == ["v1", "v2", "v3"]
+        # The one that suspended got its watch and its timeout, both from its call's start.
+        watch, timeout = armed_for_call = timers[:2]
+        assert watch - timeout == pytest.approx(registry._close_timeout), armed_for_call
+    finally:
+        del loop.call_at  # type: ignore[method-assign]
+    assert registry.stats().abandoned == 0 and registry.stats().errors == 0
+
+
+async def test_a_coroutine_listener_is_timed_from_its_call_not_from_its_first_await(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    registry = ListenerRegistry(timeout=0.2)
+    cancelled: list[str] = []
+    results: list[str] = []
+
+    async def blocks_then_awaits(event: ConfigChangeEvent) -> None:
+        time.sleep(0.3)  # noqa: ASYNC251 (the loop held past the timeout before the first await)
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            cancelled.append(event.changes["greeting"].new_value or "")
+            raise
+
+    async def raises_after_awaiting(event: ConfigChangeEvent) -> None:
+        await asyncio.sleep(0)
+        results.append("resumed")
+        raise KeyError("late")
+
+    registry.add(blocks_then_awaits)
+    registry.add(raises_after_awaiting)
+    await _deliver(
+        registry,
+        [_event(1)],
+        lambda: wait_until(lambda: results == ["resumed"] and registry.stats().errors == 1),
+    )
+    assert cancelled == ["v1"]  # cancelled at once at its first await: 0.3 s > 0.2 s
+    assert registry.stats().abandoned == 1
+    assert any("took longer than listener_timeout" in r.message for r in caplog.records)
