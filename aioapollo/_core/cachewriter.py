@@ -150,6 +150,15 @@ class CacheWriter:
         self._task = self._supervisor.spawn(
             "cache", self._run, task_name=f"aioapollo-cache-{self._name}"
         )
+        self._task.add_done_callback(self._task_ended)
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        """The writer task ended without ``aclose()`` (its loop stopped it): end the thread
+        too, or an idle one would wait for jobs for as long as the process lives."""
+        thread = self._thread
+        if thread is not None and not self._closing:  # aclose() ends (and joins) it itself
+            self._thread = None
+            thread.retire()
 
     def submit(
         self,
@@ -170,13 +179,17 @@ class CacheWriter:
         self._wake.set()
 
     async def aclose(self, within: float) -> None:
-        """Write what is pending (for at most ``within`` seconds), then stop the task."""
+        """Write what is pending (for at most ``within`` seconds), then stop the task and
+        end the writer's thread before returning: a preforking master that closes (or
+        suspends) a client must be left with no thread at all when it forks."""
         task, self._task = self._task, None
         if task is None:
             return
         self._closing = True
         assert self._wake is not None
         self._wake.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(within, 0.0)
         try:
             await asyncio.wait([task], timeout=max(within, 0.0))
         finally:
@@ -186,8 +199,10 @@ class CacheWriter:
             thread, self._thread = self._thread, None
             if thread is not None:
                 thread.retire()  # a write in progress ends first
-                if not self._busy:
-                    thread.thread.join(1.0)  # idle: it ends at once
+                # Blocks this (closing) loop for as long as one file write takes; a disk
+                # that hangs longer is given up on after the rest of ``within`` (1 s at
+                # least), and the daemon thread ends when the write returns.
+                thread.thread.join(max(deadline - loop.time(), 1.0))
         if self._slots and not self.failing:
             logger.warning(
                 "closed before the cache was written for %s; it keeps the previous release",

@@ -379,3 +379,16 @@ async def test_start_does_not_wait_for_the_disk(
         cache.go.set()
     await client.aclose()
     assert cache.saved == [client.snapshot().release_key]
+
+
+async def test_a_client_whose_loop_ended_leaves_no_writer_thread(
+    make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The writer's thread ends with its task, also when the loop stopped the task and no
+    aclose() ever came (it used to wait for jobs for as long as the process lived)."""
+    from aioapollo._runtime.threads import alive_threads
+
+    client = make_client()
+    await asyncio.to_thread(asyncio.run, client.start())  # the loop ends; nobody closes it
+    assert client.get_nowait("greeting") == "hello"
+    await wait_until(lambda: "aioapollo-cache" not in [t.name for t in alive_threads()])
