@@ -406,7 +406,7 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
         keys: Iterable[str] | None = ...,
         prefixes: Iterable[str] | None = ...,
         namespaces: Iterable[str] | None = ...,
-        close: Callable[[T], Any] | None = ...,
+        close: Callable[[T], object] | None = ...,
         grace: float = ...,
         name: str | None = ...,
     ) -> LiveResource[T]: ...
@@ -418,7 +418,7 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
         keys: Iterable[str] | None = ...,
         prefixes: Iterable[str] | None = ...,
         namespaces: Iterable[str] | None = ...,
-        close: Callable[[T], Any] | None = ...,
+        close: Callable[[T], object] | None = ...,
         grace: float = ...,
         name: str | None = ...,
     ) -> LiveResource[T]: ...

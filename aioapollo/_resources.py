@@ -134,7 +134,7 @@ class _Base(Generic[T]):
         keys: Iterable[str] | None,
         prefixes: Iterable[str] | None,
         namespaces: Iterable[str] | None,
-        close: Callable[[T], Any] | None,
+        close: Callable[[T], object] | None,
         grace: float,
         name: str | None,
         app_id: str,

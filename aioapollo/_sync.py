@@ -263,7 +263,7 @@ class SyncApolloClient(OnChange, _owner.ProcessLocal):
         keys: Iterable[str] | None = None,
         prefixes: Iterable[str] | None = None,
         namespaces: Iterable[str] | None = None,
-        close: Callable[[T], Any] | None = None,
+        close: Callable[[T], object] | None = None,
         grace: float = DEFAULT_GRACE,
         name: str | None = None,
     ) -> SyncLiveResource[T]:

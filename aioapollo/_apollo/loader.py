@@ -87,11 +87,6 @@ class ApolloSource:
         return self._transport is not None
 
     @property
-    def polling(self) -> bool:
-        """Whether this process polls Apollo now."""
-        return bool(self._remote)
-
-    @property
     def last_poll_success(self) -> float | None:
         """Epoch seconds of this process's own last successful long poll."""
         return max(
@@ -107,12 +102,6 @@ class ApolloSource:
         """Make this run's HTTP transport and service pool (no I/O yet)."""
         self._transport = Transport(self._options)
         self._pool = ServicePool(self._options, self._transport)
-
-    async def connect(self) -> None:
-        """Nothing to do before a request: the HTTP session opens at the first one (when the
-        initial load or the long poll needs it), and aiohttp is imported then, off the event
-        loop. A follower that loads from its leader and only follows never opens one."""
-        assert self._transport is not None
 
     async def aclose(self) -> None:
         """Stop polling and close the HTTP session."""

@@ -306,12 +306,10 @@ class Engine:
                 await self.overrides.load(self.store)
             if local is not None:
                 await local.load(self.store)
+            elif sharing is None:
+                loads = await apollo.initial_load()
             else:
-                await apollo.connect()
-                if sharing is None:
-                    loads = await apollo.initial_load()
-                else:
-                    loads = await self._load_shared(sharing)
+                loads = await self._load_shared(sharing)
             if self.state is not ClientState.STARTING:
                 raise ClientStateError("the client was closed while starting")
         except BaseException:

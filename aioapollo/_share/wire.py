@@ -344,10 +344,10 @@ class Welcome:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Refuse:
-    """The leader turns a follower away; ``reason`` is for the log (no secrets)."""
+class _Reasoned:
+    """A leader's message that carries only ``reason``, for the log (no secrets)."""
 
-    TYPE: ClassVar[str] = "refuse"
+    TYPE: ClassVar[str]
 
     reason: str
 
@@ -361,20 +361,17 @@ class Refuse:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Goodbye:
+class Refuse(_Reasoned):
+    """The leader turns a follower away."""
+
+    TYPE: ClassVar[str] = "refuse"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Goodbye(_Reasoned):
     """The leader closes cleanly (a recycled worker, a shutdown): elect a new one at once."""
 
     TYPE: ClassVar[str] = "goodbye"
-
-    reason: str
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"type": self.TYPE, "reason": self.reason}
-
-    @classmethod
-    def from_wire(cls, msg: Mapping[str, Any]) -> Self:
-        _check_type(msg, cls.TYPE)
-        return cls(reason=_str(msg, cls.TYPE, "reason"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
