@@ -84,3 +84,28 @@ def test_a_percentile_needs_enough_rounds(report: ModuleType) -> None:
     assert [i for i, _, _ in full.slow] == [99, 100]
     short = report.Prop({**row, "ms": row["ms"][:99]}, 2)
     assert short.p99 is None and short.tail_name == "max"
+
+
+def test_the_decryption_figures_in_docs_come_from_the_committed_results() -> None:
+    """docs/secrets.md quotes bench/results/decrypt/2026-12-07.json, not hand-typed numbers."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    data = json.loads((root / "bench/results/decrypt/2026-12-07.json").read_text())["data"]
+    doc = (root / "docs/secrets.md").read_text()
+    reads = data["reads_ns"]
+    jasypt, fernet, instant = data["releases"]
+    rows = [
+        f"| `get_nowait`, no decryptor | {reads['get_nowait, no decryptor']:.1f} ns |",
+        "| `get_nowait` of an `ENC(...)` key, with a decryptor | "
+        f"{reads['get_nowait of an ENC key, with a decryptor']:.1f} ns |",
+        f"| {jasypt['release_ms']:.1f} ms ({jasypt['per_value_us'] / 1000:.2f} ms a value), "
+        f"event loop stalled at most {jasypt['loop_max_stall_ms']:.1f} ms |",
+        f"| the same with Fernet | {fernet['release_ms']:.1f} ms |",
+        "| the same with an async decryptor that answers at once | "
+        f"{instant['release_ms']:.1f} ms |",
+        f"(jasypt) | {jasypt['one_changed_ms']:.2f} ms |",
+    ]
+    for row in rows:
+        assert row in doc, row
