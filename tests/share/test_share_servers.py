@@ -136,9 +136,18 @@ async def test_a_stopped_leader_degrades_its_followers_and_they_recover(
             lambda: {r["pid"] for r in run.lines("changed")} >= followers,
         )
         os.kill(leader, signal.SIGCONT)
+        # The resumed leader catches up on the release it slept through before the next
+        # publish; published sooner, its first fetch could already return "after" (Apollo
+        # gives the latest release, not every one in between).
         await run.wait_for(
-            "the followers to follow again",
-            lambda: run.log_text().count("following the leader") >= len(followers),
+            "the followers to follow again and the leader to catch up",
+            lambda: (
+                run.log_text().count("following the leader") >= len(followers)
+                and any(
+                    r["pid"] == leader and r["value"] == "while-stopped"
+                    for r in run.lines("changed")
+                )
+            ),
         )
         apollo.publish(APP_ID, "application", {"greeting": "after"})
         await run.wait_for(
