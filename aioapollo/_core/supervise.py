@@ -136,7 +136,8 @@ class Progress:
 
     def failing(self, now: float) -> bool:
         """Whether :data:`CRASH_BUDGET` crashes lie within the last :data:`CRASH_WINDOW` s."""
-        return self.recent_crashes(now) >= CRASH_BUDGET
+        # Asked for every heartbeat a leader sends: a loop that never crashed answers at once.
+        return len(self._crashes) >= CRASH_BUDGET and self.recent_crashes(now) >= CRASH_BUDGET
 
     def _crash(self, now: float, crash: str) -> tuple[bool, float]:
         """Record a crash; whether the loop is failing now, and the jittered restart delay."""

@@ -79,6 +79,9 @@ class Leader:
         self._closing = False
         self._loaded = asyncio.Event()
         self._frames: dict[str, tuple[tuple[int, str | None, float | None], bytes]] = {}
+        #: The heartbeat every sender writes next: built once for all followers, and again
+        #: after each release and each beat (so it is never older than the beat period).
+        self._beat_frame: bytes | None = None
         self._refused_peer_warned = False
 
     @property
@@ -174,12 +177,14 @@ class Leader:
     def loaded(self) -> None:
         """The leader holds every namespace: followers may be sent its snapshot."""
         self._loaded.set()
+        self._beat_frame = None
         for follower in self._followers:
             follower.dirty.update(self._namespaces)
             follower.wake.set()
 
     def changed(self, name: str) -> None:
         """A release was installed (or its notification id advanced): push it."""
+        self._beat_frame = None  # its states changed
         if not self._followers or not self._loaded.is_set():
             return
         for follower in self._followers:
@@ -227,14 +232,17 @@ class Leader:
         return frame
 
     def _heartbeat(self) -> bytes:
-        return encode(
-            Heartbeat(
-                leader_pid=os.getpid(),
-                healthy=self._host.healthy(),
-                last_poll_success=self._host.own_poll_time(),
-                states=self.states(),
-            ).to_wire()
-        )
+        frame = self._beat_frame
+        if frame is None:
+            frame = self._beat_frame = encode(
+                Heartbeat(
+                    leader_pid=os.getpid(),
+                    healthy=self._host.healthy(),
+                    last_poll_success=self._host.own_poll_time(),
+                    states=self.states(),
+                ).to_wire()
+            )
+        return frame
 
     async def _serve(self, conn: socket.socket, slots: asyncio.Semaphore) -> None:
         """One follower's connection, from its hello to its end (or the leader's close)."""
@@ -344,6 +352,7 @@ class Leader:
 
     def beat(self) -> None:
         """Wake every follower's sender with a heartbeat (once the snapshot is loaded)."""
+        self._beat_frame = None  # a fresh one: health and the last poll may have changed
         if not self._loaded.is_set():
             return
         for follower in self._followers:
@@ -385,6 +394,7 @@ class Leader:
         self._connections = set()
         self._handshakes = None
         self._followers = set()
+        self._beat_frame = None  # names the parent's pid
         return fds, kept
 
 

@@ -188,13 +188,17 @@ class Decoder:
             raise VersionMismatch(got[-1])
 
 
+#: One decoder for every frame (``json.loads`` with an argument builds a new one per call).
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _parse_body(body: memoryview) -> dict[str, Any]:
     try:
         text = str(body, "utf-8")
     except UnicodeDecodeError:
         raise WireError(f"frame body of {len(body)} bytes is not UTF-8") from None
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise WireError(
             f"frame body of {len(body)} bytes is not JSON ({exc.msg} at char {exc.pos})"
