@@ -209,6 +209,11 @@ class Poller:
                 continue
             fetched = await self._handle(notes, base)
             progress.done()
+            # One turn of the loop before the next poll: a release just applied woke the
+            # listener dispatcher (and a leader's senders), which then run before this
+            # process spends CPU on a request whose answer is a minute away. On a busy
+            # host the application hears of the change first, as it should.
+            await asyncio.sleep(0)
             if fetched:
                 fetch_backoff.reset()
             else:
