@@ -3,6 +3,7 @@ with both watchers (watchfiles and the stat poll), in a forked worker too."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -87,21 +88,24 @@ async def test_a_bad_edit_keeps_the_last_good_values_with_one_warning(
     backend: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     env_dir = export(tmp_path)
-    client = ApolloClient(APP, local_dir=env_dir, cache_dir=None)
+    # db.json is the tick: each step edits it after application (see _next_scan)
+    client = ApolloClient(
+        APP, namespaces=["application", "db.json"], local_dir=env_dir, cache_dir=None
+    )
     events = Events.of(client)
     async with client:
         path = env_dir / "default/application"
         with caplog.at_level(logging.WARNING, "aioapollo"):
             for _ in range(3):  # the same problem is said once, however often it is seen
-                await _next_scan(client, lambda: write(path, 'greeting: "broken\n  - [\n'))
+                await _next_scan(env_dir, events, lambda: write(path, 'greeting: "broken\n  - [\n'))
         said = [r.getMessage() for r in caplog.records]
         warned = [m for m in said if "keeping its last good" in m]
         assert len(warned) == 1 and str(path) in warned[0] and "YAML" in warned[0]
         assert client.get_nowait("greeting") == "hello"
         # a number: export files hold strings only
-        await _next_scan(client, lambda: write(path, "greeting: 30\n"))
+        await _next_scan(env_dir, events, lambda: write(path, "greeting: 30\n"))
         assert client.get_nowait("greeting") == "hello"
-        await _next_scan(client, path.unlink)  # deleted: kept, said
+        await _next_scan(env_dir, events, path.unlink)  # deleted: kept, said
         assert client.get_nowait("greeting") == "hello"
         assert "no file for it" in caplog.text
         write(path, 'greeting: "fixed"\n')
@@ -110,13 +114,19 @@ async def test_a_bad_edit_keeps_the_last_good_values_with_one_warning(
         assert client.get_nowait("timeout") is None
 
 
-async def _next_scan(client: ApolloClient, edit: Callable[[], object]) -> None:
-    """Edit, then wait until the local source has read the files again."""
-    local = client._engine.local
-    assert local is not None
-    before = local.scans
+async def _next_scan(env_dir: Path, events: Events, edit: Callable[[], object]) -> None:
+    """Edit application, then wait until the files were read again: a scan reads every
+    namespace at once, so the one that delivers a later edit of db.json (the tick) read the
+    edit too; the tick's event is the next one, so application changed nothing."""
     edit()
-    await wait_until(lambda: local.scans > before, timeout=2.0)
+    pool = next(_ticks)
+    write(env_dir / "default/db.json", f'{{"pool": {pool}}}\n')
+    event = await events.next(timeout=2.0)
+    assert event.namespace == "db.json"
+    assert event.snapshot.data == {"pool": pool}
+
+
+_ticks = itertools.count(100)
 
 
 async def test_cluster_directory_default_fallback_and_flat_directory(tmp_path: Path) -> None:
@@ -183,7 +193,7 @@ async def test_share_poll_is_not_used_with_local_dir(tmp_path: Path) -> None:
     )
     async with client:
         assert client.stats().role == "solo"
-        assert client._engine.share is None
+        assert client.stats().group is None  # never joined a sharing group
     assert not (tmp_path / "share").exists()
 
 
