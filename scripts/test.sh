@@ -12,7 +12,7 @@
 # 3.13 is there, the full checks run on python3 in .venv instead).
 #
 # With arguments, runs ruff, mypy and `pytest ARGS` on one Python only: 3.11, or the one
-# TEST_PYTHON names (e.g. TEST_PYTHON=3.13 ./scripts/test.sh tests/test_fork.py); that one
+# TEST_PYTHON names (e.g. TEST_PYTHON=3.13 ./scripts/test.sh tests/runtime/test_fork.py); that one
 # must exist.
 set -euo pipefail
 cd "$(dirname "$0")/.."

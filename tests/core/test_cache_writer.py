@@ -17,9 +17,11 @@ from typing import Any
 
 import pytest
 
-from aioapollo import ApolloClient, ConfigChangeEvent, Source, SyncApolloClient
+from aioapollo import ApolloClient, ClientOptions, ConfigChangeEvent, Source, SyncApolloClient
 from aioapollo._apollo.cache import DiskCache
 from aioapollo._core.cachewriter import CacheWriter
+from aioapollo._core.engine import Engine
+from aioapollo._hooks import HookSet
 from aioapollo.testing import ApolloTestServer
 
 from .._support import wait_until
@@ -41,12 +43,11 @@ class Recorder(DiskCache):
         self.unheard: list[str | None] = []  # releases written before any listener heard
 
     @classmethod
-    def of(cls, client: ApolloClient | SyncApolloClient) -> Recorder:
-        """Put a recorder in place of ``client``'s cache (before ``start()``)."""
-        cache = cls.for_options(client.options)
-        assert isinstance(cache, Recorder)
-        client._engine.cache = cache
-        return cache
+    def of(cls, client: ApolloClient | SyncApolloClient | Engine) -> Recorder:
+        """The recorder ``client`` made for its cache (see the ``recorders`` fixture)."""
+        found = [cache for options, cache in _made if options is client.options]
+        assert len(found) == 1, "built before the recorders fixture, or without a cache"
+        return found[0]
 
     def _check(self, what: str) -> None:
         try:
@@ -73,6 +74,27 @@ class Recorder(DiskCache):
         written = super().save(namespace, release_key, items, now)
         self.saved.append(release_key)
         return written
+
+
+#: (options, recorder) of every cache built while the ``recorders`` fixture is active.
+_made: list[tuple[ClientOptions, Recorder]] = []
+
+
+@pytest.fixture(autouse=True)
+def recorders(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every client built in these tests writes through a :class:`Recorder`: the one its
+    options give (the client's real cache, in its real place), found by ``Recorder.of``."""
+    build = DiskCache.for_options.__func__  # type: ignore[attr-defined]
+
+    def for_options(cls: type[DiskCache], options: ClientOptions) -> DiskCache | None:
+        cache = build(Recorder, options)
+        if cache is not None:
+            _made.append((options, cache))
+        return cache  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(DiskCache, "for_options", classmethod(for_options))
+    yield
+    _made.clear()
 
 
 # ---------------------------------------------------------------------------- latest wins
@@ -186,7 +208,7 @@ async def test_a_client_whose_cache_failed_writes_it_again_once_the_disk_is_back
     client = make_client(cache_dir=root)
     client.on_change(events)
     await client.start()
-    await wait_until(lambda: client._engine.writer is not None and client._engine.writer.failing)
+    await wait_until(lambda: any("memory only" in r.message for r in caplog.records))
     server.publish(APP, "application", {"greeting": "while failing"})
     await events.next()
     root.unlink()
@@ -205,13 +227,21 @@ async def test_a_client_whose_cache_failed_writes_it_again_once_the_disk_is_back
 # ---------------------------------------------------------------------------- ordering
 
 
+def make_engine(server: ApolloTestServer, tmp_path: Path, **options: Any) -> Engine:
+    """The engine a client of ``APP`` would run, built directly (the unit that wires the
+    listener dispatcher to the cache writer); cache in ``tmp_path/cache`` unless given."""
+    options.setdefault("cache_dir", tmp_path / "cache")
+    opts = ClientOptions.build(APP, config_server=server.url, **(FAST | options))
+    return Engine(opts, HookSet(None), lambda live: None)
+
+
 async def test_listeners_hear_of_a_release_before_its_cache_write(
-    server: ApolloTestServer, make_client: ClientFactory
+    server: ApolloTestServer, tmp_path: Path
 ) -> None:
     """The write of a release waits until the dispatcher took its event, even when the
     dispatcher is still busy with the previous event's listener."""
-    client = make_client()
-    cache = Recorder.of(client)
+    engine = make_engine(server, tmp_path)
+    cache = Recorder.of(engine)
     heard: set[str | None] = set()
     busy = asyncio.Event()  # set: the first listener call may return
 
@@ -220,50 +250,58 @@ async def test_listeners_hear_of_a_release_before_its_cache_write(
         if len(heard) == 1:
             await busy.wait()
 
-    client.on_change(listener)
-    await client.start()
-    await wait_until(lambda: len(cache.saved) == 1)  # start's own release (no event)
-    cache.heard = heard
-    one = server.publish(APP, "application", {"greeting": "one"})
-    await wait_until(lambda: one in cache.saved)  # heard (the listener now blocks), written
-    two = server.publish(APP, "application", {"greeting": "two"})
-    await wait_until(lambda: client.get_nowait("greeting") == "two")  # applied, event queued
-    writer = client._engine.writer
-    assert writer is not None
-    # Either the writer holds the write for the busy dispatcher, or (wrongly) wrote it.
-    await wait_until(lambda: writer.holding or two in cache.saved)
-    assert two not in cache.saved and two not in heard
-    busy.set()
-    await wait_until(lambda: two in cache.saved)
-    assert cache.unheard == []
-    assert cache.saved[1:] == [one, two]
+    engine.add_listener(listener)
+    await engine.start(share_poll=False)
+    try:
+        await wait_until(lambda: len(cache.saved) == 1)  # start's own release (no event)
+        cache.heard = heard
+        one = server.publish(APP, "application", {"greeting": "one"})
+        await wait_until(lambda: one in cache.saved)  # heard (the listener now blocks), written
+        two = server.publish(APP, "application", {"greeting": "two"})
+        # applied, its event queued
+        await wait_until(lambda: engine.store.values["application"].get("greeting") == "two")
+        writer = engine.writer
+        assert writer is not None
+        # Either the writer holds the write for the busy dispatcher, or (wrongly) wrote it.
+        await wait_until(lambda: writer.holding or two in cache.saved)
+        assert two not in cache.saved and two not in heard
+        busy.set()
+        await wait_until(lambda: two in cache.saved)
+        assert cache.unheard == []
+        assert cache.saved[1:] == [one, two]
+    finally:
+        busy.set()
+        await engine.aclose()
 
 
-async def test_a_hung_listener_does_not_hold_the_cache_back_for_ever(
-    server: ApolloTestServer, make_client: ClientFactory
-) -> None:
-    client = make_client()
-    cache = Recorder.of(client)
+async def test_a_hung_listener_does_not_hold_the_cache_back_for_ever(tmp_path: Path) -> None:
+    """A dispatcher stuck in a listener never takes the next event: ``picked_up`` never
+    returns while an event waits (the test above shows the engine's wiring of both)."""
+    cache = Recorder(tmp_path, APP, "default", "a" * 64)
     never = asyncio.Event()
 
-    async def hangs(event: ConfigChangeEvent) -> None:
+    async def picked_up() -> None:
         await never.wait()
 
-    client.on_change(hangs)
-    await client.start()
-    assert client._engine.writer is not None
-    client._engine.writer._grace = 0.2  # 5 s in production
-    server.publish(APP, "application", {"greeting": "one"})  # the listener hangs on it
-    await wait_until(lambda: len(cache.saved) == 2)
-    two = server.publish(APP, "application", {"greeting": "two"})  # its event is never taken
-    await wait_until(lambda: two in cache.saved)
-    await client.aclose()
+    writer = CacheWriter(
+        cache,
+        picked_up=picked_up,
+        waiting=lambda: True,  # an event is always queued
+        listener_grace=0.2,  # 5 s in production
+        name=APP,
+    )
+    writer.open()
+    writer.submit("application", "one", {"greeting": "one"}, 0.0)
+    await wait_until(lambda: cache.saved == ["one"])
+    writer.submit("application", "two", {"greeting": "two"}, 0.0)
+    await wait_until(lambda: cache.saved == ["one", "two"])
+    await writer.aclose(5.0)
 
 
 async def test_picked_up_returns_once_the_dispatcher_took_every_queued_event(
-    server: ApolloTestServer, make_client: ClientFactory
+    server: ApolloTestServer, tmp_path: Path
 ) -> None:
-    client = make_client(cache_dir=None)
+    engine = make_engine(server, tmp_path, cache_dir=None)
     busy = asyncio.Event()
     calls: list[str] = []
 
@@ -271,20 +309,24 @@ async def test_picked_up_returns_once_the_dispatcher_took_every_queued_event(
         calls.append(event.changes["greeting"].new_value or "")
         await busy.wait()
 
-    client.on_change(listener)
-    await client.start()
-    await client._engine.listeners.picked_up()  # nothing queued: at once
-    server.publish(APP, "application", {"greeting": "one"})
-    await wait_until(lambda: calls == ["one"])
-    server.publish(APP, "application", {"greeting": "two"})
-    await wait_until(lambda: client.get_nowait("greeting") == "two")
-    waiting = asyncio.ensure_future(client._engine.listeners.picked_up())
-    for _ in range(20):  # let the loop run: the dispatcher is busy, "two" stays in its queue
-        await asyncio.sleep(0)
-    assert not waiting.done()
-    busy.set()
-    await asyncio.wait_for(waiting, 5)
-    assert calls == ["one", "two"]  # taken means its listeners were reached
+    engine.add_listener(listener)
+    await engine.start(share_poll=False)
+    try:
+        await engine.listeners.picked_up()  # nothing queued: at once
+        server.publish(APP, "application", {"greeting": "one"})
+        await wait_until(lambda: calls == ["one"])
+        server.publish(APP, "application", {"greeting": "two"})
+        await wait_until(lambda: engine.store.values["application"].get("greeting") == "two")
+        waiting = asyncio.ensure_future(engine.listeners.picked_up())
+        for _ in range(20):  # let the loop run: the dispatcher is busy, "two" stays queued
+            await asyncio.sleep(0)
+        assert not waiting.done()
+        busy.set()
+        await asyncio.wait_for(waiting, 5)
+        assert calls == ["one", "two"]  # taken means its listeners were reached
+    finally:
+        busy.set()
+        await engine.aclose()
 
 
 # ---------------------------------------------------------------------------- off the loop

@@ -155,10 +155,16 @@ async def test_releases_waiting_for_a_busy_dispatcher_fold_into_one_diff(
         assert folded.snapshot.release_key == last
     marker = await events.next()
     assert marker.namespace == "other"  # nothing else came before it
-    registry = client._engine.listeners
-    assert registry.coalesced == 1
-    await wait_until(lambda: registry.queue_depth == 0)
+    assert counters(client).coalesced == 1
+    await wait_until(lambda: counters(client).queue_depth == 0)
     assert [e.namespace for e in gate.seen] == [e.namespace for e in events.seen]
+
+
+def counters(client: ApolloClient) -> ListenerStats:
+    """The client's listener counters, as ``stats()`` reports them."""
+    listeners = client.stats().listeners
+    assert listeners is not None
+    return listeners
 
 
 async def test_filters_apply_to_the_folded_diff(
@@ -240,8 +246,7 @@ async def test_a_hung_plain_listener_is_abandoned_and_catches_up_when_it_returns
         server.publish(APP, "application", {**BASE, "greeting": "v0"})
         first = await events.next(timeout=timeout + 5)  # after the timeout, not never
         assert first.changes["greeting"].new_value == "v0"
-        registry = client._engine.listeners
-        assert (registry.abandoned, registry.stalled) == (1, 1)
+        assert (counters(client).abandoned, counters(client).stalled) == (1, 1)
 
         threads = [len(listener_threads())]
         started = time.monotonic()
@@ -251,16 +256,16 @@ async def test_a_hung_plain_listener_is_abandoned_and_catches_up_when_it_returns
             threads.append(len(listener_threads()))
         # Waiting for the hung listener again would cost `timeout` per event.
         assert time.monotonic() - started < 5 * timeout
-        assert registry.abandoned == 1 and len(hung) == 1
+        assert counters(client).abandoned == 1 and len(hung) == 1
         assert max(threads) <= 2  # the abandoned thread and at most one worker
-        assert registry.queue_depth == 1  # application, held for the hung listener
+        assert counters(client).queue_depth == 1  # application, held for the hung listener
 
         release.set()
         await wait_until(lambda: len(hung) == 2)
         # One event from what it last saw (v0) to now (v5), spanning the 5 releases.
         assert kinds(hung[1]) == {"greeting": ("MODIFIED", "v0", "v5")}
         assert hung[1].releases == 5
-        assert registry.stalled == 0 and registry.queue_depth == 0
+        assert counters(client).stalled == 0 and counters(client).queue_depth == 0
         await wait_until(lambda: len(listener_threads()) == 1)  # the abandoned one ended
         await client.aclose()
         await wait_until(lambda: listener_threads() == [])

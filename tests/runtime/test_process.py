@@ -7,12 +7,14 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from aioapollo import ClientState, SyncApolloClient
+from aioapollo import ClientOptions, ClientState, SyncApolloClient
+from aioapollo._core.engine import Engine
+from aioapollo._hooks import HookSet
 from aioapollo._runtime import process as _process
 from aioapollo.testing import ApolloTestServer
 
 from .._support import wait_until
-from ..conftest import APP, ClientFactory
+from ..conftest import APP, FAST
 
 IMPORT_ONLY = """
 import sys, types
@@ -37,11 +39,17 @@ def test_import_has_no_side_effects() -> None:
     assert done.stdout.strip() == "clean"
 
 
-async def test_start_installs_the_hooks_once(make_client: ClientFactory) -> None:
-    client = make_client()
-    await client.start()
-    assert _process._installed
-    assert client._engine.owner.generation == _process.current()
+async def test_start_installs_the_hooks_once(server: ApolloTestServer) -> None:
+    """Built directly, the engine under either client: its start belongs to this process's
+    generation."""
+    options = ClientOptions.build(APP, config_server=server.url, cache_dir=None, **FAST)
+    engine = Engine(options, HookSet(None), lambda live: None)
+    await engine.start(share_poll=False)
+    try:
+        assert _process._installed
+        assert engine.owner is not None and engine.owner.generation == _process.current()
+    finally:
+        await engine.aclose()
 
 
 async def test_sync_client_has_the_async_clients_introspection(

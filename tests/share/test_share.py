@@ -22,6 +22,13 @@ import pytest
 from aioapollo import ApolloClient, Hooks, RoleEvent
 from aioapollo._share import group as share_mod
 from aioapollo._share import timing, wire
+from aioapollo._share.group import share_fingerprint
+from aioapollo._share.rendezvous import (
+    LeaderLock,
+    ensure_private_dir,
+    lock_path,
+    socket_path,
+)
 from aioapollo.testing import ApolloTestServer
 
 from .._support import wait_until
@@ -51,6 +58,12 @@ def nobody() -> pwd.struct_passwd:
         return pwd.getpwnam("nobody")
     except KeyError:
         pytest.skip("no 'nobody' user")
+
+
+def group_of(client: ApolloClient) -> tuple[Path, str]:
+    """The share directory and group fingerprint of ``client``: where its group meets."""
+    assert client.options.share_dir is not None
+    return ensure_private_dir(Path(client.options.share_dir)), share_fingerprint(client.options)
 
 
 @pytest.fixture
@@ -270,11 +283,11 @@ async def test_a_socket_served_by_another_user_is_refused(
 ) -> None:
     """Someone else listens on our group's socket (and holds the lock): never follow it."""
     client = shared()
-    sharing = client._engine._join_group()
-    assert sharing is not None and sharing._socket is not None and sharing._lock is not None
-    assert sharing.try_lead()  # the test holds the lock: the client cannot lead
+    directory, fingerprint = group_of(client)
+    lock = LeaderLock(lock_path(directory, fingerprint))
+    assert lock.try_acquire()  # the test holds the lock: the client cannot lead
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(sharing._socket))
+    listener.bind(str(socket_path(directory, fingerprint)))
     ready = os.pipe()
 
     def impostor(report: Any) -> None:
@@ -300,7 +313,7 @@ async def test_a_socket_served_by_another_user_is_refused(
         os.write(ready[1], b"x")
         await child.exit_code()
         listener.close()
-        sharing._lock.release()
+        lock.release()
 
 
 # ---------------------------------------------------------------------- the protocol's edges
@@ -313,11 +326,11 @@ async def test_a_follower_that_stops_reading_is_dropped_and_slows_no_one(
     leader, follower = shared(), shared()
     await leader.start()
     await follower.start()
-    sharing = leader._engine.share
-    assert sharing is not None and sharing._socket is not None
+    directory, fingerprint = group_of(leader)
+    assert leader.stats().group == fingerprint
     # A follower that says hello, then never reads again.
-    _reader, writer = await asyncio.open_unix_connection(str(sharing._socket))
-    hello = wire.Hello(fingerprint=sharing.fingerprint, pid=os.getpid())
+    _reader, writer = await asyncio.open_unix_connection(str(socket_path(directory, fingerprint)))
+    hello = wire.Hello(fingerprint=fingerprint, pid=os.getpid())
     writer.write(wire.encode(hello.to_wire()))
     await wait_until(lambda: leader.stats().followers == 2)
     heard = Events.of(follower)

@@ -23,7 +23,7 @@ from aioapollo.testing import ApolloTestServer
 
 from .._procs import ServerProcess, server_env, tool
 from .._support import free_port
-from ..test_asgi_servers import APP_ID, CASES, Run
+from ..servers.test_asgi_servers import APP_ID, CASES, Run
 
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(180)]
 

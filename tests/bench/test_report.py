@@ -1,0 +1,111 @@
+"""Every figure in README.md's "Benchmarks" section and docs/benchmarks.md comes from the newest
+committed results file: regenerating the documents from it changes nothing."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def report() -> Iterator[ModuleType]:
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import report as module
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    yield module
+
+
+def test_the_documents_match_the_newest_committed_results(report: ModuleType) -> None:
+    results = report.newest_results()
+    for doc, expected in report.rendered(results).items():
+        actual = (ROOT / doc).read_text()
+        assert actual == expected, (
+            f"{doc} does not match {results.relative_to(ROOT)}: "
+            f"run python bench/report.py {results.relative_to(ROOT)}"
+        )
+
+
+def test_the_committed_results_are_a_full_run(report: ModuleType) -> None:
+    results = json.loads(report.newest_results().read_text())
+    assert not results["quick"]
+    assert not results["failed"]
+    assert set(results["sections"]) == {
+        "read_cost",
+        "propagation",
+        "follower",
+        "startup",
+        "scale",
+        "idle",
+    }
+
+
+def test_no_figure_outside_the_generated_regions_of_the_benchmarks_page(
+    report: ModuleType,
+) -> None:
+    """Outside its markers the page describes the method; measured numbers live inside."""
+    text = (ROOT / "docs" / "benchmarks.md").read_text()
+    for region in report.DOCUMENTS["docs/benchmarks.md"]:
+        text = report.replace_region(text, region, "")
+    assert not _figures(text)
+
+
+def _figures(text: str) -> list[str]:
+    import re
+
+    # A measured figure reads "12.3 ms", "1.45x", "0.94x", "35.5 ms": decimals with a unit.
+    return re.findall(r"\b\d+\.\d+ ?(?:ms|x|s|%|MiB)\b", text)
+
+
+def test_a_percentile_needs_enough_rounds(report: ModuleType) -> None:
+    row = {
+        "client": "aioapollo",
+        "mode": "built in worker",
+        "workers": 1,
+        "note": "",
+        "ms": [1.0] * 98 + [None, 500.0],
+        "cpu_ms": [1.0] * 100,
+        "configs": [1] * 100,
+        "polls": [1] * 100,
+        "held": [1] * 100,
+        "other_cpus": [0.5] * 100,
+        "warnings": 0,
+    }
+    full = report.Prop(row, 2)
+    assert full.p99 == 500.0 and full.max == report.INF  # the missed round is ∞, not dropped
+    assert [i for i, _, _ in full.slow] == [99, 100]
+    short = report.Prop({**row, "ms": row["ms"][:99]}, 2)
+    assert short.p99 is None and short.tail_name == "max"
+
+
+def test_the_decryption_figures_in_docs_come_from_the_committed_results() -> None:
+    """docs/secrets.md quotes bench/results/decrypt/2026-12-07.json, not hand-typed numbers."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    data = json.loads((root / "bench/results/decrypt/2026-12-07.json").read_text())["data"]
+    doc = (root / "docs/secrets.md").read_text()
+    reads = data["reads_ns"]
+    jasypt, fernet, instant = data["releases"]
+    rows = [
+        f"| `get_nowait`, no decryptor | {reads['get_nowait, no decryptor']:.1f} ns |",
+        "| `get_nowait` of an `ENC(...)` key, with a decryptor | "
+        f"{reads['get_nowait of an ENC key, with a decryptor']:.1f} ns |",
+        f"| {jasypt['release_ms']:.1f} ms ({jasypt['per_value_us'] / 1000:.2f} ms a value), "
+        f"event loop stalled at most {jasypt['loop_max_stall_ms']:.1f} ms |",
+        f"| the same with Fernet | {fernet['release_ms']:.1f} ms |",
+        "| the same with an async decryptor that answers at once | "
+        f"{instant['release_ms']:.1f} ms |",
+        f"(jasypt) | {jasypt['one_changed_ms']:.2f} ms |",
+    ]
+    for row in rows:
+        assert row in doc, row
