@@ -113,6 +113,11 @@ class ClientStats:
             whose leader is silent (see ``degraded``).
         resources: Counters of each live resource (:meth:`ApolloClient.resource`); one whose
             rebuild failed and that serves its previous object is named in ``degraded``.
+        long_polls: Long polls this process holds on Apollo: one, or one per group of
+            namespaces when their names do not fit one request line; 0 while following a
+            sharing leader, before ``start()`` and after close.
+        unreachable: Config service URLs (credentials removed) that a connection or
+            timeout failed on lately: tried last until a cooldown ends.
     """
 
     app_id: str
@@ -136,6 +141,8 @@ class ClientStats:
     failing_loops: tuple[str, ...] = ()
     polls_apollo: bool = True
     resources: tuple[ResourceStats, ...] = ()
+    long_polls: int = 0
+    unreachable: tuple[str, ...] = ()
 
     @property
     def healthy(self) -> bool:
@@ -163,6 +170,8 @@ class ClientStats:
             "last_poll_success": self.last_poll_success,
             "last_sync": self.last_sync,
             "poll_cuts": self.poll_cuts,
+            "long_polls": self.long_polls,
+            "unreachable": list(self.unreachable),
             "role": self.role,
             "leader_pid": self.leader_pid,
             "followers": self.followers,
@@ -193,6 +202,8 @@ def collect_stats(
     share: Sharing | None,
     supervisor: Supervisor,
     listeners: ListenerStats,
+    long_polls: int = 0,
+    unreachable: tuple[str, ...] = (),
     resources: ResourceSet | None = None,
     overridden: Mapping[str, frozenset[str]] | None = None,
     unresolved: Mapping[str, tuple[str, ...]] | None = None,
@@ -237,6 +248,8 @@ def collect_stats(
         last_sync=max(times) if times else None,
         namespaces=MappingProxyType(namespaces),
         poll_cuts=poll_cuts,
+        long_polls=long_polls,
+        unreachable=unreachable,
         listeners=listeners,
         degraded="; ".join(reasons) or None,
         degraded_loops=supervisor.degraded,

@@ -140,6 +140,11 @@ class ServicePool:
         if url in self._services:
             self._unreachable[url] = time.monotonic() + self._cooldown
 
+    def unreachable(self) -> tuple[str, ...]:
+        """The services put last now (their cooldown has not ended)."""
+        now = time.monotonic()
+        return tuple(url for url, until in self._unreachable.items() if until > now)
+
     def _healthy(self) -> list[str]:
         if not self._unreachable:
             return list(self._services)

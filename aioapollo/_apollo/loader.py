@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 
-from .._config import ClientOptions
+from .._config import ClientOptions, redact_url
 from .._core.store import NamespaceStore, Release
 from .._core.supervise import Loop, Progress, fault
 from .._exceptions import (
@@ -85,6 +85,15 @@ class ApolloSource:
     @property
     def is_open(self) -> bool:
         return self._transport is not None
+
+    @property
+    def long_polls(self) -> int:
+        """Long polls this process runs now (none while it follows a sharing leader)."""
+        return len(self._pollers)
+
+    def unreachable(self) -> tuple[str, ...]:
+        """Config services a connection failed to lately, credentials removed."""
+        return tuple(redact_url(u) for u in self._pool.unreachable()) if self._pool else ()
 
     @property
     def last_poll_success(self) -> float | None:

@@ -235,6 +235,8 @@ class Engine:
             state=self.state.value,
             last_poll_success=self.last_poll_success,
             poll_cuts=self.apollo.cuts.count,
+            long_polls=self.apollo.long_polls,
+            unreachable=self.apollo.unreachable(),
             share=self.share,
             supervisor=self.supervisor,
             listeners=self.listeners.stats(),

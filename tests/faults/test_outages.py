@@ -269,3 +269,28 @@ async def test_blackholed_instance_costs_one_connect_timeout_not_one_per_release
             assert sum(latency >= 0.4 for latency in latencies) <= 1, latencies
         finally:
             filler.close()
+
+
+async def test_stats_name_the_config_service_that_refused_and_count_long_polls(
+    server: ApolloTestServer,
+) -> None:
+    """A listed instance refuses connections: the fetches at start that try it first put it
+    last, and ``stats()`` names it (without its credentials) for as long as it cools down."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        dead = f"http://apollo:s3cret@127.0.0.1:{closed.getsockname()[1]}"
+        server.config_services = [dead, server.url]
+        # 20 namespaces fetched at once, each trying the two in random order: the dead one
+        # is tried first by at least one of them but for 1 chance in 2**20.
+        names = [f"ns{i}" for i in range(20)]
+        client = ApolloClient(
+            APP, meta_server=server.url, namespaces=names, allow_empty=True, cache_dir=None, **FAST
+        )
+        assert client.stats().long_polls == 0
+        async with client:
+            stats = client.stats()
+            assert stats.unreachable == (f"http://127.0.0.1:{closed.getsockname()[1]}",)
+            assert stats.as_dict()["unreachable"] == list(stats.unreachable)
+            assert "s3cret" not in repr(stats) and "s3cret" not in str(stats.as_dict())
+            assert stats.long_polls == 1 and stats.as_dict()["long_polls"] == 1
+        assert client.stats().long_polls == 0

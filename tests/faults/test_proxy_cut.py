@@ -127,8 +127,7 @@ async def test_polls_cut_at_the_hold_are_sent_again_at_once(
     for poll in polls.cut:
         assert poll.duration >= CUT_FRACTION * HOLD and poll.service == server.url
         assert isinstance(poll.error, ApolloHTTPStatusError) == ("status" in cut)
-    pool = client._engine.apollo._pool
-    assert pool is not None and pool._unreachable == {}
+    assert client.stats().unreachable == ()
     assert client.stats().poll_cuts == client.poll_cuts == len(polls.cut)
     assert client.stats().as_dict()["poll_cuts"] == len(polls.cut)
 
@@ -156,7 +155,7 @@ async def test_one_warning_per_client_with_several_long_polls(
         **SLOW_BACKOFF,
     )
     await client.start()
-    assert len(client._engine.apollo._pollers) == 2
+    assert client.stats().long_polls == 2
     await held(server, 2)
     server.inject(POLL, times=None, cut_after=HOLD)
     await polls.wait_for_cuts(4)
