@@ -327,7 +327,10 @@ def propagation_md(data: dict[str, Any], facts: Facts | None = None) -> str:
         "Every client runs with its defaults, except apollo-client-python's pause after each "
         f"poll reply (`_cycle_time`, 2 s), set to {params['peer_poll_pause_s']:g} s, "
         "aioapollo's `poll_min_interval` default: the pause never enters a round (a round "
-        "starts when every poll is held), it only decides how many rounds fit in the time.",
+        "starts when every poll is held), it decides how many rounds fit in the time. It does "
+        "put the peer's next poll, and the test server's work on it, after its listeners, "
+        "where aioapollo's next poll goes out right after them, while other workers still "
+        "wait for the CPU.",
     ]
     parts = [
         _section(
