@@ -16,13 +16,9 @@ __all__ = ["PortalOpsMixin"]
 _Namespace = tuple[str, str, str, str]  # (env, appId, cluster, namespace)
 
 
-def _ns2(env: str, app_id: str, cluster: str, namespace: str) -> dict[str, str | int]:
-    return ns(env, app_id, cluster, namespace)
-
-
-def _identifier(target: _Namespace) -> dict[str, str]:
+def _identifier(target: _Namespace) -> dict[str, str | int]:
     env, app_id, cluster, namespace = target
-    return {"env": env, "appId": app_id, "clusterName": cluster, "namespaceName": namespace}
+    return ns(env, app_id, cluster, namespace)
 
 
 def _sync_body(targets: Iterable[_Namespace], items: Mapping[str, str]) -> dict[str, Any]:
@@ -142,7 +138,7 @@ class PortalOpsMixin:
         """The namespace's commits (item changes), newest first; ``changeSets`` is JSON text."""
         data = await self._call(
             "findCommits",
-            _ns2(env, app_id, cluster, namespace),
+            ns(env, app_id, cluster, namespace),
             query={"key": key, "page": page, "size": size},
         )
         return list_of(data, "commits")
@@ -178,7 +174,7 @@ class PortalOpsMixin:
         else:
             await self._call(
                 "deleteNamespace",
-                _ns2(env, app_id, cluster, namespace),
+                ns(env, app_id, cluster, namespace),
                 query={"operator": operator},
             )
 
@@ -237,7 +233,7 @@ class PortalOpsMixin:
         (0 publish, 1 rollback, 2 gray publish, 4 gray merge, ...)."""
         data = await self._call(
             "findReleaseHistoriesByNamespace",
-            _ns2(env, app_id, cluster, namespace),
+            ns(env, app_id, cluster, namespace),
             query={"page": page, "size": size},
         )
         return list_of(data, "release history")
