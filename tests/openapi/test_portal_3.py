@@ -44,6 +44,25 @@ async def test_a_body_that_is_not_utf8_and_a_newline_in_the_path_are_json_errors
             assert (await resp.json())["status"] == 404
 
 
+async def test_a_number_parameter_that_is_not_a_number_is_a_400_naming_it(
+    portal: ApolloTestServer,
+) -> None:
+    portal.openapi_observer = None  # these requests break the spec on purpose
+    base = f"{portal.url}/openapi/v1/envs/DEV"
+    items = f"{base}/apps/{APP}/clusters/default/namespaces/application/items"
+    async with aiohttp.ClientSession(headers={"Authorization": TOKEN}) as http:
+        for method, url, name in [
+            ("GET", f"{base}/releases/latest-one", "releaseId"),  # in the path
+            ("PUT", f"{base}/releases/one/rollback?operator=x", "releaseId"),
+            ("GET", f"{items}?page=first", "page"),  # in the query
+            ("GET", f"{base}/releases/comparison?baseReleaseId=x&toCompareReleaseId=1",
+             "baseReleaseId"),
+        ]:  # fmt: skip
+            async with http.request(method, url) as resp:
+                assert resp.status == 400, url
+                assert (await resp.json())["message"] == f"{name} must be a number"
+
+
 async def test_the_value_length_limit(api: ApolloOpenApiClient, portal: ApolloTestServer) -> None:
     with pytest.raises(OpenApiBadRequestError, match="length limit:20000"):
         await api.create_item(**NSA, key="big", value="x" * 20_001)

@@ -138,11 +138,15 @@ def _flag(query: dict[str, str], name: str, *, required: bool = False) -> bool:
     return value.lower() == "true"
 
 
-def _int(query: dict[str, str], name: str, default: int) -> int:
+def _id(text: str, name: str) -> int:
     try:
-        return int(query[name]) if name in query else default
+        return int(text)
     except ValueError:
         raise PortalError(400, f"{name} must be a number", BAD_REQUEST) from None
+
+
+def _int(query: dict[str, str], name: str, default: int) -> int:
+    return _id(query[name], name) if name in query else default
 
 
 def _decode_key(key: str) -> str:
@@ -216,10 +220,7 @@ async def _dispatch(
     assert ns is not None or op == "rollback" or op == "getReleaseById"
     match op:
         case "rollback" | "getReleaseById":
-            try:
-                release_id = int(p["releaseId"])
-            except ValueError:
-                raise PortalError(400, "releaseId must be a number", BAD_REQUEST) from None
+            release_id = _id(p["releaseId"], "releaseId")
             record = portal.release(release_id)
             action = "release" if op == "rollback" else "read"
             _require(consumer, record.app_id, record.namespace, action)
@@ -350,13 +351,6 @@ async def _dispatch(
 
 
 _UNHANDLED = object()
-
-
-def _id(text: str, name: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise PortalError(400, f"{name} must be a number", BAD_REQUEST) from None
 
 
 def _dispatch_3(
