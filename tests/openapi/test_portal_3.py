@@ -17,6 +17,7 @@ from aioapollo.openapi import (
     ApolloOpenApiClient,
     NamespaceLockedError,
     OpenApiBadRequestError,
+    OpenApiForbiddenError,
     OpenApiRateLimitedError,
     OpenApiUnsupportedError,
 )
@@ -106,6 +107,18 @@ async def test_text_validation_diff_sync_and_commits(api: ApolloOpenApiClient) -
     ).value == "hi"
     commits = await api.list_commits(**NSA, key="new")
     assert json.loads(commits[0]["changeSets"])["createItems"][0]["key"] == "new"
+
+
+async def test_diff_and_sync_need_a_grant_on_every_target(portal: ApolloTestServer) -> None:
+    portal.create_namespace(APP, "other")
+    portal.add_openapi_token("ns-token", namespaces=[(APP, "application")])
+    target = (ENV, APP, "default", "other")
+    async with ApolloOpenApiClient(portal.url, token="ns-token", operator="x", **FAST) as api:
+        with pytest.raises(OpenApiForbiddenError):
+            await api.diff_items(**NSA, items={"greeting": "hi"}, targets=[target])
+        with pytest.raises(OpenApiForbiddenError):
+            await api.sync_items(**NSA, items={"greeting": "hi"}, targets=[target])
+    assert portal.item_history(APP, "other") == []  # nothing was synced
 
 
 async def test_releases_history_compare_merge_and_instances(

@@ -166,6 +166,13 @@ def _require(consumer: Consumer, app_id: str, namespace: str | None, action: str
         raise PortalError(403, "Access is denied", ACCESS_DENIED)
 
 
+def _require_targets(consumer: Consumer, payload: dict[str, Any], action: str) -> None:
+    """The grant on every target namespace of an item diff or sync."""
+    for target in payload.get("syncToNamespaces") or []:
+        if isinstance(target, dict):
+            _require(consumer, str(target.get("appId")), str(target.get("namespaceName")), action)
+
+
 async def _dispatch(
     portal: PortalState,
     consumer: Consumer,
@@ -308,17 +315,11 @@ async def _dispatch(
             return None
         case "compareItems":
             _require(consumer, app, ns, read)
-            for target in payload.get("syncToNamespaces") or []:
-                if isinstance(target, dict):
-                    _require(consumer, str(target.get("appId")), str(target.get("namespaceName")),
-                             read)  # fmt: skip
+            _require_targets(consumer, payload, read)
             return portal.compare_items(payload)
         case "syncItems":
             _require(consumer, app, ns, read)
-            for target in payload.get("syncToNamespaces") or []:
-                if isinstance(target, dict):
-                    _require(consumer, str(target.get("appId")), str(target.get("namespaceName")),
-                             modify)  # fmt: skip
+            _require_targets(consumer, payload, modify)
             portal.sync_items(payload, portal.operator(operator, None))
             return None
         case "revertItems":
