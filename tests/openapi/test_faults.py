@@ -62,6 +62,14 @@ async def test_missing_things_are_404(api: ApolloOpenApiClient) -> None:
         await api.get_namespace(env=ENV, app_id=APP, namespace="nope")
     with pytest.raises(OpenApiNotFoundError, match="app not found"):
         await api.get_env_clusters("no-such-app")
+    where = "appId:test-app clusterName:default namespaceName:application itemKey:nope"
+    with pytest.raises(OpenApiNotFoundError, match=f"item not found for {where}"):
+        await api.delete_item(**NS, key="nope")
+    with pytest.raises(OpenApiNotFoundError, match=f"item not found for {where}"):
+        await api.update_item(**NS, key="nope", value="1")
+    assert await api.get_item(**NS, key="nope") is None
+    with pytest.raises(OpenApiNotFoundError, match="branch not found for branchName:nope"):
+        await api.get_gray_rules(**NS, branch="nope")
 
 
 async def test_a_later_operation_on_an_older_portal(

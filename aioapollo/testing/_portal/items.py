@@ -28,10 +28,7 @@ class ItemsMixin(PortalCore):
             space, name, _branch = self._space(app_id, cluster, namespace)
             item = space.items.get(key)
             if item is None:
-                raise missing(
-                    f"item not found for appId:{app_id} clusterName:{cluster} "
-                    f"namespaceName:{name} itemKey:{key}"
-                )
+                raise _no_item(app_id, cluster, name, key)
             return item.to_json()
 
     def items_page(
@@ -100,10 +97,7 @@ class ItemsMixin(PortalCore):
         with self.store.lock:
             space, name, _branch = self._space(app_id, cluster, namespace)
             if key not in space.items and not create:
-                raise missing(
-                    f"item not found for appId:{app_id} clusterName:{cluster} "
-                    f"namespaceName:{name} itemKey:{key}"
-                )
+                raise _no_item(app_id, cluster, name, key)
             self._edit(space, name, who)
             self._upsert(space, key, value, comment, who)
             self._unlock_if_clean(space)
@@ -115,10 +109,7 @@ class ItemsMixin(PortalCore):
         with self.store.lock:
             space, name, _branch = self._space(app_id, cluster, namespace)
             if key not in space.items:
-                raise missing(
-                    f"item not found for appId:{app_id} clusterName:{cluster} "
-                    f"namespaceName:{name} itemKey:{key}"
-                )
+                raise _no_item(app_id, cluster, name, key)
             self._edit(space, name, who)
             self._delete(space, key, who)
             self._unlock_if_clean(space)
@@ -256,6 +247,13 @@ class ItemsMixin(PortalCore):
             changes = [c for c in reversed(space.history) if key is None or c.key == key]
             chunk = changes[page * size : (page + 1) * size] if size > 0 else []
             return [_commit(app_id, cluster, name, change) for change in chunk]
+
+
+def _no_item(app_id: str, cluster: str, name: str, key: str) -> PortalError:
+    return missing(
+        f"item not found for appId:{app_id} clusterName:{cluster} namespaceName:{name} "
+        f"itemKey:{key}"
+    )
 
 
 def _plain(key: str, value: str) -> dict[str, Any]:
