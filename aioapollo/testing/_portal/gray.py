@@ -16,11 +16,16 @@ __all__ = ["GrayMixin"]
 class GrayMixin(PortalCore):
     """Gray branches."""
 
+    def _main_branch(self, app_id: str, cluster: str, namespace: str) -> tuple[Branch | None, str]:
+        """The namespace's branch, if it has one, and its stored name (after adopting
+        releases made outside the portal)."""
+        name = self._namespace(app_id, cluster, namespace)
+        self._sync(app_id, cluster, name)
+        return self._branches.get((app_id, cluster, name)), name
+
     def branch_json(self, app_id: str, cluster: str, namespace: str) -> dict[str, Any] | None:
         with self.store.lock:
-            name = self._namespace(app_id, cluster, namespace)
-            self._sync(app_id, cluster, name)
-            branch = self._branches.get((app_id, cluster, name))
+            branch, name = self._main_branch(app_id, cluster, namespace)
             if branch is None:
                 return None
             return self._namespace_json(app_id, branch.name, name, branch.space)
@@ -30,9 +35,7 @@ class GrayMixin(PortalCore):
     ) -> dict[str, Any]:
         who = self.operator(operator, None)
         with self.store.lock:
-            name = self._namespace(app_id, cluster, namespace)
-            self._sync(app_id, cluster, name)
-            branch = self._branches.get((app_id, cluster, name))
+            branch, name = self._main_branch(app_id, cluster, namespace)
             if branch is None:
                 stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d%H%M%S")
                 branch_name = f"{stamp}-{next(self._release_ids):016x}"
@@ -43,9 +46,7 @@ class GrayMixin(PortalCore):
     def _branch(self, app_id: str, cluster: str, namespace: str, branch_name: str) -> tuple[
         Branch, str
     ]:  # fmt: skip
-        name = self._namespace(app_id, cluster, namespace)
-        self._sync(app_id, cluster, name)
-        branch = self._branches.get((app_id, cluster, name))
+        branch, name = self._main_branch(app_id, cluster, namespace)
         if branch is None or branch.name != branch_name:
             raise missing(f"branch not found for branchName:{branch_name}")
         return branch, name
