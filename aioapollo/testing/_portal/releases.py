@@ -90,7 +90,7 @@ class ReleasesMixin(PortalCore):
         """The namespace's release history (publishes, rollbacks, gray releases), newest first."""
         with self.store.lock:
             _space, name, _branch = self._space(app_id, cluster, namespace)
-            branches = {b.name for (a, c, n), b in self._branches.items()}
+            branches = {b.name for b in self._branches.values()}
             found = [
                 h
                 for h in reversed(self._histories)
@@ -191,10 +191,9 @@ class ReleasesMixin(PortalCore):
         record = self.release(release_id)
         with self.store.lock:
             namespace_cluster = record.cluster
-            for (app, cluster, name), branch in self._branches.items():
+            for (app, cluster, _name), branch in self._branches.items():
                 if branch.name == record.cluster and app == record.app_id:
                     namespace_cluster = cluster
-                    del name
             return self.instances(
                 record.app_id, namespace_cluster, record.namespace, release_key=record.key
             )
