@@ -449,7 +449,6 @@ async def handle_openapi(server: ServerView, request: web.Request) -> web.Respon
         except ValueError:
             bad_body = "the request body is not JSON"
     op_id, params, other_method = _route(request.method, raw_path.removeprefix("/openapi/v1"))
-    status, answer = 200, None
     response: web.Response
     header = request.headers.get("Authorization")
     consumer = server.portal.consumer(header)
@@ -485,12 +484,11 @@ async def handle_openapi(server: ServerView, request: web.Request) -> web.Respon
             response = gson_error(exc.status, exc.message, exc.exception)
         else:
             response = web.Response(status=200) if answer is None else json_response(answer)
-    status = response.status
     observer: Callable[[OpenApiExchange], None] | None = server.openapi_observer
     if observer is not None:
         sent = None
         if response.body:
             assert isinstance(response.body, bytes)
             sent = json.loads(response.body)
-        observer(OpenApiExchange(op_id, request.method, path, query, body, status, sent))
+        observer(OpenApiExchange(op_id, request.method, path, query, body, response.status, sent))
     return response
