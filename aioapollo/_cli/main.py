@@ -50,6 +50,7 @@ from .common import (
     at_least_one,
     escape_properties,
     positive_seconds,
+    signal_handlers,
 )
 
 __all__ = ["EXIT_AUTH", "EXIT_MISSING", "EXIT_OK", "EXIT_UNAVAILABLE", "EXIT_USAGE", "main"]
@@ -394,22 +395,11 @@ def _show(value: str | None, absent: bool) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-@contextlib.contextmanager
-def _signals_set(event: asyncio.Event) -> Iterator[None]:
+def _signals_set(event: asyncio.Event) -> contextlib.AbstractContextManager[None]:
     """SIGINT/SIGTERM set ``event`` (for a clean exit 0) while inside; main thread only."""
-    loop = asyncio.get_running_loop()
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, event.set)
-            installed.append(sig)
-        except (ValueError, RuntimeError, NotImplementedError):
-            pass  # not the main thread (tests call main() from a worker thread), or Windows
-    try:
-        yield
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
+    return signal_handlers(
+        (sig, lambda _sig: event.set()) for sig in (signal.SIGINT, signal.SIGTERM)
+    )
 
 
 def _silence_stdout() -> None:
