@@ -168,28 +168,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":  # a long-running server: it configures logging itself
         return _serve.serve(args)
     if args.command == "config":
-        level = (logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 3)]
-        with _logging_to_stderr(level):
-            try:
-                return _cli_config.run(args)
-            except CommandFailed as exc:
-                print(f"{PROG}: error: {exc}", file=sys.stderr)
-                return exc.code
+        with _logging_to_stderr(_log_level(args)):
+            return _reporting_failure(_cli_config.run, args)
     if args.command in _cli_crypto.CRYPTO_COMMANDS:
-        try:
-            return _cli_crypto.run(args)
-        except CommandFailed as exc:
-            print(f"{PROG}: error: {exc}", file=sys.stderr)
-            return exc.code
+        return _reporting_failure(_cli_crypto.run, args)
     if args.command in _cli_control.CONTROL_COMMANDS:
-        try:
-            return _cli_control.run(args)
-        except CommandFailed as exc:
-            print(f"{PROG}: error: {exc}", file=sys.stderr)
-            return exc.code
-    level = (logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 3)]
-    with _logging_to_stderr(level):
+        return _reporting_failure(_cli_control.run, args)
+    with _logging_to_stderr(_log_level(args)):
         return _main(args)
+
+
+def _log_level(args: argparse.Namespace) -> int:
+    """``-v`` shows warnings, ``-vv`` info, ``-vvv`` debug; errors are always shown."""
+    return (logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 3)]
+
+
+def _reporting_failure(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """``run(args)``; a :class:`CommandFailed` is printed as ``aioapollo: error: ...``."""
+    try:
+        return run(args)
+    except CommandFailed as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return exc.code
 
 
 def _main(args: argparse.Namespace) -> int:
