@@ -17,7 +17,8 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
+import timeit
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -149,6 +150,16 @@ def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.002)
+
+
+def best_ns(timers: Mapping[str, timeit.Timer], number: int, repeat: int) -> dict[str, float]:
+    """ns per call of each timer, best of ``repeat`` rounds of ``number`` calls; the timers
+    take turns in every round so that load from other processes hits them alike."""
+    best = dict.fromkeys(timers, float("inf"))
+    for _ in range(repeat):
+        for name, timer in timers.items():
+            best[name] = min(best[name], timer.timeit(number) / number * 1e9)
+    return best
 
 
 def payload(keys: int, round_no: int = 0) -> dict[str, str]:

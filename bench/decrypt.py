@@ -22,6 +22,8 @@ import time
 import timeit
 from typing import Any
 
+import _common as c
+
 from aioapollo import ApolloClient
 from aioapollo._core.decrypt import install
 from aioapollo._core.store import NamespaceStore, Release
@@ -50,11 +52,7 @@ async def read_cost(number: int, repeat: int) -> dict[str, float]:
                     lambda: decrypting.get_nowait("secret")
                 ),
             }
-            best = dict.fromkeys(timers, float("inf"))
-            for _ in range(repeat):
-                for name, timer in timers.items():
-                    best[name] = min(best[name], timer.timeit(number) / number * 1e9)
-    return best
+            return c.best_ns(timers, number, repeat)
 
 
 async def _stall_during(work: Any) -> tuple[float, float]:

@@ -10,14 +10,13 @@ for scale, the same method plus an ``os.getpid()`` check.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import threading
 import timeit
 from typing import Any
 
+import _common as c
+
 from aioapollo import SyncApolloClient
-from aioapollo.testing import ApolloTestServer
 
 NUMBER = 300_000
 REPEAT = 25
@@ -43,46 +42,27 @@ class WithPid(Minimal):
 
 
 def measure(candidates: dict[str, str], env: dict[str, Any]) -> dict[str, float]:
-    """ns per call, best of REPEAT rounds; the candidates take turns in every round so that
-    load from other processes hits them alike."""
+    """ns per call, best of REPEAT rounds, the candidates taking turns."""
     timers = {name: timeit.Timer(stmt, globals=env) for name, stmt in candidates.items()}
-    best = dict.fromkeys(candidates, float("inf"))
-    for _ in range(REPEAT):
-        for name, timer in timers.items():
-            best[name] = min(best[name], timer.timeit(NUMBER) / NUMBER * 1e9)
-    return best
+    return c.best_ns(timers, NUMBER, REPEAT)
 
 
 def main() -> None:
-    ready = threading.Event()
-    box: dict[str, Any] = {}
-
-    async def serve() -> None:
-        async with ApolloTestServer() as server:
-            server.publish("bench", "application", {"greeting": "hello", "timeout": "30"})
-            box["url"], box["stop"] = server.url, asyncio.Event()
-            box["loop"] = asyncio.get_running_loop()
-            ready.set()
-            await box["stop"].wait()
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-    thread.start()
-    ready.wait()
-    with SyncApolloClient("bench", config_server=box["url"], cache_dir=None) as cfg:
-        assert cfg.polling
-        values = {"application": {"greeting": "hello", "timeout": "30"}}
-        env = {"minimal": Minimal(values), "with_pid": WithPid(values), "cfg": cfg}
-        results = measure(
-            {
-                "minimal self._d[ns].get(k, default)": "minimal.get('greeting')",
-                "minimal + os.getpid() check": "with_pid.get('greeting')",
-                "SyncApolloClient.get": "cfg.get('greeting')",
-                "SyncApolloClient.get (missing, default)": "cfg.get('nope', 'd')",
-            },
-            env,
-        )
-    box["loop"].call_soon_threadsafe(box["stop"].set)
-    thread.join()
+    with c.ServerThread() as server:
+        server.publish("bench", "application", {"greeting": "hello", "timeout": "30"})
+        with SyncApolloClient("bench", config_server=server.url, cache_dir=None) as cfg:
+            assert cfg.polling
+            values = {"application": {"greeting": "hello", "timeout": "30"}}
+            env = {"minimal": Minimal(values), "with_pid": WithPid(values), "cfg": cfg}
+            results = measure(
+                {
+                    "minimal self._d[ns].get(k, default)": "minimal.get('greeting')",
+                    "minimal + os.getpid() check": "with_pid.get('greeting')",
+                    "SyncApolloClient.get": "cfg.get('greeting')",
+                    "SyncApolloClient.get (missing, default)": "cfg.get('nope', 'd')",
+                },
+                env,
+            )
     base = results["minimal self._d[ns].get(k, default)"]
     for name, ns in results.items():
         print(f"{name:40s} {ns:6.1f} ns   {ns / base:4.2f}x")

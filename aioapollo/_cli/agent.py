@@ -26,14 +26,22 @@ import secrets
 import shlex
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
 from .. import ApolloClient, ConfigChangeEvent, NamespaceSnapshot
 from .._apollo.wire import namespace_format
 from .._share import share_fingerprint
-from .common import EXIT_OK, EXIT_USAGE, PROG, CommandFailed, escape_properties, positive_seconds
+from .common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    PROG,
+    CommandFailed,
+    escape_properties,
+    positive_seconds,
+    signal_handlers,
+)
 from .configfiles import dump_mapping, export_text
 
 __all__ = ["FORMATS", "add_arguments", "env_name", "render", "run", "write_atomic"]
@@ -385,12 +393,11 @@ def _child_env(client: ApolloClient, prefix: str) -> dict[str, str]:
     return env
 
 
-@contextlib.contextmanager
-def _signals(stop: asyncio.Event, stopped: list[int], child: _Child | None) -> Iterator[None]:
+def _signals(
+    stop: asyncio.Event, stopped: list[int], child: _Child | None
+) -> contextlib.AbstractContextManager[None]:
     """SIGINT/SIGTERM stop the agent (and are passed to the child); with a child, the other
     usual signals are passed to it. Main thread only."""
-    loop = asyncio.get_running_loop()
-    installed: list[int] = []
 
     def stopping(sig: int) -> None:
         stopped.append(sig)
@@ -401,17 +408,7 @@ def _signals(stop: asyncio.Event, stopped: list[int], child: _Child | None) -> I
     ]
     if child is not None:
         handlers += [(int(getattr(signal, s)), child.send) for s in FORWARDED if hasattr(signal, s)]
-    for sig, handler in handlers:
-        try:
-            loop.add_signal_handler(sig, handler, sig)
-            installed.append(sig)
-        except (ValueError, RuntimeError, NotImplementedError):
-            pass  # not the main thread (tests call main() from a worker thread), or Windows
-    try:
-        yield
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
+    return signal_handlers(handlers)
 
 
 def _role_line(client: ApolloClient) -> str:

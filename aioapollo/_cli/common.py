@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
 
 __all__ = [
     "EXIT_AUTH",
@@ -19,6 +22,7 @@ __all__ = [
     "at_least_one",
     "escape_properties",
     "positive_seconds",
+    "signal_handlers",
 ]
 
 PROG = "aioapollo"
@@ -81,3 +85,25 @@ def escape_properties(text: str, is_key: bool) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+@contextlib.contextmanager
+def signal_handlers(handlers: Iterable[tuple[int, Callable[[int], object]]]) -> Iterator[None]:
+    """Run each ``handler(signum)`` on the running loop when ``signum`` arrives, while inside.
+
+    Main thread only: a handler that cannot be installed (tests call ``main()`` from a worker
+    thread; Windows) is skipped. The handlers are removed on the way out, loop still open.
+    """
+    loop = asyncio.get_running_loop()
+    installed: list[int] = []
+    for sig, handler in handlers:
+        try:
+            loop.add_signal_handler(sig, handler, sig)
+            installed.append(sig)
+        except (ValueError, RuntimeError, NotImplementedError):
+            pass
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)

@@ -50,6 +50,7 @@ from .common import (
     at_least_one,
     escape_properties,
     positive_seconds,
+    signal_handlers,
 )
 
 __all__ = ["EXIT_AUTH", "EXIT_MISSING", "EXIT_OK", "EXIT_UNAVAILABLE", "EXIT_USAGE", "main"]
@@ -167,28 +168,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":  # a long-running server: it configures logging itself
         return _serve.serve(args)
     if args.command == "config":
-        level = (logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 3)]
-        with _logging_to_stderr(level):
-            try:
-                return _cli_config.run(args)
-            except CommandFailed as exc:
-                print(f"{PROG}: error: {exc}", file=sys.stderr)
-                return exc.code
+        with _logging_to_stderr(_log_level(args)):
+            return _reporting_failure(_cli_config.run, args)
     if args.command in _cli_crypto.CRYPTO_COMMANDS:
-        try:
-            return _cli_crypto.run(args)
-        except CommandFailed as exc:
-            print(f"{PROG}: error: {exc}", file=sys.stderr)
-            return exc.code
+        return _reporting_failure(_cli_crypto.run, args)
     if args.command in _cli_control.CONTROL_COMMANDS:
-        try:
-            return _cli_control.run(args)
-        except CommandFailed as exc:
-            print(f"{PROG}: error: {exc}", file=sys.stderr)
-            return exc.code
-    level = (logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 3)]
-    with _logging_to_stderr(level):
+        return _reporting_failure(_cli_control.run, args)
+    with _logging_to_stderr(_log_level(args)):
         return _main(args)
+
+
+def _log_level(args: argparse.Namespace) -> int:
+    """``-v`` shows warnings, ``-vv`` info, ``-vvv`` debug; errors are always shown."""
+    return (logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 3)]
+
+
+def _reporting_failure(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """``run(args)``; a :class:`CommandFailed` is printed as ``aioapollo: error: ...``."""
+    try:
+        return run(args)
+    except CommandFailed as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return exc.code
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -394,22 +395,11 @@ def _show(value: str | None, absent: bool) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-@contextlib.contextmanager
-def _signals_set(event: asyncio.Event) -> Iterator[None]:
+def _signals_set(event: asyncio.Event) -> contextlib.AbstractContextManager[None]:
     """SIGINT/SIGTERM set ``event`` (for a clean exit 0) while inside; main thread only."""
-    loop = asyncio.get_running_loop()
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, event.set)
-            installed.append(sig)
-        except (ValueError, RuntimeError, NotImplementedError):
-            pass  # not the main thread (tests call main() from a worker thread), or Windows
-    try:
-        yield
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
+    return signal_handlers(
+        (sig, lambda _sig: event.set()) for sig in (signal.SIGINT, signal.SIGTERM)
+    )
 
 
 def _silence_stdout() -> None:

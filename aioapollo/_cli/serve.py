@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .common import signal_handlers
+
 if TYPE_CHECKING:
     from ..testing import ApolloTestServer
 
@@ -183,47 +185,45 @@ async def _serve_until_stopped(setup: _Setup, args: argparse.Namespace) -> int:
         print(f"aioapollo serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    handled = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signum, stop.set)  # not on Windows, nor off the main thread
-            handled.append(signum)
     wrote_ready = False
-    try:
-        logger.info(
-            "serving Apollo on %s (%d releases seeded, hold %gs), control API: %s/__aioapollo__/%s",
-            server.url,
-            setup.seeded,
-            server.hold_seconds,
-            server.url,
-            " (control token required)" if server.control_token else "",
-        )
-        if server.control_token is not None and not setup.token_given:
-            print(
-                f"control token for {server.url}/__aioapollo__/ (export {CONTROL_TOKEN_ENV}=... "
-                f"for the aioapollo CLI): {server.control_token}",
-                flush=True,
+    # The handlers go after the server has closed, while the loop is open: removing them with
+    # the loop leaves a moment in which a second SIGTERM (`kill` twice) finds its wakeup fd
+    # closed and prints a traceback. Not on Windows, nor off the main thread.
+    with signal_handlers(
+        (signum, lambda _sig: stop.set()) for signum in (signal.SIGINT, signal.SIGTERM)
+    ):
+        try:
+            logger.info(
+                "serving Apollo on %s (%d releases seeded, hold %gs), "
+                "control API: %s/__aioapollo__/%s",
+                server.url,
+                setup.seeded,
+                server.hold_seconds,
+                server.url,
+                " (control token required)" if server.control_token else "",
             )
-        print(f"aioapollo test server ready on {server.url}", flush=True)
-        if ready is not None:
-            try:
-                _write_ready_file(ready, server.url)
-                wrote_ready = True
-            except OSError as exc:
-                print(f"aioapollo serve: cannot write {ready}: {exc}", file=sys.stderr)
-                return 2
-        await stop.wait()
-        logger.info("stopping")
-    finally:
-        if wrote_ready and ready is not None:
-            with contextlib.suppress(OSError):
-                ready.unlink()
-        await server.close()
-        # Now, while the loop is open: closing it first leaves a moment in which a second
-        # SIGTERM (`kill` twice) finds its wakeup fd closed and prints a traceback.
-        for signum in handled:
-            loop.remove_signal_handler(signum)
+            if server.control_token is not None and not setup.token_given:
+                print(
+                    f"control token for {server.url}/__aioapollo__/ "
+                    f"(export {CONTROL_TOKEN_ENV}=... for the aioapollo CLI): "
+                    f"{server.control_token}",
+                    flush=True,
+                )
+            print(f"aioapollo test server ready on {server.url}", flush=True)
+            if ready is not None:
+                try:
+                    _write_ready_file(ready, server.url)
+                    wrote_ready = True
+                except OSError as exc:
+                    print(f"aioapollo serve: cannot write {ready}: {exc}", file=sys.stderr)
+                    return 2
+            await stop.wait()
+            logger.info("stopping")
+        finally:
+            if wrote_ready and ready is not None:
+                with contextlib.suppress(OSError):
+                    ready.unlink()
+            await server.close()
     return 0
 
 

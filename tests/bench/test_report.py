@@ -109,3 +109,37 @@ def test_the_decryption_figures_in_docs_come_from_the_committed_results() -> Non
     ]
     for row in rows:
         assert row in doc, row
+
+
+def test_the_openfeature_read_costs_in_docs_come_from_the_committed_results() -> None:
+    """docs/openfeature.md quotes bench/results/openfeature/2026-12-07.json, a full run."""
+    results = json.loads((ROOT / "bench/results/openfeature/2026-12-07.json").read_text())
+    assert results["section"] == "openfeature" and not results["quick"]
+    data = results["data"]
+    doc = (ROOT / "docs/openfeature.md").read_text()
+    assert "bench/results/openfeature/2026-12-07.json" in doc
+    assert f"best of {data['repeat']} rounds of\n{data['number']:,} calls" in doc
+    reads = data["reads_ns"]
+    base = reads["get_nowait (plain read)"]
+    labels = {
+        "get_nowait (plain read)": '`cfg.get("dark-mode")` (a plain read)',
+        "provider.resolve_boolean_details": "`provider.resolve_boolean_details(...)`",
+        "SDK get_boolean_value (plain mode)": "SDK `get_boolean_value` (plain mode)",
+        "SDK get_integer_value (plain mode)": "SDK `get_integer_value` (plain mode)",
+        "SDK get_boolean_value (flagd rule)": "SDK `get_boolean_value`, a flagd `ends_with` rule",
+        "SDK get_string_value (fractional)": "SDK `get_string_value`, a fractional rollout",
+    }
+    assert set(labels) == set(reads)
+    for name, label in labels.items():
+        row = f"| {label} | {reads[name]:,.0f} | {reads[name] / base:,.0f} |"
+        assert row in doc, row
+    provider = reads["provider.resolve_boolean_details"]
+    sdk = reads["SDK get_boolean_value (plain mode)"]
+    rule = round((reads["SDK get_boolean_value (flagd rule)"] - sdk) / 1000)
+    fractional = round((reads["SDK get_string_value (fractional)"] - sdk) / 1000)
+    for figure in (
+        f"(most of the {provider:,.0f} ns)",
+        f"costs about {round((sdk - provider) / 1000)} µs",
+        f"flagd's rules {rule}\N{EN DASH}{fractional} µs more",
+    ):
+        assert figure in doc, figure

@@ -99,6 +99,15 @@ def test_a_listener_built_before_fork_reports_from_workers_only() -> None:
 
 
 @pytest.mark.timeout(30)
+def test_openfeature_read_quick_run_writes_every_read_cost(tmp_path: Path) -> None:
+    result = _run("openfeature_read", tmp_path)
+    assert result["section"] == "openfeature" and result["quick"]
+    reads = result["data"]["reads_ns"]
+    assert len(reads) == 6
+    assert all(ns > 0 for ns in reads.values())
+
+
+@pytest.mark.timeout(30)
 def test_decrypt_quick_run_reports_read_and_release_costs(tmp_path: Path) -> None:
     result = _run("decrypt", tmp_path)
     assert result["section"] == "decrypt"
