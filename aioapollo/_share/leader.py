@@ -27,6 +27,7 @@ from .._config import ClientOptions
 from .._core.store import NamespaceStore
 from .._core.supervise import Progress, Supervisor, fault
 from . import timing
+from .held import held_states
 from .host import SharingHost
 from .rendezvous import ShareUnavailable, check_peer
 from .stream import Inbox
@@ -207,13 +208,6 @@ class Leader:
             synced_at=record.synced_at,
         )
 
-    def states(self) -> dict[str, tuple[int, str | None]]:
-        """``{namespace: (notification_id, release_key)}`` as held now."""
-        return {
-            name: (r.notification_id, r.snapshot.release_key if r.snapshot is not None else None)
-            for name, r in self._store.records.items()
-        }
-
     def frame(self, name: str) -> bytes | None:
         """The encoded release of ``name`` (built once per release, sent to every follower)."""
         record = self._store.records[name]
@@ -239,7 +233,7 @@ class Leader:
                     leader_pid=os.getpid(),
                     healthy=self._host.healthy(),
                     last_poll_success=self._host.own_poll_time(),
-                    states=self.states(),
+                    states=held_states(self._store),
                 ).to_wire()
             )
         return frame
