@@ -192,13 +192,18 @@ class Leader:
             follower.dirty.add(name)
             follower.wake.set()
 
-    def release_message(self, name: str) -> Release | None:
-        """The release held for ``name`` as a message, or None before it is loaded."""
+    def frame(self, name: str) -> bytes | None:
+        """The encoded release of ``name`` (built once per release, sent to every follower),
+        or None before it is loaded."""
         record = self._store.records[name]
         snap, delivered = record.snapshot, record.release
         if snap is None or delivered is None:
             return None
-        return Release(
+        version = (record.notification_id, snap.release_key, record.synced_at)
+        cached = self._frames.get(name)
+        if cached is not None and cached[0] == version:
+            return cached[1]  # built and encoded once, sent to every follower
+        release = Release(
             namespace=name,
             release_key=snap.release_key,
             notification_id=record.notification_id,
@@ -207,20 +212,6 @@ class Leader:
             source=snap.source.value,
             synced_at=record.synced_at,
         )
-
-    def frame(self, name: str) -> bytes | None:
-        """The encoded release of ``name`` (built once per release, sent to every follower)."""
-        record = self._store.records[name]
-        snap = record.snapshot
-        if snap is None or record.release is None:
-            return None
-        version = (record.notification_id, snap.release_key, record.synced_at)
-        cached = self._frames.get(name)
-        if cached is not None and cached[0] == version:
-            return cached[1]  # built and encoded once, sent to every follower
-        release = self.release_message(name)
-        if release is None:
-            return None
         frame = encode(release.to_wire())
         self._frames[name] = (version, frame)
         return frame
