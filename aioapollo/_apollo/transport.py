@@ -201,22 +201,20 @@ def config_status_error(
         else "meta_server= / APOLLO_META"
     )
     if not looks_like_apollo(reply):
-        return ApolloNotFoundError(
+        message = (
             f"{where}: not found (404), and the reply does not look like Apollo's (Apollo "
             "answers a 404 with an empty body or a JSON error that has a status; this is "
             f"neither): check that {server} points at an Apollo config service, not another "
-            "web server",
-            status=404,
-            url=where,
-            app_id=options.app_id,
-            cluster=options.cluster,
-            data_center=data_center,
-            namespace=namespace,
+            "web server"
+        )
+    else:
+        message = (
+            f"{where}: not found (404): no release of namespace {namespace!r} for {asked}. "
+            "Check that the app id and cluster are spelled right, that the namespace exists "
+            f"and has been released, and that {server} points at the right environment's Apollo"
         )
     return ApolloNotFoundError(
-        f"{where}: not found (404): no release of namespace {namespace!r} for {asked}. Check "
-        "that the app id and cluster are spelled right, that the namespace exists and has "
-        f"been released, and that {server} points at the right environment's Apollo",
+        message,
         status=404,
         url=where,
         app_id=options.app_id,

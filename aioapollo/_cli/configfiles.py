@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .._apollo.parsing import parse_content
+from .._apollo.wire import CONTENT_KEY, namespace_format
 from .common import EXIT_REJECTED, EXIT_USAGE, CommandFailed
 
 __all__ = [
@@ -33,11 +34,10 @@ __all__ = [
 ]
 
 MASK = "******"
-CONTENT = "content"
+CONTENT = CONTENT_KEY
 #: Apollo's default ``item.value.length.limit`` (a portal admin can raise it per app/namespace).
 APOLLO_VALUE_LIMIT = 20_000
 
-_RAW = frozenset({"json", "yaml", "yml", "xml", "txt"})
 _SECRET = re.compile(
     r"(?i)(pass(word|wd)?|pwd|secret|token|credential|private[-_.]?key|api[-_.]?key|"
     r"access[-_.]?key|auth)"
@@ -52,7 +52,7 @@ def looks_secret(key: str) -> bool:
 
 def is_raw(namespace: str) -> bool:
     """Whether the namespace is kept as raw text (``x.json``, ``x.yaml``, ...)."""
-    return "." in namespace and namespace.rsplit(".", 1)[1].lower() in _RAW
+    return namespace_format(namespace) != "properties"
 
 
 @dataclass
@@ -119,7 +119,7 @@ def export_text(content: str) -> str:
 
 def _format_problem(namespace: str, content: str) -> str | None:
     """Why clients could not parse this content (``None``: they can, or it is plain text)."""
-    fmt = namespace.rsplit(".", 1)[1].lower()
+    fmt = namespace_format(namespace)
     if fmt in ("json", "yaml", "yml"):
         _data, error = parse_content(fmt, {CONTENT: content}, None)
         return error

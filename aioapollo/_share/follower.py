@@ -19,6 +19,7 @@ from .._core.supervise import Progress, fault
 from .._exceptions import DecryptionError
 from .._models import Source
 from . import timing
+from .held import held_states
 from .rendezvous import ShareUnavailable, check_peer, check_socket_owner
 from .stream import Inbox
 from .wire import (
@@ -37,13 +38,6 @@ from .wire import (
 __all__ = ["Link"]
 
 logger = logging.getLogger("aioapollo")
-
-
-def _states(store: NamespaceStore) -> dict[str, tuple[int, str | None]]:
-    return {
-        name: (r.notification_id, r.snapshot.release_key if r.snapshot is not None else None)
-        for name, r in store.records.items()
-    }
 
 
 class Link:
@@ -98,7 +92,7 @@ class Link:
                 raise ConnectionResetError("the leader closed the connection")
             await self.handle(message)
             if isinstance(message, Heartbeat) and set(message.states) >= set(self._namespaces):
-                held = _states(self._store)
+                held = held_states(self._store)
                 if all(held[n][1] is not None or message.states[n][1] is None for n in held):
                     return
 
@@ -111,7 +105,7 @@ class Link:
             self.leader_pid = message.leader_pid
             self.leader_healthy = message.healthy
             self.leader_poll_success = message.last_poll_success
-            held = _states(self._store)
+            held = held_states(self._store)
             behind = [
                 name
                 for name, (nid, key) in message.states.items()

@@ -27,6 +27,7 @@ from .._config import ClientOptions
 from .._core.store import NamespaceStore
 from .._core.supervise import Progress, Supervisor, fault
 from . import timing
+from .held import held_states
 from .host import SharingHost
 from .rendezvous import ShareUnavailable, check_peer
 from .stream import Inbox
@@ -191,13 +192,18 @@ class Leader:
             follower.dirty.add(name)
             follower.wake.set()
 
-    def release_message(self, name: str) -> Release | None:
-        """The release held for ``name`` as a message, or None before it is loaded."""
+    def frame(self, name: str) -> bytes | None:
+        """The encoded release of ``name`` (built once per release, sent to every follower),
+        or None before it is loaded."""
         record = self._store.records[name]
         snap, delivered = record.snapshot, record.release
         if snap is None or delivered is None:
             return None
-        return Release(
+        version = (record.notification_id, snap.release_key, record.synced_at)
+        cached = self._frames.get(name)
+        if cached is not None and cached[0] == version:
+            return cached[1]  # built and encoded once, sent to every follower
+        release = Release(
             namespace=name,
             release_key=snap.release_key,
             notification_id=record.notification_id,
@@ -206,27 +212,6 @@ class Leader:
             source=snap.source.value,
             synced_at=record.synced_at,
         )
-
-    def states(self) -> dict[str, tuple[int, str | None]]:
-        """``{namespace: (notification_id, release_key)}`` as held now."""
-        return {
-            name: (r.notification_id, r.snapshot.release_key if r.snapshot is not None else None)
-            for name, r in self._store.records.items()
-        }
-
-    def frame(self, name: str) -> bytes | None:
-        """The encoded release of ``name`` (built once per release, sent to every follower)."""
-        record = self._store.records[name]
-        snap = record.snapshot
-        if snap is None or record.release is None:
-            return None
-        version = (record.notification_id, snap.release_key, record.synced_at)
-        cached = self._frames.get(name)
-        if cached is not None and cached[0] == version:
-            return cached[1]  # built and encoded once, sent to every follower
-        release = self.release_message(name)
-        if release is None:
-            return None
         frame = encode(release.to_wire())
         self._frames[name] = (version, frame)
         return frame
@@ -239,7 +224,7 @@ class Leader:
                     leader_pid=os.getpid(),
                     healthy=self._host.healthy(),
                     last_poll_success=self._host.own_poll_time(),
-                    states=self.states(),
+                    states=held_states(self._store),
                 ).to_wire()
             )
         return frame

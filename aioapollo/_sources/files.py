@@ -24,10 +24,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .._apollo.wire import CONTENT_KEY, namespace_format
+
 __all__ = ["CONTENT", "FileProblem", "NamespaceFiles", "is_raw", "release_key"]
 
-CONTENT = "content"
-_RAW = frozenset({"json", "yaml", "yml", "xml", "txt"})
+CONTENT = CONTENT_KEY
 
 
 class FileProblem(ValueError):
@@ -36,7 +37,7 @@ class FileProblem(ValueError):
 
 def is_raw(namespace: str) -> bool:
     """Whether the namespace is kept as one text item (``x.json``, ``x.yaml``, ...)."""
-    return "." in namespace and namespace.rsplit(".", 1)[1].lower() in _RAW
+    return namespace_format(namespace) != "properties"
 
 
 def release_key(items: dict[str, str]) -> str:

@@ -26,7 +26,7 @@ import pytest
 from aioapollo import ApolloClient
 from aioapollo._share import group as share_mod
 from aioapollo._share import timing
-from aioapollo._share.wire import MAGIC, PROTOCOL_VERSION, Hello, encode
+from aioapollo._share.wire import MAGIC, PROTOCOL_VERSION, Decoder, Hello, Refuse, encode, parse
 from aioapollo.testing import ApolloTestServer
 
 from .._support import wait_until
@@ -251,6 +251,25 @@ async def test_a_peer_that_never_says_hello_is_dropped(
     reader, writer = await _connect(group_socket(share_dir, leader))
     await _closed_by_leader(reader, within=timing.HANDSHAKE_TIMEOUT + 3)
     writer.close()
+
+
+async def test_a_hello_from_another_group_is_refused(
+    server: ApolloTestServer, shared: Any, share_dir: Path
+) -> None:
+    """A peer whose fingerprint is not the group's is told why and closed, never welcomed."""
+    leader = shared()
+    await leader.start()
+    reader, writer = await _connect(group_socket(share_dir, leader))
+    writer.write(encode(Hello(fingerprint="0" * 64, pid=os.getpid()).to_wire()))
+    await writer.drain()
+    decoder, received = Decoder(), b""
+    async with asyncio.timeout(5):
+        while chunk := await reader.read(1 << 16):
+            received += chunk
+    writer.close()
+    answers = [parse(msg) for msg in decoder.feed(received)]
+    assert answers == [Refuse(reason="not a member of this group")]
+    assert leader.stats().followers == 0
 
 
 # ---------------------------------------------------------------------- 5. too many peers
