@@ -87,7 +87,10 @@ def _load_mapping(path: Path, text: str) -> tuple[dict[str, str], frozenset[str]
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise CommandFailed(EXIT_USAGE, f"{path} is not valid YAML or JSON: {exc}") from None
+            # The line number only: PyYAML's own text quotes the line, which may hold a value.
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1})" if mark is not None else ""
+            raise CommandFailed(EXIT_USAGE, f"{path} is not valid YAML or JSON{where}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

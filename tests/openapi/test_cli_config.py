@@ -153,3 +153,13 @@ async def test_usage_errors(cli_env: None, tmp_path: Path, capsys: Any, monkeypa
     write(tmp_path, "DEV/default/nope", 'a: "b"\n')
     monkeypatch.setenv("APOLLO_OPENAPI_TOKEN", TOKEN)
     assert await cli("config", "diff", str(tmp_path)) == 7
+
+
+async def test_a_file_that_does_not_parse_is_named_without_its_values(
+    cli_env: None, tmp_path: Path, capsys: Any
+) -> None:
+    write(tmp_path, "DEV/default/application", 'user: "app"\npassword: s3cret: [\n')
+    assert await cli("config", "diff", str(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert "is not valid YAML or JSON (line 2)" in err
+    assert "s3cret" not in err
