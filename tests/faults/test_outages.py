@@ -283,8 +283,15 @@ async def test_stats_name_the_config_service_that_refused_and_count_long_polls(
         # 20 namespaces fetched at once, each trying the two in random order: the dead one
         # is tried first by at least one of them but for 1 chance in 2**20.
         names = [f"ns{i}" for i in range(20)]
+        # The cooldown is min(backoff_max, 30 s): FAST's 0.4 s could end before stats() on a
+        # busy machine; 30 s outlasts the test.
         client = ApolloClient(
-            APP, meta_server=server.url, namespaces=names, allow_empty=True, cache_dir=None, **FAST
+            APP,
+            meta_server=server.url,
+            namespaces=names,
+            allow_empty=True,
+            cache_dir=None,
+            **{**FAST, "backoff_max": 30.0},
         )
         assert client.stats().long_polls == 0
         async with client:
