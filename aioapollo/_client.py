@@ -286,11 +286,11 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
 
     def snapshot(self, namespace: str = "application") -> NamespaceSnapshot:
         """The current snapshot of a namespace (typed getters live on it)."""
-        snap = self._engine.store.snapshot(namespace)
+        snap = self._store.snapshot(namespace)
         if snap is None:
             self._read_slow("", None, namespace)  # raises the right error
             raise AssertionError  # pragma: no cover
-        if self._engine.state is ClientState.FORKED:
+        if not self._live and self._engine.state is ClientState.FORKED:  # (never live)
             self._warn_forked()
         return snap
 
@@ -323,7 +323,8 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
             and (engine.state is ClientState.STARTING or owner.loop_ended)
         ):
             raise _owner.other_loop_error(self.app_id, what, owner.loop)
-        await engine.wait_ready()
+        if engine.state is ClientState.STARTING:  # (no coroutine on a running client's reads)
+            await engine.wait_ready()
 
     async def get_int(
         self, key: str, default: int | None = None, namespace: str = "application"
