@@ -22,7 +22,7 @@ from typing import Any, Self, TypeVar, Unpack, overload
 
 from ._config import DEFAULT, ClientOptions, DefaultType, EnvOverrides, options_from_env
 from ._core.engine import ClientState, Engine
-from ._core.listeners import ChangeListener, OnChange
+from ._core.listeners import OnChange
 from ._exceptions import ClientStateError, NamespaceNotFoundError
 from ._hooks import Hooks, HookSet
 from ._models import NamespaceSnapshot, Source
@@ -149,6 +149,7 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
         #: (set by the engine).
         self._live = False
         self._engine = Engine(self._options, HookSet(hooks), self._set_live)
+        self._listeners = self._engine.listeners  # (add_listener and friends: OnChange)
         #: The read view (never replaced: the read path looks values up in it directly).
         #: The namespace store (the facade interface: sinks such as the logging integration
         #: subscribe to it) and its read view, never replaced.
@@ -379,23 +380,6 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
                 engine.owner.pid if engine.owner is not None else "?",
                 os.getpid(),
             )
-
-    # ------------------------------------------------------------------ listeners
-
-    def add_listener(
-        self,
-        listener: ChangeListener,
-        *,
-        keys: Iterable[str] | None = None,
-        prefixes: Iterable[str] | None = None,
-        namespaces: Iterable[str] | None = None,
-    ) -> None:
-        """Register ``listener`` (see :meth:`on_change`)."""
-        self._engine.add_listener(listener, keys=keys, prefixes=prefixes, namespaces=namespaces)
-
-    def remove_listener(self, listener: ChangeListener) -> None:
-        """Unregister ``listener``; :class:`ValueError` if it is not registered."""
-        self._engine.listeners.remove(listener)
 
     # ------------------------------------------------------------------ live resources
 

@@ -76,6 +76,8 @@ async def test_context_manager_and_misuse_errors(
         cfg.get("greeting")
     with pytest.raises(NamespaceNotFoundError):
         cfg.get("greeting", namespace="nope")
+    with pytest.raises(NamespaceNotFoundError):
+        cfg.add_listener(lambda event: None, namespaces=["nope"])
     entered = await asyncio.to_thread(cfg.__enter__)
     assert entered is cfg
     with pytest.raises(ClientStateError, match="already started"):
