@@ -60,12 +60,10 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
     :class:`ClientOptions`, with the same names, types and defaults; each is documented
     there and in the README's settings table.
 
-    Facade interface (internal, for :class:`~aioapollo.SyncApolloClient` and nothing else):
-    ``_store`` is the namespace store, whose ``values`` dict a facade may keep for its read
-    path (it is never replaced); ``_suspend()`` stops every task but keeps the values and
-    ``_start(share=False)`` never joins a sharing group (both for a preforking master, where
-    nothing may keep running). Fork state is not part of it: both clients ask
-    ``_runtime.process`` which generation they run in.
+    Internal interface (both clients, for the package's integrations): ``_store`` is the
+    engine's namespace store, never replaced, which sinks such as the logging integration
+    subscribe to. Everything else, :class:`~aioapollo.SyncApolloClient` included, goes
+    through the engine (``_core.engine``).
     """
 
     def __init__(
@@ -150,9 +148,9 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
         self._live = False
         self._engine = Engine(self._options, HookSet(hooks), self._set_live)
         self._listeners = self._engine.listeners  # (add_listener and friends: OnChange)
-        #: The read view (never replaced: the read path looks values up in it directly).
-        #: The namespace store (the facade interface: sinks such as the logging integration
-        #: subscribe to it) and its read view, never replaced.
+        #: The namespace store (the internal interface: sinks such as the logging integration
+        #: subscribe to it) and its read view, which the read path looks values up in
+        #: directly; neither is ever replaced.
         self._store = self._engine.store
         self._values = self._store.values
 
