@@ -612,10 +612,8 @@ class Engine:
         run, self._run = self._run, None
         if run is not None and run.share is not None:
             run.share.forked()  # closes the inherited lock and sockets, never unlocks
-        locks = [r._lock for r in self.store.records.values()]
+        locks = [record.drop_lock() for record in self.store.records.values()]
         _process.keep_forever(run, locks, self.apollo.forget())
-        for record in self.store.records.values():
-            record.drop_lock()
         self._live_now(False)
         self.state = ClientState.FORKED
         self.supervisor = Supervisor(self.app_id, self.hooks)  # the parent's loops are not ours
