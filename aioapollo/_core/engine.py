@@ -195,16 +195,6 @@ class Engine:
         return self.options.app_id
 
     @property
-    def cache(self) -> DiskCache | None:
-        """The disk cache: read at start by the Apollo source, written by the cache sink."""
-        return self._cache
-
-    @cache.setter
-    def cache(self, cache: DiskCache | None) -> None:  # before start(): a test's stand-in
-        self._cache = cache
-        self.apollo.use_cache(cache)
-
-    @property
     def share(self) -> _share.Sharing | None:
         return self._run.share if self._run is not None else None
 
