@@ -314,15 +314,16 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
                 break
         # Loop ownership: a start() in progress, or a client whose loop has ended, belongs to
         # its own loop. Waiting on its futures from another loop could hang: say so instead.
-        owner = engine.owner
+        state, owner = engine.state, engine.owner
+        starting = state is ClientState.STARTING
         if (
-            engine.state in (ClientState.STARTING, ClientState.RUNNING)
+            (starting or state is ClientState.RUNNING)
             and owner is not None
             and owner.foreign_loop
-            and (engine.state is ClientState.STARTING or owner.loop_ended)
+            and (starting or owner.loop_ended)
         ):
             raise _owner.other_loop_error(self.app_id, what, owner.loop)
-        if engine.state is ClientState.STARTING:  # (no coroutine on a running client's reads)
+        if starting:  # (no coroutine on a running client's reads)
             await engine.wait_ready()
 
     async def get_int(
