@@ -22,7 +22,7 @@ from typing import Any, Self, TypeVar, Unpack, overload
 
 from ._config import DEFAULT, ClientOptions, DefaultType, EnvOverrides, options_from_env
 from ._core.engine import ClientState, Engine
-from ._core.listeners import ChangeListener, OnChange
+from ._core.listeners import OnChange
 from ._exceptions import ClientStateError, NamespaceNotFoundError
 from ._hooks import Hooks, HookSet
 from ._models import NamespaceSnapshot, Source
@@ -60,12 +60,10 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
     :class:`ClientOptions`, with the same names, types and defaults; each is documented
     there and in the README's settings table.
 
-    Facade interface (internal, for :class:`~aioapollo.SyncApolloClient` and nothing else):
-    ``_store`` is the namespace store, whose ``values`` dict a facade may keep for its read
-    path (it is never replaced); ``_suspend()`` stops every task but keeps the values and
-    ``_start(share=False)`` never joins a sharing group (both for a preforking master, where
-    nothing may keep running). Fork state is not part of it: both clients ask
-    ``_runtime.process`` which generation they run in.
+    Internal interface (both clients, for the package's integrations): ``_store`` is the
+    engine's namespace store, never replaced, which sinks such as the logging integration
+    subscribe to. Everything else, :class:`~aioapollo.SyncApolloClient` included, goes
+    through the engine (``_core.engine``).
     """
 
     def __init__(
@@ -149,9 +147,10 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
         #: (set by the engine).
         self._live = False
         self._engine = Engine(self._options, HookSet(hooks), self._set_live)
-        #: The read view (never replaced: the read path looks values up in it directly).
-        #: The namespace store (the facade interface: sinks such as the logging integration
-        #: subscribe to it) and its read view, never replaced.
+        self._listeners = self._engine.listeners  # (add_listener and friends: OnChange)
+        #: The namespace store (the internal interface: sinks such as the logging integration
+        #: subscribe to it) and its read view, which the read path looks values up in
+        #: directly; neither is ever replaced.
         self._store = self._engine.store
         self._values = self._store.values
 
@@ -286,11 +285,11 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
 
     def snapshot(self, namespace: str = "application") -> NamespaceSnapshot:
         """The current snapshot of a namespace (typed getters live on it)."""
-        snap = self._engine.store.snapshot(namespace)
+        snap = self._store.snapshot(namespace)
         if snap is None:
             self._read_slow("", None, namespace)  # raises the right error
             raise AssertionError  # pragma: no cover
-        if self._engine.state is ClientState.FORKED:
+        if not self._live and self._engine.state is ClientState.FORKED:  # (never live)
             self._warn_forked()
         return snap
 
@@ -315,15 +314,17 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
                 break
         # Loop ownership: a start() in progress, or a client whose loop has ended, belongs to
         # its own loop. Waiting on its futures from another loop could hang: say so instead.
-        owner = engine.owner
+        state, owner = engine.state, engine.owner
+        starting = state is ClientState.STARTING
         if (
-            engine.state in (ClientState.STARTING, ClientState.RUNNING)
+            (starting or state is ClientState.RUNNING)
             and owner is not None
             and owner.foreign_loop
-            and (engine.state is ClientState.STARTING or owner.loop_ended)
+            and (starting or owner.loop_ended)
         ):
             raise _owner.other_loop_error(self.app_id, what, owner.loop)
-        await engine.wait_ready()
+        if starting:  # (no coroutine on a running client's reads)
+            await engine.wait_ready()
 
     async def get_int(
         self, key: str, default: int | None = None, namespace: str = "application"
@@ -378,23 +379,6 @@ class ApolloClient(OnChange, _owner.ProcessLocal):
                 engine.owner.pid if engine.owner is not None else "?",
                 os.getpid(),
             )
-
-    # ------------------------------------------------------------------ listeners
-
-    def add_listener(
-        self,
-        listener: ChangeListener,
-        *,
-        keys: Iterable[str] | None = None,
-        prefixes: Iterable[str] | None = None,
-        namespaces: Iterable[str] | None = None,
-    ) -> None:
-        """Register ``listener`` (see :meth:`on_change`)."""
-        self._engine.add_listener(listener, keys=keys, prefixes=prefixes, namespaces=namespaces)
-
-    def remove_listener(self, listener: ChangeListener) -> None:
-        """Unregister ``listener``; :class:`ValueError` if it is not registered."""
-        self._engine.listeners.remove(listener)
 
     # ------------------------------------------------------------------ live resources
 

@@ -25,7 +25,7 @@ from typing import Any, Self, TypeVar, Unpack, overload
 from ._apollo.parsing import require_parsers
 from ._config import ClientOptions, ClientSettings, EnvOverrides, options_from_env
 from ._core.engine import ClientState, Engine
-from ._core.listeners import ChangeListener, OnChange
+from ._core.listeners import OnChange
 from ._exceptions import ClientStateError, NamespaceNotFoundError
 from ._hooks import HookSet
 from ._models import NamespaceSnapshot, Source
@@ -69,6 +69,7 @@ class SyncApolloClient(OnChange, _owner.ProcessLocal):
         self._options = ClientOptions.build(app_id, **options)
         # The engine's own live flag is for ApolloClient's read path; this facade's is below.
         self._engine = Engine(self._options, HookSet(hooks), lambda live: None)
+        self._listeners = self._engine.listeners  # (add_listener and friends: OnChange)
         self._store = self._engine.store
         #: The read view (never replaced: the read path looks values up in it directly).
         self._values = self._store.values
@@ -239,22 +240,7 @@ class SyncApolloClient(OnChange, _owner.ProcessLocal):
         """``key`` as a timedelta: ``"1h30m"``, ``"500ms"``, ``"PT90S"``."""
         return self.snapshot(namespace).get_duration(key, default)
 
-    # ------------------------------------------------------------------ listeners
-
-    def add_listener(
-        self,
-        listener: ChangeListener,
-        *,
-        keys: Iterable[str] | None = None,
-        prefixes: Iterable[str] | None = None,
-        namespaces: Iterable[str] | None = None,
-    ) -> None:
-        """Register ``listener`` (see :meth:`on_change`)."""
-        self._engine.add_listener(listener, keys=keys, prefixes=prefixes, namespaces=namespaces)
-
-    def remove_listener(self, listener: ChangeListener) -> None:
-        """Unregister ``listener``; :class:`ValueError` if it is not registered."""
-        self._engine.listeners.remove(listener)
+    # ------------------------------------------------------------------ live resources
 
     def resource(
         self,

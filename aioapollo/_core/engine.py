@@ -25,7 +25,7 @@ import enum
 import functools
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import _share
@@ -33,7 +33,7 @@ from .._apollo.cache import DiskCache
 from .._apollo.loader import ApolloSource
 from .._apollo.parsing import require_parsers
 from .._config import ClientOptions
-from .._exceptions import ClientStateError, NamespaceNotFoundError
+from .._exceptions import ClientStateError
 from .._hooks import ChangeEvent, HookSet, RoleEvent
 from .._models import Source
 from .._resources import ResourceSet
@@ -44,7 +44,7 @@ from .._sources.overrides import Overrides
 from .._stats import ClientStats, collect_stats
 from .cachewriter import CacheWriter
 from .decrypt import install as install_decryptor
-from .listeners import ChangeListener, ListenerRegistry
+from .listeners import ListenerRegistry
 from .placeholders import Placeholders
 from .placeholders import install as install_placeholders
 from .store import Change, NamespaceStore
@@ -142,7 +142,9 @@ class Engine:
         #: The one owner of every namespace's state; sources apply releases to it.
         self.store = NamespaceStore(options.namespaces)
         self.listeners = ListenerRegistry(
-            timeout=options.listener_timeout, close_timeout=options.close_timeout
+            timeout=options.listener_timeout,
+            close_timeout=options.close_timeout,
+            namespaces=options.namespaces,
         )
         # Local files (local_dir): the only source; no cache is read or written.
         self._cache = None if options.local_dir else DiskCache.for_options(options)
@@ -193,16 +195,6 @@ class Engine:
         return self.options.app_id
 
     @property
-    def cache(self) -> DiskCache | None:
-        """The disk cache: read at start by the Apollo source, written by the cache sink."""
-        return self._cache
-
-    @cache.setter
-    def cache(self, cache: DiskCache | None) -> None:  # before start(): a test's stand-in
-        self._cache = cache
-        self.apollo.use_cache(cache)
-
-    @property
     def share(self) -> _share.Sharing | None:
         return self._run.share if self._run is not None else None
 
@@ -244,19 +236,6 @@ class Engine:
             overridden=self.overrides.overridden() if self.overrides is not None else None,
             unresolved=self.placeholders.unresolved() if self.placeholders is not None else None,
         )
-
-    def add_listener(
-        self,
-        listener: ChangeListener,
-        *,
-        keys: Iterable[str] | None = None,
-        prefixes: Iterable[str] | None = None,
-        namespaces: Iterable[str] | None = None,
-    ) -> None:
-        for name in namespaces or ():
-            if name not in self.store:
-                raise NamespaceNotFoundError(name)
-        self.listeners.add(listener, keys=keys, prefixes=prefixes, namespaces=namespaces)
 
     # ------------------------------------------------------------------ starting
 
@@ -623,10 +602,8 @@ class Engine:
         run, self._run = self._run, None
         if run is not None and run.share is not None:
             run.share.forked()  # closes the inherited lock and sockets, never unlocks
-        locks = [r._lock for r in self.store.records.values()]
+        locks = [record.drop_lock() for record in self.store.records.values()]
         _process.keep_forever(run, locks, self.apollo.forget())
-        for record in self.store.records.values():
-            record.drop_lock()
         self._live_now(False)
         self.state = ClientState.FORKED
         self.supervisor = Supervisor(self.app_id, self.hooks)  # the parent's loops are not ours

@@ -28,10 +28,19 @@ import contextlib
 import inspect
 import logging
 import types
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Mapping
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Collection,
+    Coroutine,
+    Generator,
+    Iterable,
+    Mapping,
+)
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeAlias, TypeVar, overload
 
+from .._exceptions import NamespaceNotFoundError
 from .._models import ChangeType, ConfigChange, ConfigChangeEvent, NamespaceSnapshot
 from .._runtime import threads as _threads
 from .supervise import Progress, fault
@@ -54,7 +63,10 @@ L = TypeVar("L", bound=ChangeListener)
 
 
 class OnChange:
-    """The ``@on_change`` decorator, shared by the clients; they provide ``add_listener``."""
+    """The listener methods shared by the clients, on the registry each sets as ``_listeners``
+    (its engine's): ``add_listener``, ``remove_listener`` and the ``@on_change`` decorator."""
+
+    _listeners: ListenerRegistry
 
     def add_listener(
         self,
@@ -64,7 +76,12 @@ class OnChange:
         prefixes: Iterable[str] | None = None,
         namespaces: Iterable[str] | None = None,
     ) -> None:
-        raise NotImplementedError
+        """Register ``listener`` (see :meth:`on_change`)."""
+        self._listeners.add(listener, keys=keys, prefixes=prefixes, namespaces=namespaces)
+
+    def remove_listener(self, listener: ChangeListener) -> None:
+        """Unregister ``listener``; :class:`ValueError` if it is not registered."""
+        self._listeners.remove(listener)
 
     @overload
     def on_change(self, listener: L, /) -> L: ...
@@ -229,6 +246,8 @@ class ListenerRegistry:
     Args:
         timeout: How long one call may take before it is abandoned (``None``: no limit).
         close_timeout: How long calls get to stop once cancelled, at close or at a timeout.
+        namespaces: The client's namespaces: a listener filtered on another is refused with
+            :class:`NamespaceNotFoundError` (``None``: any name).
     """
 
     def __init__(
@@ -236,7 +255,9 @@ class ListenerRegistry:
         *,
         timeout: float | None = DEFAULT_TIMEOUT,
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+        namespaces: Collection[str] | None = None,
     ) -> None:
+        self._known = frozenset(namespaces) if namespaces is not None else None
         self._timeout = timeout
         self._close_timeout = close_timeout
         self._entries: list[_Entry] = []
@@ -259,6 +280,10 @@ class ListenerRegistry:
         namespaces: Iterable[str] | None = None,
     ) -> None:
         """Register ``listener``; registering the same callable again replaces its filters."""
+        if self._known is not None:
+            for name in namespaces or ():
+                if name not in self._known:
+                    raise NamespaceNotFoundError(name)
         if not callable(listener):
             raise TypeError("a change listener must be callable")
         if isinstance(prefixes, str) or isinstance(keys, str) or isinstance(namespaces, str):

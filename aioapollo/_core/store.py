@@ -134,9 +134,11 @@ class NamespaceRecord:
             self._lock = asyncio.Lock()
         return self._lock
 
-    def drop_lock(self) -> None:
-        """Forget the lock (after fork, or when a client starts again on another loop)."""
-        self._lock = None
+    def drop_lock(self) -> asyncio.Lock | None:
+        """Forget the lock (after fork, or when a client starts again on another loop);
+        returns it, for a caller that must keep it referenced."""
+        lock, self._lock = self._lock, None
+        return lock
 
 
 @dataclass(frozen=True, slots=True)

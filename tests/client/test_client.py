@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from urllib.parse import parse_qs
 
 import pytest
@@ -20,6 +21,7 @@ from aioapollo import (
 from aioapollo.testing import ApolloTestServer, RecordedRequest
 
 from .._support import wait_until
+from .._workers import Child, Report
 from ..conftest import APP, ClientFactory, Events
 
 
@@ -406,3 +408,39 @@ async def test_many_namespaces_are_split_over_several_long_polls(
     server.publish(APP, names[0], {"k": "1"})
     got = {(await events.next()).namespace, (await events.next()).namespace}
     assert got == {names[0], names[-1]}
+
+
+@pytest.mark.workers
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+async def test_reads_in_a_forked_child_that_never_started_it_warn_once(
+    make_client: ClientFactory,
+) -> None:
+    """A forked child reads the values frozen at fork time and is told so at its first read,
+    once: later reads, snapshot() included, do not warn again."""
+    client = make_client()
+    await client.start()
+
+    def body(report: Report) -> None:
+        records: list[logging.LogRecord] = []
+        handler = logging.Handler()
+        handler.emit = records.append  # type: ignore[method-assign]
+        logging.getLogger("aioapollo").addHandler(handler)
+
+        def warned() -> list[str]:
+            return [r.getMessage() for r in records if "frozen at fork time" in r.getMessage()]
+
+        values = [client.get_nowait("greeting")]
+        counts = [len(warned())]  # the plain read path warns...
+        values += [client.snapshot().get("greeting"), client.get_nowait("greeting")]
+        counts.append(len(warned()))  # ...and nothing warns again
+        report(
+            {"state": client.state.value, "values": values, "counts": counts, "warned": warned()}
+        )
+
+    child = Child(body)
+    message = await child.next()
+    assert await child.exit_code() == 0
+    assert message["state"] == "forked"
+    assert message["values"] == ["hello"] * 3
+    assert message["counts"] == [1, 1]
+    assert f"read in forked process {child.pid}" in message["warned"][0]

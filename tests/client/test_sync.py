@@ -76,6 +76,8 @@ async def test_context_manager_and_misuse_errors(
         cfg.get("greeting")
     with pytest.raises(NamespaceNotFoundError):
         cfg.get("greeting", namespace="nope")
+    with pytest.raises(NamespaceNotFoundError):
+        cfg.add_listener(lambda event: None, namespaces=["nope"])
     entered = await asyncio.to_thread(cfg.__enter__)
     assert entered is cfg
     with pytest.raises(ClientStateError, match="already started"):
@@ -195,9 +197,7 @@ async def test_multiprocessing_fork_children_of_a_polling_process_keep_updating(
     )
     assert sorted(ready) == sorted(("ready", pid, [f"aioapollo-{APP}"]) for pid in pids)
     assert sorted(changed) == sorted(("changed", pid, "hej") for pid in pids)
-    async with asyncio.timeout(10):
-        while cfg.get("greeting") != "hej":  # noqa: ASYNC110 - the parent polls too
-            await asyncio.sleep(0.01)
+    await wait_until(lambda: cfg.get("greeting") == "hej", timeout=10)  # the parent polls too
 
 
 async def test_the_hot_read_path_makes_no_system_call(

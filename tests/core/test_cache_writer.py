@@ -250,7 +250,7 @@ async def test_listeners_hear_of_a_release_before_its_cache_write(
         if len(heard) == 1:
             await busy.wait()
 
-    engine.add_listener(listener)
+    engine.listeners.add(listener)
     await engine.start(share_poll=False)
     try:
         await wait_until(lambda: len(cache.saved) == 1)  # start's own release (no event)
@@ -309,7 +309,7 @@ async def test_picked_up_returns_once_the_dispatcher_took_every_queued_event(
         calls.append(event.changes["greeting"].new_value or "")
         await busy.wait()
 
-    engine.add_listener(listener)
+    engine.listeners.add(listener)
     await engine.start(share_poll=False)
     try:
         await engine.listeners.picked_up()  # nothing queued: at once
