@@ -103,10 +103,6 @@ class ApolloSource:
             default=self._last_poll,
         )
 
-    def use_cache(self, cache: DiskCache | None) -> None:
-        """Fall back on ``cache`` at start from now on."""
-        self._cache = cache
-
     def open(self) -> None:
         """Make this run's HTTP transport and service pool (no I/O yet)."""
         self._transport = Transport(self._options)

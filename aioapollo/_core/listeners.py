@@ -280,14 +280,14 @@ class ListenerRegistry:
         namespaces: Iterable[str] | None = None,
     ) -> None:
         """Register ``listener``; registering the same callable again replaces its filters."""
+        if isinstance(prefixes, str) or isinstance(keys, str) or isinstance(namespaces, str):
+            raise TypeError("keys, prefixes and namespaces take collections, not a string")
         if self._known is not None:
             for name in namespaces or ():
                 if name not in self._known:
                     raise NamespaceNotFoundError(name)
         if not callable(listener):
             raise TypeError("a change listener must be callable")
-        if isinstance(prefixes, str) or isinstance(keys, str) or isinstance(namespaces, str):
-            raise TypeError("keys, prefixes and namespaces take collections, not a string")
         entry = _Entry(
             listener, frozenset(keys or ()), tuple(prefixes or ()), frozenset(namespaces or ())
         )

@@ -160,6 +160,9 @@ async def test_read_errors_are_specific(make_client: ClientFactory) -> None:
         await client.get("x", namespace="nope")
     with pytest.raises(NamespaceNotFoundError):
         client.add_listener(lambda e: None, namespaces=["nope"])
+    # A string for a collection is named as such (not as an unknown namespace "a").
+    with pytest.raises(TypeError, match="not a string"):
+        client.add_listener(lambda e: None, namespaces="application")
 
 
 async def test_lifecycle_rules(make_client: ClientFactory) -> None:
