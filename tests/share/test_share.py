@@ -77,6 +77,55 @@ def shared(make_client: ClientFactory, tmp_path: Path) -> Any:
     return factory
 
 
+async def test_the_leader_writes_a_release_to_an_idle_follower_before_its_own_listeners_run(
+    server: ApolloTestServer, shared: Any
+) -> None:
+    """An idle follower is written to while the release is applied: when the leader's own
+    listener runs, the follower's socket holds the release and its heartbeat already (the
+    followers never wait for the leader's listeners, cache write or next poll)."""
+    leader = shared()
+    await leader.start()
+    directory, group = group_of(leader)
+    peer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    peer.setblocking(False)
+    decoder = wire.Decoder()
+
+    def received_now() -> list[wire.Message]:
+        data = b""
+        while True:
+            try:
+                chunk = peer.recv(1 << 16)
+            except BlockingIOError:
+                return [wire.parse(msg) for msg in decoder.feed(data)]
+            assert chunk, "the leader closed the connection"
+            data += chunk
+
+    try:
+        peer.connect(str(socket_path(directory, group)))
+        peer.send(wire.encode(wire.Hello(fingerprint=group, pid=os.getpid()).to_wire()))
+        joined: list[wire.Message] = []
+
+        def loaded() -> bool:  # welcomed, sent the snapshot and a heartbeat
+            joined.extend(received_now())
+            return any(isinstance(m, wire.Heartbeat) for m in joined)
+
+        await wait_until(loaded)
+        seen: list[list[wire.Message]] = []
+
+        @leader.on_change
+        async def heard(event: Any) -> None:
+            seen.append(received_now())
+
+        server.publish(APP, "application", {"greeting": "pushed", "timeout": "30"})
+        await wait_until(lambda: bool(seen))
+        kinds = [type(m).__name__ for m in seen[0]]
+        assert kinds == ["Release", "Heartbeat"], kinds
+        release = seen[0][0]
+        assert isinstance(release, wire.Release) and release.items["greeting"] == "pushed"
+    finally:
+        peer.close()
+
+
 async def test_one_leader_polls_and_every_client_hears_a_publish(
     server: ApolloTestServer, shared: Any
 ) -> None:
