@@ -99,8 +99,12 @@ def services_target(app_id: str, ip: str | None) -> str:
     return "/services/config?" + build_query([("appId", app_id), ("ip", ip)])
 
 
+#: One encoder for every request: ``json.dumps`` with options builds a new one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(value)
 
 
 def _loads(body: bytes, what: str) -> Any:

@@ -7,6 +7,7 @@ the server decodes query strings form-style: a raw ``+`` would arrive as a space
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
@@ -34,11 +35,17 @@ _PATH_SAFE = "-._~!$'()*,;&=@:+"
 _PROPERTIES_SUFFIX = ".properties"
 
 
+# Both escapes are remembered: a client sends the same appId, cluster, namespace and ip with
+# every request, and escaping them again cost more than building the rest of the URL.
+
+
+@functools.lru_cache(maxsize=256)
 def form_escape(value: str) -> str:
     """Escape one query value the way Apollo's Java client does (``+`` becomes ``%2B``)."""
     return quote_plus(value, safe="-_.*")
 
 
+@functools.lru_cache(maxsize=256)
 def path_escape(segment: str) -> str:
     """Escape one path segment (space becomes ``%20``; ``+`` is kept, as Guava does)."""
     return quote(segment, safe=_PATH_SAFE)
