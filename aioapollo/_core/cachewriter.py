@@ -29,6 +29,11 @@ after ``listener_grace`` seconds (5 s; a listener that hangs), the write goes ah
 listeners hear of nothing meanwhile anyway, so the write cannot delay them, and one stuck
 listener must not leave the cache stale.
 
+**Siblings skip without I/O.** Workers forked from where the client was built share
+:class:`~aioapollo._apollo.cache.SiblingClaims` (``DiskCache.siblings``, shared memory). A
+release this writer hands to its thread is marked there first; a release a sibling marked
+is dropped before anything else happens (no wait for the dispatcher, no thread, no file).
+
 **Failures are not for ever.** An :class:`OSError` (disk full, directory gone or replaced,
 permissions), or any other error of a write, keeps the release in its slot and retries it
 ``retry_initial`` seconds later (1 s), doubling up to ``retry_max`` (5 min); newer releases
@@ -234,11 +239,16 @@ class CacheWriter:
             if self._busy:
                 await self._write_done()  # one write at a time: latest wins
                 continue
+            if self._drop_taken():
+                continue  # a sibling process writes them: nothing to wait for
             if not self._closing:
                 await self._listeners_reached()
             fault("cache.write")  # before the slot is taken: a crash here loses nothing
             name = next(iter(self._slots))
             release = self._slots.pop(name)
+            siblings = self._cache.siblings
+            if siblings is not None:
+                siblings.take(name, release.release_key)
             try:
                 thread = self._thread
                 if thread is None:
@@ -248,6 +258,21 @@ class CacheWriter:
                 return
             self._busy = True
             thread.submit(functools.partial(self._write, loop, name, release))
+
+    def _drop_taken(self) -> bool:
+        """Drop the releases a sibling process took on writing (no I/O: shared memory);
+        True when that left nothing to write."""
+        siblings = self._cache.siblings
+        if siblings is None:
+            return False
+        taken = [
+            name
+            for name, release in self._slots.items()
+            if siblings.taken_by_another(name, release.release_key)
+        ]
+        for name in taken:
+            del self._slots[name]
+        return bool(taken) and not self._slots
 
     def _write(self, loop: asyncio.AbstractEventLoop, name: str, release: _Release) -> None:
         """On the writer's thread: write one release. The loop hears back only when it must

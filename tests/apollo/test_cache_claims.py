@@ -2,7 +2,8 @@
 
 Every worker hears of a release at the same moment. A worker that finds the release's
 temporary file taken (another one is writing it now) skips its own write; a temporary file
-left by a writer that died is not waited on for ever.
+left by a writer that died is not waited on for ever. Workers forked from the process that
+built the client see a sibling's claim in shared memory first, without any file system call.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import os
 import time
 from pathlib import Path
 
-from aioapollo._apollo.cache import _STALE_CLAIM, DiskCache
+from aioapollo._apollo.cache import _STALE_CLAIM, DiskCache, SiblingClaims
+from aioapollo._core.cachewriter import CacheWriter
 
+from .._workers import Child, Report
 from ..conftest import cache_of
 
 ITEMS = {"greeting": "hello"}
@@ -85,3 +88,59 @@ def test_a_release_without_a_key_is_written_under_a_random_name(tmp_path: Path) 
     loaded = cache.load("application")
     assert loaded is not None and loaded.items == ITEMS and loaded.saved_at == 2.0
     assert _temporaries(cache) == []
+
+
+async def _sibling_takes(siblings: SiblingClaims, release_key: str, *, ago: float = 0.0) -> None:
+    """A forked sibling takes ``release_key`` of application (``ago`` seconds ago) and exits."""
+
+    def body(report: Report) -> None:
+        real = time.time
+        time.time = lambda: real() - ago  # in the child only
+        siblings.take("application", release_key)
+        report({"took": release_key})
+
+    child = Child(body)
+    assert (await child.next()) == {"took": release_key}
+    assert await child.exit_code() == 0
+
+
+async def test_a_release_a_forked_sibling_took_is_seen_in_shared_memory(tmp_path: Path) -> None:
+    cache = _cache(tmp_path)  # built before the fork, as a preforking server's app is
+    siblings = cache.siblings
+    assert siblings is not None
+    await _sibling_takes(siblings, "r2")
+    assert siblings.taken_by_another("application", "r2")
+    assert not siblings.taken_by_another("application", "r3")  # another release
+    assert not siblings.taken_by_another("unknown", "r2")  # not a namespace of the client
+    assert not siblings.taken_by_another("application", None)  # no key: the files decide
+    siblings.take("application", "r3")
+    assert not siblings.taken_by_another("application", "r3")  # our own: retries go ahead
+    assert not cache.directory.exists()  # nothing of this touched the file system
+
+
+async def test_a_claim_of_a_sibling_that_died_long_ago_is_not_honoured(tmp_path: Path) -> None:
+    cache = _cache(tmp_path)
+    assert cache.siblings is not None
+    await _sibling_takes(cache.siblings, "r2", ago=_STALE_CLAIM + 1)
+    assert not cache.siblings.taken_by_another("application", "r2")
+
+
+async def test_the_cache_writer_leaves_a_release_a_sibling_took_to_that_sibling(
+    tmp_path: Path,
+) -> None:
+    cache = _cache(tmp_path)
+    assert cache.siblings is not None
+    await _sibling_takes(cache.siblings, "r2")
+    writer = CacheWriter(cache)
+    writer.open()
+    writer.submit("application", "r2", ITEMS, 1.0)
+    await writer.aclose(5)
+    assert cache.load("application") is None  # the sibling writes it
+    assert writer.pending == ()
+    writer = CacheWriter(cache)
+    writer.open()
+    writer.submit("application", "r3", ITEMS, 2.0)  # a release nobody took: written here
+    await writer.aclose(5)
+    loaded = cache.load("application")
+    assert loaded is not None and loaded.release_key == "r3"
+    assert not cache.siblings.taken_by_another("application", "r3")
