@@ -30,9 +30,10 @@ listeners hear of nothing meanwhile anyway, so the write cannot delay them, and 
 listener must not leave the cache stale.
 
 **Siblings skip without I/O.** Workers forked from where the client was built share
-:class:`~aioapollo._apollo.cache.SiblingClaims` (``DiskCache.siblings``, shared memory). A
-release this writer hands to its thread is marked there first; a release a sibling marked
-is dropped before anything else happens (no wait for the dispatcher, no thread, no file).
+:class:`~aioapollo._apollo.cache.SiblingClaims` (``DiskCache.siblings``, shared memory).
+:meth:`CacheWriter.submit` marks a release there as this process's to write, unless a
+sibling marked it first: then it is dropped at once (no task woken, no thread, no file). A
+sibling that marks a release still waiting here takes it over (the task drops it).
 
 **Failures are not for ever.** An :class:`OSError` (disk full, directory gone or replaced,
 permissions), or any other error of a write, keeps the release in its slot and retries it
@@ -179,6 +180,11 @@ class CacheWriter:
         if self._wake is None or self._closing:
             return
         self._slots.pop(namespace, None)  # re-inserted last: namespaces are written in turn
+        siblings = self._cache.siblings
+        if siblings is not None:
+            if siblings.taken_by_another(namespace, release_key):
+                return  # a sibling writes it (and it supersedes one still waiting here)
+            siblings.take(namespace, release_key)
         self._slots[namespace] = _Release(release_key, items, saved_at)
         self._submitted += 1
         self._wake.set()
@@ -246,9 +252,6 @@ class CacheWriter:
             fault("cache.write")  # before the slot is taken: a crash here loses nothing
             name = next(iter(self._slots))
             release = self._slots.pop(name)
-            siblings = self._cache.siblings
-            if siblings is not None:
-                siblings.take(name, release.release_key)
             try:
                 thread = self._thread
                 if thread is None:
