@@ -997,7 +997,7 @@ def cause_md(facts: Facts) -> str:
     best = facts.best_peer(w)
     if p is None or best is None or p.cpu is None or best.cpu is None:
         return ""
-    return (
+    text = (
         f"On {facts.nproc} CPUs, the {w} workers woken by one publish queue for the CPU, so the "
         f"slowest worker's latency follows the CPU the whole host spends on an update: "
         f"{num(p.cpu, 1)} ms for aioapollo built before fork ({num(p.cpu / w, 2)} ms per worker) "
@@ -1006,6 +1006,15 @@ def cause_md(facts: Facts) -> str:
         f"ms of wall time spread over {facts.nproc} CPUs; their p50s are {num(p.p50)} and "
         f"{num(best.p50)} ms."
     )
+    if p.cpu <= best.cpu * 1.1 and p.p50 > best.p50:
+        text += (
+            f" With about the same CPU ({times(ratio(p.cpu, best.cpu))}), what differs is when it "
+            "is spent: each aioapollo worker sends its next long poll right after its listeners, "
+            "as Apollo's protocol asks (poll again at once), so that request's CPU and the test "
+            "server's work on it fall inside the round while other workers still wait for the "
+            f"CPU; {best.client} pauses before its next poll (see the notes below)."
+        )
+    return text
 
 
 def _at(values: Sequence[float] | None, i: int) -> float | None:
