@@ -95,8 +95,9 @@ class SiblingClaims:
 
     A hint, never the judge: a worker that finds nothing here (the first, a spawned process
     that shares no page, a torn read) goes on to :meth:`DiskCache.save`, whose claim file
-    decides as before. A claim names the process that took it, so that process's own retries
-    after a failed write are never dropped.
+    decides as before. A claim names the process that took it: that process's own retries
+    after a failed write are never dropped, and a claim whose process has died (killed
+    between taking a release and writing it) is not honoured.
     """
 
     #: Per namespace: a hash of (namespace, release key), when it was taken, by which pid.
@@ -132,6 +133,7 @@ class SiblingClaims:
             key == self._key(namespace, release_key)
             and pid != os.getpid()
             and 0.0 <= time.time() - taken_at < _STALE_CLAIM
+            and _alive(pid)
         )
 
     def take(self, namespace: str, release_key: str | None) -> None:
@@ -142,6 +144,17 @@ class SiblingClaims:
         self._SLOT.pack_into(
             page, offset, self._key(namespace, release_key), time.time(), os.getpid()
         )
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (a signal-0 probe: no I/O, never blocks)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, but is not ours to signal
+        return True
+    return True
 
 
 class DiskCache:

@@ -9,6 +9,7 @@ built the client see a sibling's claim in shared memory first, without any file 
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -90,39 +91,49 @@ def test_a_release_without_a_key_is_written_under_a_random_name(tmp_path: Path) 
     assert _temporaries(cache) == []
 
 
-async def _sibling_takes(siblings: SiblingClaims, release_key: str, *, ago: float = 0.0) -> None:
-    """A forked sibling takes ``release_key`` of application (``ago`` seconds ago) and exits."""
+async def _sibling_takes(siblings: SiblingClaims, release_key: str, *, ago: float = 0.0) -> Child:
+    """A forked sibling that took ``release_key`` of application (``ago`` seconds ago) and
+    lives on (writing it, as far as anyone can tell) until killed."""
 
     def body(report: Report) -> None:
         real = time.time
         time.time = lambda: real() - ago  # in the child only
         siblings.take("application", release_key)
         report({"took": release_key})
+        time.sleep(60)
 
     child = Child(body)
     assert (await child.next()) == {"took": release_key}
-    assert await child.exit_code() == 0
+    return child
+
+
+async def _kill(child: Child) -> None:
+    os.kill(child.pid, signal.SIGKILL)
+    assert await child.exit_code() == -signal.SIGKILL
 
 
 async def test_a_release_a_forked_sibling_took_is_seen_in_shared_memory(tmp_path: Path) -> None:
     cache = _cache(tmp_path)  # built before the fork, as a preforking server's app is
     siblings = cache.siblings
     assert siblings is not None
-    await _sibling_takes(siblings, "r2")
+    sibling = await _sibling_takes(siblings, "r2")
     assert siblings.taken_by_another("application", "r2")
     assert not siblings.taken_by_another("application", "r3")  # another release
     assert not siblings.taken_by_another("unknown", "r2")  # not a namespace of the client
     assert not siblings.taken_by_another("application", None)  # no key: the files decide
+    assert not cache.directory.exists()  # nothing of this touched the file system
+    await _kill(sibling)  # killed before it wrote r2: its claim stops counting at once
+    assert not siblings.taken_by_another("application", "r2")
     siblings.take("application", "r3")
     assert not siblings.taken_by_another("application", "r3")  # our own: retries go ahead
-    assert not cache.directory.exists()  # nothing of this touched the file system
 
 
-async def test_a_claim_of_a_sibling_that_died_long_ago_is_not_honoured(tmp_path: Path) -> None:
+async def test_a_claim_taken_long_ago_is_not_honoured(tmp_path: Path) -> None:
     cache = _cache(tmp_path)
     assert cache.siblings is not None
-    await _sibling_takes(cache.siblings, "r2", ago=_STALE_CLAIM + 1)
-    assert not cache.siblings.taken_by_another("application", "r2")
+    sibling = await _sibling_takes(cache.siblings, "r2", ago=_STALE_CLAIM + 1)
+    assert not cache.siblings.taken_by_another("application", "r2")  # alive, but stuck
+    await _kill(sibling)
 
 
 async def test_the_cache_writer_leaves_a_release_a_sibling_took_to_that_sibling(
@@ -130,7 +141,7 @@ async def test_the_cache_writer_leaves_a_release_a_sibling_took_to_that_sibling(
 ) -> None:
     cache = _cache(tmp_path)
     assert cache.siblings is not None
-    await _sibling_takes(cache.siblings, "r2")
+    sibling = await _sibling_takes(cache.siblings, "r2")
     writer = CacheWriter(cache)
     writer.open()
     writer.submit("application", "r2", ITEMS, 1.0)
@@ -144,3 +155,4 @@ async def test_the_cache_writer_leaves_a_release_a_sibling_took_to_that_sibling(
     loaded = cache.load("application")
     assert loaded is not None and loaded.release_key == "r3"
     assert not cache.siblings.taken_by_another("application", "r3")
+    await _kill(sibling)
