@@ -95,9 +95,11 @@ class SiblingClaims:
 
     A hint, never the judge: a worker that finds nothing here (the first, a spawned process
     that shares no page, a torn read) goes on to :meth:`DiskCache.save`, whose claim file
-    decides as before. A claim names the process that took it: that process's own retries
-    after a failed write are never dropped, and a claim whose process has died (killed
-    between taking a release and writing it) is not honoured.
+    decides as before. A release is taken as its write starts, like the claim file, so the
+    siblings drop only a release that is being written or was written. A claim names the
+    process that took it: that process's own retries after a failed write are never
+    dropped, a failed write gives its claim up, and a claim whose process has died (killed
+    while writing) is not honoured.
     """
 
     #: Per namespace: a hash of (namespace, release key), when it was taken, by which pid.
@@ -137,13 +139,23 @@ class SiblingClaims:
         )
 
     def take(self, namespace: str, release_key: str | None) -> None:
-        """Tell the family that this process writes this release."""
+        """Tell the family that this process writes this release (now)."""
         page, offset = self._page, self._index.get(namespace)
         if page is None or offset is None or release_key is None:
             return
         self._SLOT.pack_into(
             page, offset, self._key(namespace, release_key), time.time(), os.getpid()
         )
+
+    def give_up(self, namespace: str, release_key: str | None) -> None:
+        """This process failed to write this release: siblings that hear of it may write it
+        (as a failed writer's claim file is removed)."""
+        page, offset = self._page, self._index.get(namespace)
+        if page is None or offset is None or release_key is None:
+            return
+        key, _, pid = self._SLOT.unpack_from(page, offset)
+        if key == self._key(namespace, release_key) and pid == os.getpid():
+            self._SLOT.pack_into(page, offset, 0, 0.0, 0)
 
 
 def _alive(pid: int) -> bool:

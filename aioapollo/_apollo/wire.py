@@ -35,19 +35,34 @@ _PATH_SAFE = "-._~!$'()*,;&=@:+"
 _PROPERTIES_SUFFIX = ".properties"
 
 
-# Both escapes are remembered: a client sends the same appId, cluster, namespace and ip with
-# every request, and escaping them again cost more than building the rest of the URL.
+# Short values are escaped once and remembered: a client sends the same appId, cluster,
+# namespace and ip with every request, and escaping them again cost more than building the
+# rest of the URL. Long ones (the notifications and messages JSON) change with nearly every
+# request: they would only push those out, and hold on to large strings.
+_REMEMBERED = 64  # characters
 
 
-@functools.lru_cache(maxsize=256)
 def form_escape(value: str) -> str:
     """Escape one query value the way Apollo's Java client does (``+`` becomes ``%2B``)."""
+    if len(value) <= _REMEMBERED:
+        return _form_escape_short(value)
     return quote_plus(value, safe="-_.*")
 
 
 @functools.lru_cache(maxsize=256)
+def _form_escape_short(value: str) -> str:
+    return quote_plus(value, safe="-_.*")
+
+
 def path_escape(segment: str) -> str:
     """Escape one path segment (space becomes ``%20``; ``+`` is kept, as Guava does)."""
+    if len(segment) <= _REMEMBERED:
+        return _path_escape_short(segment)
+    return quote(segment, safe=_PATH_SAFE)
+
+
+@functools.lru_cache(maxsize=256)
+def _path_escape_short(segment: str) -> str:
     return quote(segment, safe=_PATH_SAFE)
 
 

@@ -31,9 +31,10 @@ listener must not leave the cache stale.
 
 **Siblings skip without I/O.** Workers forked from where the client was built share
 :class:`~aioapollo._apollo.cache.SiblingClaims` (``DiskCache.siblings``, shared memory).
-:meth:`CacheWriter.submit` marks a release there as this process's to write, unless a
-sibling marked it first: then it is dropped at once (no task woken, no thread, no file). A
-sibling that marks a release still waiting here takes it over (the task drops it).
+A release is marked there as the write starts (when its claim file is made too) and
+unmarked when the write fails; a release a live sibling marked less than 30 s ago is dropped
+by :meth:`CacheWriter.submit` at once (no task woken, no thread, no file), or by the task
+before it waits for the dispatcher.
 
 **Failures are not for ever.** An :class:`OSError` (disk full, directory gone or replaced,
 permissions), or any other error of a write, keeps the release in its slot and retries it
@@ -181,10 +182,8 @@ class CacheWriter:
             return
         self._slots.pop(namespace, None)  # re-inserted last: namespaces are written in turn
         siblings = self._cache.siblings
-        if siblings is not None:
-            if siblings.taken_by_another(namespace, release_key):
-                return  # a sibling writes it (and it supersedes one still waiting here)
-            siblings.take(namespace, release_key)
+        if siblings is not None and siblings.taken_by_another(namespace, release_key):
+            return  # a sibling writes it (and it supersedes one still waiting here)
         self._slots[namespace] = _Release(release_key, items, saved_at)
         self._submitted += 1
         self._wake.set()
@@ -260,6 +259,12 @@ class CacheWriter:
                 self._slots.clear()
                 return
             self._busy = True
+            siblings = self._cache.siblings
+            if siblings is not None:
+                # Marked only now, as the write starts (as the claim file is): a release
+                # marked at submit() would be lost to the family if this process died or
+                # closed while its listeners ran, its siblings having dropped it already.
+                siblings.take(name, release.release_key)
             thread.submit(functools.partial(self._write, loop, name, release))
 
     def _drop_taken(self) -> bool:
@@ -302,6 +307,9 @@ class CacheWriter:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
         if error is not None:
+            siblings = self._cache.siblings
+            if siblings is not None:
+                siblings.give_up(name, release.release_key)  # a sibling may write it now
             self._slots.setdefault(name, release)  # unless a newer release came meanwhile
             self._failed(error, asyncio.get_running_loop().time())
         else:

@@ -8,6 +8,7 @@ built the client see a sibling's claim in shared memory first, without any file 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 from aioapollo._apollo.cache import _STALE_CLAIM, DiskCache, SiblingClaims
 from aioapollo._core.cachewriter import CacheWriter
 
+from .._support import wait_until
 from .._workers import Child, Report
 from ..conftest import cache_of
 
@@ -156,3 +158,49 @@ async def test_the_cache_writer_leaves_a_release_a_sibling_took_to_that_sibling(
     assert loaded is not None and loaded.release_key == "r3"
     assert not cache.siblings.taken_by_another("application", "r3")
     await _kill(sibling)
+
+
+async def _seen_taken_by_a_sibling(siblings: SiblingClaims, release_key: str) -> bool:
+    """Whether a forked sibling sees ``release_key`` of application as taken by another."""
+
+    def body(report: Report) -> None:
+        report({"taken": siblings.taken_by_another("application", release_key)})
+
+    child = Child(body)
+    taken = (await child.next())["taken"]
+    assert await child.exit_code() == 0
+    assert isinstance(taken, bool)
+    return taken
+
+
+async def test_a_release_is_marked_as_its_write_starts_not_while_listeners_run(
+    tmp_path: Path,
+) -> None:
+    """Marked at submit(), a release would be lost to every worker if the marking one died
+    or closed while its listeners ran: the others would have dropped it already."""
+    cache = _cache(tmp_path)
+    assert cache.siblings is not None
+    listeners_done = asyncio.Event()
+    writer = CacheWriter(cache, picked_up=listeners_done.wait, waiting=lambda: True)
+    writer.open()
+    writer.submit("application", "r2", ITEMS, 1.0)
+    await wait_until(lambda: writer.holding)  # waiting for the listeners to take the event
+    assert not await _seen_taken_by_a_sibling(cache.siblings, "r2")
+    listeners_done.set()
+    await wait_until(lambda: cache.load("application") is not None)
+    assert await _seen_taken_by_a_sibling(cache.siblings, "r2")  # written: others drop it
+    await writer.aclose(5)
+
+
+async def test_a_failed_write_gives_its_claim_up(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("the cache directory cannot be made under a file")
+    cache = cache_of(blocker / "cache", "http://127.0.0.1:1")
+    assert cache.siblings is not None
+    writer = CacheWriter(cache, retry_initial=60)
+    writer.open()
+    writer.submit("application", "r2", ITEMS, 1.0)
+    await wait_until(lambda: writer.failing)
+    assert writer.pending == ("application",)  # kept, to retry
+    assert not await _seen_taken_by_a_sibling(cache.siblings, "r2")  # a sibling may write it
+    await writer.aclose(0)
