@@ -72,6 +72,15 @@ def times(value: float | None, digits: int = 2) -> str:
     return f"{value:.{digits}f}x"
 
 
+def vs_target(value: float | None, limit: float) -> str:
+    """A ratio against a target's limit, with a third decimal where two would show the
+    limit itself for a ratio on the wrong side of it (0.505x is not 0.50x)."""
+    text = times(value)
+    if value is not None and value != limit and text == times(limit):
+        text = times(value, 3)
+    return text
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or b <= 0 or a == INF or b == INF:
         return None
@@ -834,7 +843,7 @@ def propagation_summary(facts: Facts, short: bool) -> list[list[str]]:
     if p is not None and best is not None:
         text = (
             f"{p.tail_name} {num(p.tail)} ms vs {num(best.tail)} ms ({best.client}): "
-            f"{verdict}, {times(r)}; {p.rounds()} rounds reached all {w} workers, "
+            f"{verdict}, {vs_target(r, 1.0)}; {p.rounds()} rounds reached all {w} workers, "
             f"{plural(len(p.slow), 'round')} over {SLOW_MS:.0f} ms"
         )
         extra = []
@@ -875,7 +884,7 @@ def propagation_summary(facts: Facts, short: bool) -> list[list[str]]:
                 f"`share_poll=True`, {w} workers built before fork (target: {sh.tail_name} ≤ "
                 "0.5x the best peer built in each worker)",
                 f"{sh.tail_name} {num(sh.tail)} ms vs {num(best.tail)} ms: {verdict}, "
-                f"{times(r)}. Per publish: {num(_requests(sh), 1)} requests against "
+                f"{vs_target(r, 0.5)}. Per publish: {num(_requests(sh), 1)} requests against "
                 f"{num(_requests(p), 1)} unshared, {num(sh.held, 0)} poll held against "
                 f"{num(p.held, 0)}; host CPU per update {num(sh.cpu, 1)} ms against "
                 f"{num(p.cpu, 1)} ms ({times(ratio(sh.cpu, p.cpu))})",
@@ -1081,7 +1090,7 @@ def findings_md(facts: Facts) -> str:
             f"**Propagation, {w} workers built before fork: p99 ≤ the best peer built in each "
             f"worker.** {_verdict(verdict)}: {p.tail_name} "
             f"{num(p.tail)} ms against {num(best.tail) if best else '—'} ms "
-            f"({best.client if best else '—'}), {times(r)}. " + cause_md(facts)
+            f"({best.client if best else '—'}), {vs_target(r, 1.0)}. " + cause_md(facts)
         )
     sh = facts.row(SHARED, BEFORE, w)
     if sh is not None and p is not None:
@@ -1089,7 +1098,7 @@ def findings_md(facts: Facts) -> str:
         parts.append(
             f"**`share_poll=True`, {w} workers built before fork: p99 ≤ 0.5x the best peer.** "
             f"{_verdict(verdict)}: {sh.tail_name} "
-            f"{num(sh.tail)} ms, {times(r)}"
+            f"{num(sh.tail)} ms, {vs_target(r, 0.5)}"
             + (
                 f" (built in each worker: {times(facts.vs_best(inw))})"
                 if (inw := facts.row(SHARED, IN_WORKER, w)) is not None

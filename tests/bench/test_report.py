@@ -143,3 +143,11 @@ def test_the_openfeature_read_costs_in_docs_come_from_the_committed_results() ->
         f"flagd's rules {rule}\N{EN DASH}{fractional} µs more",
     ):
         assert figure in doc, figure
+
+
+def test_a_ratio_next_to_its_target_shows_which_side_it_is_on(report: ModuleType) -> None:
+    assert report.vs_target(0.5024, 0.5) == "0.502x"  # missed: not "0.50x"
+    assert report.vs_target(0.48, 0.5) == "0.48x"
+    assert report.vs_target(0.5, 0.5) == "0.50x"
+    assert report.vs_target(1.41, 1.0) == "1.41x"
+    assert report.vs_target(None, 1.0) == "n/a"
