@@ -1,12 +1,15 @@
 """Plain helpers shared by the whole suite (fixtures live in ``conftest.py``): loopback
-addresses, bounded waits, and reading a client's backoff off the test server's request log."""
+addresses, bounded waits, reading a client's backoff off the test server's request log, and
+writing a watched file whole."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import socket
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from aioapollo.testing import ApolloTestServer, RecordedRequest
 
@@ -69,3 +72,14 @@ def assert_backoff(waits: list[float], initial: float, cap: float, slack: float 
     for k, wait in enumerate(waits):
         ceiling = min(cap, initial * 2**k)
         assert ceiling / 2 - 0.002 <= wait <= ceiling + slack, (k, ceiling, waits)
+
+
+def write(path: Path, text: str) -> Path:
+    """Write ``path`` whole, as editors and Kubernetes do (a new file renamed into place): a
+    watcher never sees it half written, even on a machine too busy to finish a plain write
+    in one go."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(f".{path.name}.part")
+    part.write_text(text, encoding="utf-8")
+    os.replace(part, path)
+    return path

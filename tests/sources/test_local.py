@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +17,7 @@ from aioapollo import ApolloClient, LocalFileError, Source, SyncApolloClient
 from aioapollo._sources import watch
 from aioapollo.testing import ApolloTestServer
 
-from .._support import dead_url, wait_until
+from .._support import dead_url, wait_until, write
 from .._workers import Child
 from ..conftest import APP, FAST, Events
 
@@ -32,17 +31,6 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     """Both watchers: watchfiles (the `local` extra) and the stdlib stat poll."""
     monkeypatch.setattr(watch, "default_backend", lambda: request.param)
     yield request.param
-
-
-def write(path: Path, text: str) -> Path:
-    """Write ``path`` whole, as editors and Kubernetes do (a new file renamed into place): a
-    watcher never sees it half written, even on a machine too busy to finish a plain write
-    in one go."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(f".{path.name}.part")
-    part.write_text(text, encoding="utf-8")
-    os.replace(part, path)
-    return path
 
 
 def export(root: Path) -> Path:

@@ -4,7 +4,6 @@ Apollo cannot answer at start and there is no cache), against the test server.""
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import pytest
@@ -12,21 +11,10 @@ import pytest
 from aioapollo import LocalFileError, NamespaceUnavailableError, Source
 from aioapollo.testing import ApolloTestServer
 
-from .._support import wait_until
+from .._support import wait_until, write
 from ..conftest import APP, ClientFactory, Events, cache_of
 
 LOCAL_DOCS = Path(__file__).resolve().parents[2] / "docs" / "local.md"
-
-
-def write(path: Path, text: str) -> Path:
-    """Write ``path`` whole, as editors and Kubernetes do (a new file renamed into place): a
-    watcher never sees it half written, even on a machine too busy to finish a plain write
-    in one go."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(f".{path.name}.part")
-    part.write_text(text, encoding="utf-8")
-    os.replace(part, path)
-    return path
 
 
 async def test_overrides_layer_over_apollo_are_shown_warned_and_watched(
