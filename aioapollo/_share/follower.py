@@ -180,19 +180,14 @@ class Link:
         inbox = self._inbox
         try:
             while True:
-                # A read often brings several frames (a release and its heartbeat): those
-                # waiting already need no timer.
-                message = inbox.next_nowait()
-                if message is None:
-                    try:
-                        async with asyncio.timeout(timing.LEADER_SILENCE):
-                            message = await inbox.next()
-                    except TimeoutError:
-                        await degrade(
-                            f"the leader (pid {self.leader_pid}) sent nothing for "
-                            f"{timing.LEADER_SILENCE:g} s; polling Apollo from this process"
-                        )
-                        message = await inbox.next()
+                try:
+                    message = await inbox.next_within(timing.LEADER_SILENCE)
+                except TimeoutError:
+                    await degrade(
+                        f"the leader (pid {self.leader_pid}) sent nothing for "
+                        f"{timing.LEADER_SILENCE:g} s; polling Apollo from this process"
+                    )
+                    message = await inbox.next()
                 if message is None:
                     return
                 fault("share.follow")

@@ -1,0 +1,96 @@
+"""The follower's inbox: messages off a real StreamReader, and its silence timer."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from aioapollo._share.stream import Inbox
+from aioapollo._share.wire import Heartbeat, Resync, encode
+
+FRAME = encode(Resync().to_wire())
+
+
+def heartbeat(pid: int) -> bytes:
+    return encode(
+        Heartbeat(leader_pid=pid, healthy=True, last_poll_success=None, states={}).to_wire()
+    )
+
+
+async def test_silence_raises_timeout_and_the_inbox_goes_on() -> None:
+    reader = asyncio.StreamReader()
+    inbox = Inbox(reader)
+    with pytest.raises(TimeoutError):
+        await inbox.next_within(0.05)
+    reader.feed_data(FRAME)
+    assert await inbox.next_within(5) == Resync()
+
+
+async def test_one_timer_serves_every_wait_of_a_busy_stream(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """asyncio.timeout around each wait would arm (and cancel) one timer per message."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    inbox = Inbox(reader)
+    armed = []
+    call_at = loop.call_at
+
+    def counting(when: float, callback: Any, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+        armed.append(when)  # nothing else in this test arms a timer
+        return call_at(when, callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_at", counting)
+    for pid in range(1, 51):
+        loop.call_soon(reader.feed_data, heartbeat(pid))  # arrives while the inbox waits
+        message = await inbox.next_within(60)
+        assert isinstance(message, Heartbeat) and message.leader_pid == pid
+    assert len(armed) == 1
+
+
+async def test_a_frame_waiting_already_is_returned_without_a_timer() -> None:
+    reader = asyncio.StreamReader()
+    reader.feed_data(heartbeat(1) + heartbeat(2))
+    inbox = Inbox(reader)
+    first, second = await inbox.next_within(60), inbox.next_nowait()
+    assert isinstance(first, Heartbeat) and isinstance(second, Heartbeat)
+    assert (first.leader_pid, second.leader_pid) == (1, 2)
+
+
+async def test_silence_counts_from_the_current_wait_not_an_earlier_one() -> None:
+    """The timer armed for an earlier wait fires during a later one: it re-arms for the later
+    wait's own deadline instead of ending it early."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    inbox = Inbox(reader)
+    loop.call_soon(reader.feed_data, FRAME)
+    assert await inbox.next_within(0.5) == Resync()  # armed a timer for about now + 0.5 s
+    await asyncio.sleep(0.3)  # not waiting: the leader's frame is being handled
+    # This wait's deadline is about 0.5 s from now; the old timer fires after about 0.2 s.
+    loop.call_later(0.35, reader.feed_data, FRAME)
+    assert await inbox.next_within(0.5) == Resync()
+
+
+async def test_a_cancel_from_elsewhere_stays_a_cancel() -> None:
+    inbox = Inbox(asyncio.StreamReader())
+    waiting = asyncio.create_task(inbox.next_within(60))
+    await asyncio.sleep(0)  # it waits in the read
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+
+
+async def test_the_end_of_the_stream_is_none_and_a_cut_frame_an_error() -> None:
+    reader = asyncio.StreamReader()
+    reader.feed_data(FRAME)
+    reader.feed_eof()
+    inbox = Inbox(reader)
+    assert await inbox.next_within(5) == Resync()
+    assert await inbox.next_within(5) is None
+    cut = asyncio.StreamReader()
+    cut.feed_data(FRAME[:-1])
+    cut.feed_eof()
+    with pytest.raises(Exception, match="ended inside a frame"):
+        await Inbox(cut).next_within(5)
