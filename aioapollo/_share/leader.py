@@ -21,6 +21,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .._config import ClientOptions
@@ -195,22 +196,9 @@ class Leader:
         self._beat_frame = None  # its states changed
         if not self._followers or not self._loaded.is_set():
             return
-        data: bytes | None = None
-        for follower in self._followers:
-            if follower.idle():
-                try:
-                    fault("share.send")
-                    if data is None:
-                        data = (self.frame(name) or b"") + self._heartbeat()
-                    follower.writer.write(data)
-                    if follower.writer.transport.get_write_buffer_size():
-                        follower.wake.set()  # the kernel took part of it: the sender drains
-                    continue
-                except Exception as exc:
-                    # The sender's crash: it raises this, and its supervisor restarts it.
-                    follower.crash = exc
-            follower.dirty.add(name)
-            follower.wake.set()
+        self._push(
+            lambda: (self.frame(name) or b"") + self._heartbeat(), lambda f: f.dirty.add(name)
+        )
 
     def frame(self, name: str) -> bytes | None:
         """The encoded release of ``name`` (built once per release, sent to every follower),
@@ -363,12 +351,34 @@ class Leader:
             writer.transport.abort()
 
     def beat(self) -> None:
-        """Wake every follower's sender with a heartbeat (once the snapshot is loaded)."""
+        """Send every follower a heartbeat (once the snapshot is loaded).
+
+        As for a release (:meth:`changed`), an idle follower is written to here, so a beat
+        wakes no sender task; any other follower's sender sends it.
+        """
         self._beat_frame = None  # a fresh one: health and the last poll may have changed
         if not self._loaded.is_set():
             return
+        self._push(self._heartbeat, _owe_beat)
+
+    def _push(self, build: Callable[[], bytes], owe: Callable[[_Peer], None]) -> None:
+        """Write ``build()`` (built once) to every idle follower; ``owe`` it to the others,
+        whose senders send it. A failed direct write is the sender's crash: it raises it
+        when woken, and its supervisor restarts it (the debt is still owed)."""
+        data: bytes | None = None
         for follower in self._followers:
-            follower.beat = True
+            if follower.idle():
+                try:
+                    fault("share.send")
+                    if data is None:
+                        data = build()
+                    follower.writer.write(data)
+                    if follower.writer.transport.get_write_buffer_size():
+                        follower.wake.set()  # the kernel took part of it: the sender drains
+                    continue
+                except Exception as exc:
+                    follower.crash = exc
+            owe(follower)
             follower.wake.set()
 
     def drop_followers(self) -> None:
@@ -408,6 +418,10 @@ class Leader:
         self._followers = set()
         self._beat_frame = None  # names the parent's pid
         return fds, kept
+
+
+def _owe_beat(follower: _Peer) -> None:
+    follower.beat = True
 
 
 class _Peer:

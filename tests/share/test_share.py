@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from aioapollo import ApolloClient, Hooks, RoleEvent
+from aioapollo._core import supervise as _supervise
 from aioapollo._share import group as share_mod
 from aioapollo._share import timing, wire
 from aioapollo._share.group import share_fingerprint
@@ -124,6 +125,56 @@ async def test_the_leader_writes_a_release_to_an_idle_follower_before_its_own_li
         releases = [m for m in seen[0] if isinstance(m, wire.Release)]
         assert len(releases) == 1 and releases[0].items["greeting"] == "pushed", seen[0]
         assert isinstance(seen[0][-1], wire.Heartbeat), seen[0]
+    finally:
+        peer.close()
+
+
+async def test_the_leader_writes_a_heartbeat_to_an_idle_follower_in_the_beat_itself(
+    server: ApolloTestServer, shared: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A beat wakes no sender task for an idle follower: the heartbeat is in its socket by
+    the next turn of the leader's loop (a callback queued just before the beat runs then,
+    ahead of any task the beat woke)."""
+    monkeypatch.setattr(timing, "HEARTBEAT_INTERVAL", 0.05)
+    leader = shared()
+    await leader.start()
+    directory, group = group_of(leader)
+    peer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    peer.setblocking(False)
+    decoder = wire.Decoder()
+
+    def received_now() -> list[wire.Message]:
+        data = b""
+        while True:
+            try:
+                chunk = peer.recv(1 << 16)
+            except BlockingIOError:
+                return [wire.parse(msg) for msg in decoder.feed(data)]
+            assert chunk, "the leader closed the connection"
+            data += chunk
+
+    try:
+        peer.connect(str(socket_path(directory, group)))
+        peer.send(wire.encode(wire.Hello(fingerprint=group, pid=os.getpid()).to_wire()))
+        joined: list[wire.Message] = []
+
+        def loaded() -> bool:  # welcomed, sent the snapshot and a heartbeat
+            joined.extend(received_now())
+            return any(isinstance(m, wire.Heartbeat) for m in joined)
+
+        await wait_until(loaded)
+        await asyncio.sleep(0)  # its sender has sent the snapshot and waits
+        received_now()
+        loop = asyncio.get_running_loop()
+        seen: list[list[wire.Message]] = []
+
+        def before_the_beat() -> None:  # the fault point right before beat()
+            if not seen:
+                loop.call_soon(lambda: seen.append(received_now()))
+
+        monkeypatch.setitem(_supervise.FAULTS, "share.heartbeat", before_the_beat)
+        await wait_until(lambda: bool(seen))
+        assert any(isinstance(m, wire.Heartbeat) for m in seen[0]), seen[0]
     finally:
         peer.close()
 
