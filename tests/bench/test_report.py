@@ -151,3 +151,54 @@ def test_a_ratio_next_to_its_target_shows_which_side_it_is_on(report: ModuleType
     assert report.vs_target(0.5, 0.5) == "0.50x"
     assert report.vs_target(1.41, 1.0) == "1.41x"
     assert report.vs_target(None, 1.0) == "n/a"
+
+
+def _facts(report: ModuleType, shared_ms: list[float], **shared: list[float]) -> object:
+    """A results file with a shared row (built before fork) and one peer, 16 workers."""
+
+    def row(client: str, mode: str, ms: list[float], **more: list[float]) -> dict[str, object]:
+        return {
+            "client": client,
+            "mode": mode,
+            "workers": 16,
+            "note": "",
+            "ms": ms,
+            "cpu_ms": more.get("cpu_ms", [7.0] * len(ms)),
+            "faults": more.get("faults", [1] * len(ms)),
+            "configs": [1] * len(ms),
+            "polls": [1] * len(ms),
+            "held": [1] * len(ms),
+            "other_cpus": more.get("other_cpus", [0.0] * len(ms)),
+            "warnings": 0,
+        }
+
+    results = {
+        "machine": {"nproc": 2},
+        "sections": {
+            "propagation": {
+                "rows": [
+                    row("aioapollo, share_poll=True", "built before fork", shared_ms, **shared),
+                    row("apollo-client-python", "built in worker", [10.0] * 99 + [20.0]),
+                ]
+            }
+        },
+    }
+    return report.Facts(results, "x.json")
+
+
+def test_a_missed_sharing_target_is_explained_by_its_slowest_rounds(report: ModuleType) -> None:
+    ms = [5.0] * 100
+    ms[0], ms[40] = 14.0, 11.0  # the first change after start, and a round under other load
+    faults, other = [1.0] * 100, [0.0] * 100
+    faults[0], other[40] = 500.0, 1.0
+    text = report.shared_cause_md(_facts(report, ms, faults=faults, other_cpus=other))
+    assert "round 1 (14.0 ms, 500 page faults" in text
+    assert "round 41 (11.0 ms, the rest of the machine busy on 1.00 CPUs)" in text
+    assert "Round 1 was among the first 3 changes after the workers started" in text
+    assert "Round 41 shared the machine with other load" in text
+    assert "The p50 is 5.0 ms" in text
+
+
+def test_a_met_sharing_target_needs_no_explanation(report: ModuleType) -> None:
+    # The peer's p99 is 10.1 ms (pct of [10]*99 + [20]); ours, 4.01 ms, is under half of it.
+    assert report.shared_cause_md(_facts(report, [4.0] * 99 + [5.0])) == ""
