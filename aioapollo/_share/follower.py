@@ -181,7 +181,7 @@ class Link:
         try:
             while True:
                 try:
-                    message = await inbox.next_within(timing.LEADER_SILENCE)
+                    message = await inbox.next(within=timing.LEADER_SILENCE)
                 except TimeoutError:
                     await degrade(
                         f"the leader (pid {self.leader_pid}) sent nothing for "

@@ -20,47 +20,35 @@ class Inbox:
         self._reader = reader
         self._decoder = Decoder(max_frame=max_frame)
         self._pending: collections.deque[dict[str, Any]] = collections.deque()
-        # The silence timer of next_within(): one armed at a time, shared by its waits.
+        # The silence timer of next(within=...): one armed at a time, shared by its waits.
         self._timer: asyncio.TimerHandle | None = None
         self._deadline = 0.0
         self._waiter: asyncio.Task[Any] | None = None
         self._expired = False
 
-    def next_nowait(self) -> Message | None:
-        """The next message if one has arrived already, else None (without reading)."""
-        return parse(self._pending.popleft()) if self._pending else None
+    async def next(self, within: float | None = None) -> Message | None:
+        """The next message, or None at a clean end of the stream.
 
-    async def next(self) -> Message | None:
-        """The next message, or None at a clean end of the stream."""
-        while not self._pending:
-            data = await self._reader.read(1 << 16)
-            if not data:
-                if self._decoder.pending:
-                    raise WireError("the connection ended inside a frame")
-                return None
-            self._pending.extend(self._decoder.feed(data))
-        return parse(self._pending.popleft())
-
-    async def next_within(self, seconds: float) -> Message | None:
-        """:meth:`next`, raising :class:`TimeoutError` if nothing arrives within ``seconds``.
-
-        ``asyncio.timeout`` around each wait would arm and cancel a timer per message, a
-        measurable share of a follower's CPU per release. Here one timer serves every wait:
-        it is armed only when none is pending, and when it fires for a wait that has ended
-        it is re-armed for the deadline of the current one (or left off until the next).
-        A stream that brings a message every second costs one timer per ``seconds``.
+        With ``within``, raises :class:`TimeoutError` if nothing arrives within that many
+        seconds. ``asyncio.timeout`` around each wait would arm and cancel a timer per
+        message, a measurable share of a follower's CPU per release. Here one timer serves
+        every wait: it is armed only when none is pending, and when it fires for a wait that
+        has ended it is re-armed for the deadline of the current one (or left off until the
+        next). A stream that brings a message every second costs one timer per ``within``.
         """
-        if self._pending:
+        if self._pending:  # a read often brings several frames (a release and its heartbeat)
             return parse(self._pending.popleft())
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None
-        self._deadline = loop.time() + seconds
-        self._waiter = task
-        if self._timer is None:
-            self._timer = loop.call_at(self._deadline, self._expire)
+        task = None
+        if within is not None:
+            loop = asyncio.get_running_loop()
+            task = asyncio.current_task()
+            assert task is not None
+            self._deadline = loop.time() + within
+            self._waiter = task
+            if self._timer is None:
+                self._timer = loop.call_at(self._deadline, self._expire)
         try:
-            while not self._pending:  # next()'s loop, without one more coroutine per message
+            while not self._pending:
                 data = await self._reader.read(1 << 16)
                 if not data:
                     if self._decoder.pending:
@@ -68,13 +56,14 @@ class Inbox:
                     return None
                 self._pending.extend(self._decoder.feed(data))
         except asyncio.CancelledError:
-            if self._expired:
+            if task is not None and self._expired:
                 self._expired = False
                 if task.uncancel() == 0:  # only the silence cancelled it
                     raise TimeoutError from None
             raise
         finally:
-            self._waiter = None
+            if task is not None:
+                self._waiter = None
         return parse(self._pending.popleft())
 
     def _expire(self) -> None:

@@ -23,9 +23,9 @@ async def test_silence_raises_timeout_and_the_inbox_goes_on() -> None:
     reader = asyncio.StreamReader()
     inbox = Inbox(reader)
     with pytest.raises(TimeoutError):
-        await inbox.next_within(0.05)
+        await inbox.next(within=0.05)
     reader.feed_data(FRAME)
-    assert await inbox.next_within(5) == Resync()
+    assert await inbox.next(within=5) == Resync()
 
 
 async def test_one_timer_serves_every_wait_of_a_busy_stream(
@@ -45,16 +45,16 @@ async def test_one_timer_serves_every_wait_of_a_busy_stream(
     monkeypatch.setattr(loop, "call_at", counting)
     for pid in range(1, 51):
         loop.call_soon(reader.feed_data, heartbeat(pid))  # arrives while the inbox waits
-        message = await inbox.next_within(60)
+        message = await inbox.next(within=60)
         assert isinstance(message, Heartbeat) and message.leader_pid == pid
     assert len(armed) == 1
 
 
-async def test_a_frame_waiting_already_is_returned_without_a_timer() -> None:
+async def test_frames_of_one_read_are_returned_one_at_a_time() -> None:
     reader = asyncio.StreamReader()
     reader.feed_data(heartbeat(1) + heartbeat(2))
     inbox = Inbox(reader)
-    first, second = await inbox.next_within(60), inbox.next_nowait()
+    first, second = await inbox.next(within=60), await inbox.next(within=60)
     assert isinstance(first, Heartbeat) and isinstance(second, Heartbeat)
     assert (first.leader_pid, second.leader_pid) == (1, 2)
 
@@ -66,16 +66,16 @@ async def test_silence_counts_from_the_current_wait_not_an_earlier_one() -> None
     reader = asyncio.StreamReader()
     inbox = Inbox(reader)
     loop.call_soon(reader.feed_data, FRAME)
-    assert await inbox.next_within(0.5) == Resync()  # armed a timer for about now + 0.5 s
+    assert await inbox.next(within=0.5) == Resync()  # armed a timer for about now + 0.5 s
     await asyncio.sleep(0.3)  # not waiting: the leader's frame is being handled
     # This wait's deadline is about 0.5 s from now; the old timer fires after about 0.2 s.
     loop.call_later(0.35, reader.feed_data, FRAME)
-    assert await inbox.next_within(0.5) == Resync()
+    assert await inbox.next(within=0.5) == Resync()
 
 
 async def test_a_cancel_from_elsewhere_stays_a_cancel() -> None:
     inbox = Inbox(asyncio.StreamReader())
-    waiting = asyncio.create_task(inbox.next_within(60))
+    waiting = asyncio.create_task(inbox.next(within=60))
     await asyncio.sleep(0)  # it waits in the read
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -87,10 +87,10 @@ async def test_the_end_of_the_stream_is_none_and_a_cut_frame_an_error() -> None:
     reader.feed_data(FRAME)
     reader.feed_eof()
     inbox = Inbox(reader)
-    assert await inbox.next_within(5) == Resync()
-    assert await inbox.next_within(5) is None
+    assert await inbox.next(within=5) == Resync()
+    assert await inbox.next(within=5) is None
     cut = asyncio.StreamReader()
     cut.feed_data(FRAME[:-1])
     cut.feed_eof()
     with pytest.raises(Exception, match="ended inside a frame"):
-        await Inbox(cut).next_within(5)
+        await Inbox(cut).next(within=5)
