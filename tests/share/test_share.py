@@ -9,11 +9,13 @@ tests/share/test_share_servers.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import pwd
 import signal
 import socket
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,14 +80,11 @@ def shared(make_client: ClientFactory, tmp_path: Path) -> Any:
     return factory
 
 
-async def test_the_leader_writes_a_release_to_an_idle_follower_before_its_own_listeners_run(
-    server: ApolloTestServer, shared: Any
-) -> None:
-    """An idle follower is written to while the release is applied: when the leader's own
-    listener runs, the follower's socket holds the release and its heartbeat already (the
-    followers never wait for the leader's listeners, cache write or next poll)."""
-    leader = shared()
-    await leader.start()
+@contextlib.asynccontextmanager
+async def raw_follower(leader: ApolloClient) -> AsyncIterator[Callable[[], list[wire.Message]]]:
+    """A follower socket that speaks the wire protocol by hand, joined to ``leader``'s group
+    (welcomed, sent the snapshot and a heartbeat); yields a function that returns what has
+    arrived on it since it was last called, without waiting."""
     directory, group = group_of(leader)
     peer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     peer.setblocking(False)
@@ -106,11 +105,25 @@ async def test_the_leader_writes_a_release_to_an_idle_follower_before_its_own_li
         peer.send(wire.encode(wire.Hello(fingerprint=group, pid=os.getpid()).to_wire()))
         joined: list[wire.Message] = []
 
-        def loaded() -> bool:  # welcomed, sent the snapshot and a heartbeat
+        def loaded() -> bool:
             joined.extend(received_now())
             return any(isinstance(m, wire.Heartbeat) for m in joined)
 
         await wait_until(loaded)
+        yield received_now
+    finally:
+        peer.close()
+
+
+async def test_the_leader_writes_a_release_to_an_idle_follower_before_its_own_listeners_run(
+    server: ApolloTestServer, shared: Any
+) -> None:
+    """An idle follower is written to while the release is applied: when the leader's own
+    listener runs, the follower's socket holds the release and its heartbeat already (the
+    followers never wait for the leader's listeners, cache write or next poll)."""
+    leader = shared()
+    await leader.start()
+    async with raw_follower(leader) as received_now:
         seen: list[list[wire.Message]] = []
 
         @leader.on_change
@@ -125,8 +138,6 @@ async def test_the_leader_writes_a_release_to_an_idle_follower_before_its_own_li
         releases = [m for m in seen[0] if isinstance(m, wire.Release)]
         assert len(releases) == 1 and releases[0].items["greeting"] == "pushed", seen[0]
         assert isinstance(seen[0][-1], wire.Heartbeat), seen[0]
-    finally:
-        peer.close()
 
 
 async def test_the_leader_writes_a_heartbeat_to_an_idle_follower_in_the_beat_itself(
@@ -138,31 +149,7 @@ async def test_the_leader_writes_a_heartbeat_to_an_idle_follower_in_the_beat_its
     monkeypatch.setattr(timing, "HEARTBEAT_INTERVAL", 0.05)
     leader = shared()
     await leader.start()
-    directory, group = group_of(leader)
-    peer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    peer.setblocking(False)
-    decoder = wire.Decoder()
-
-    def received_now() -> list[wire.Message]:
-        data = b""
-        while True:
-            try:
-                chunk = peer.recv(1 << 16)
-            except BlockingIOError:
-                return [wire.parse(msg) for msg in decoder.feed(data)]
-            assert chunk, "the leader closed the connection"
-            data += chunk
-
-    try:
-        peer.connect(str(socket_path(directory, group)))
-        peer.send(wire.encode(wire.Hello(fingerprint=group, pid=os.getpid()).to_wire()))
-        joined: list[wire.Message] = []
-
-        def loaded() -> bool:  # welcomed, sent the snapshot and a heartbeat
-            joined.extend(received_now())
-            return any(isinstance(m, wire.Heartbeat) for m in joined)
-
-        await wait_until(loaded)
+    async with raw_follower(leader) as received_now:
         await asyncio.sleep(0)  # its sender has sent the snapshot and waits
         received_now()
         loop = asyncio.get_running_loop()
@@ -175,8 +162,6 @@ async def test_the_leader_writes_a_heartbeat_to_an_idle_follower_in_the_beat_its
         monkeypatch.setitem(_supervise.FAULTS, "share.heartbeat", before_the_beat)
         await wait_until(lambda: bool(seen))
         assert any(isinstance(m, wire.Heartbeat) for m in seen[0]), seen[0]
-    finally:
-        peer.close()
 
 
 async def test_one_leader_polls_and_every_client_hears_a_publish(
