@@ -32,19 +32,25 @@ class Inbox:
         With ``within``, raises :class:`TimeoutError` if nothing arrives within that many
         seconds. ``asyncio.timeout`` around each wait would arm and cancel a timer per
         message, a measurable share of a follower's CPU per release. Here one timer serves
-        every wait: it is armed only when none is pending, and when it fires for a wait that
-        has ended it is re-armed for the deadline of the current one (or left off until the
-        next). A stream that brings a message every second costs one timer per ``within``.
+        every wait: it is armed only when none is pending (or the pending one is set for
+        later than this wait's deadline), and when it fires for a wait that has ended it is
+        re-armed for the deadline of the current one (or left off until the next). A stream
+        that brings a message every second costs one timer per ``within``.
         """
         if self._pending:  # a read often brings several frames (a release and its heartbeat)
             return parse(self._pending.popleft())
         task = None
+        cancelling = 0
         if within is not None:
             loop = asyncio.get_running_loop()
             task = asyncio.current_task()
             assert task is not None
+            cancelling = task.cancelling()  # cancels requested before this wait are not ours
             self._deadline = loop.time() + within
             self._waiter = task
+            if self._timer is not None and self._timer.when() > self._deadline:
+                self._timer.cancel()  # armed for a longer wait: too late for this one
+                self._timer = None
             if self._timer is None:
                 self._timer = loop.call_at(self._deadline, self._expire)
         try:
@@ -58,7 +64,7 @@ class Inbox:
         except asyncio.CancelledError:
             if task is not None and self._expired:
                 self._expired = False
-                if task.uncancel() == 0:  # only the silence cancelled it
+                if task.uncancel() <= cancelling:  # only the silence cancelled it
                     raise TimeoutError from None
             raise
         finally:

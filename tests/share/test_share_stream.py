@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from typing import Any
 
 import pytest
@@ -94,3 +96,65 @@ async def test_the_end_of_the_stream_is_none_and_a_cut_frame_an_error() -> None:
     cut.feed_eof()
     with pytest.raises(Exception, match="ended inside a frame"):
         await Inbox(cut).next(within=5)
+
+
+async def test_a_shorter_silence_than_the_armed_timer_ends_its_wait_in_time() -> None:
+    """The timer left from a longer wait fires too late for a shorter one: it is re-armed."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    inbox = Inbox(reader)
+    loop.call_soon(reader.feed_data, FRAME)
+    assert await inbox.next(within=60) == Resync()  # armed a timer for about now + 60 s
+    async with asyncio.timeout(5):  # the fault: this wait would end only at that timer
+        with pytest.raises(TimeoutError):
+            await inbox.next(within=0.05)
+    reader.feed_data(FRAME)
+    assert await inbox.next(within=60) == Resync()
+
+
+async def test_silence_is_a_timeout_in_a_task_that_swallowed_an_earlier_cancel() -> None:
+    """As with asyncio.timeout: only a cancel requested during the wait stays a cancel."""
+    inbox = Inbox(asyncio.StreamReader())
+
+    async def reader() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0)  # consumed without uncancel(): cancelling() stays 1
+        with pytest.raises(TimeoutError):
+            await inbox.next(within=0.05)
+
+    await asyncio.create_task(reader())
+
+
+@pytest.mark.parametrize("elsewhere_first", [True, False])
+async def test_a_cancel_from_elsewhere_together_with_the_silence_stays_a_cancel(
+    elsewhere_first: bool,
+) -> None:
+    """Both cancels land before the waiting task runs again (the loop was busy past the
+    deadline), in either order: the task is cancelled, not timed out, and owes one cancel."""
+    loop = asyncio.get_running_loop()
+    inbox = Inbox(asyncio.StreamReader())
+    cancelled_with: list[int] = []
+
+    async def wait() -> None:
+        try:
+            await inbox.next(within=0.01)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            assert task is not None
+            cancelled_with.append(task.cancelling())
+            raise
+
+    waiting = asyncio.create_task(wait())
+    await asyncio.sleep(0)  # it waits in the read, its timer armed
+    assert inbox._timer is not None
+    if not elsewhere_first:
+        loop.call_at(inbox._timer.when() + 0.005, waiting.cancel)  # runs after the timer, same turn
+    time.sleep(0.03)  # noqa: ASYNC251 (the loop busy past the deadline and the cancel)
+    if elsewhere_first:
+        waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert cancelled_with == [1]
