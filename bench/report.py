@@ -1042,7 +1042,9 @@ def shared_cause_md(facts: Facts) -> str:
         return ""
     row = sh.row
     order = sorted(range(len(sh.values)), key=lambda i: -sh.values[i])
-    slowest = sorted(order[:2])  # pct() interpolates between these two of 100 rounds
+    # pct() takes the nearest rank: the p99 is this many rounds from the top (2 of 100..199).
+    count = len(sh.values) - max(1, math.ceil(0.99 * len(sh.values))) + 1
+    slowest = sorted(order[:count])
     fault_median, cpu_median = median(row["faults"]), median(row["cpu_ms"])
     rounds, first, loaded, heavier, plain = [], [], [], [], []
     for i in slowest:
@@ -1074,13 +1076,17 @@ def shared_cause_md(facts: Facts) -> str:
     if plain:
         why.append(f"for {_rounds(plain)} the figures show no cause (the machine's noise)")
     return (
-        f"A p99 of {plural(sh.published, 'round')} is set by the slowest two: "
+        f"A p99 of {plural(sh.published, 'round')} is set by the slowest "
+        f"{_NUMBERS.get(count, str(count))}: "
         + " and ".join(rounds)
         + ". "
         + "".join(f"{w[0].upper()}{w[1:]}. " for w in why)
         + f"The p50 is {num(sh.p50)} ms, {times(ratio(sh.p50, best.tail))} the best peer's "
         f"p99 ({num(best.tail)} ms): the target turns on those few rounds."
     )
+
+
+_NUMBERS = {2: "two", 3: "three", 4: "four"}
 
 
 def _rounds(numbers: Sequence[int]) -> str:

@@ -202,3 +202,12 @@ def test_a_missed_sharing_target_is_explained_by_its_slowest_rounds(report: Modu
 def test_a_met_sharing_target_needs_no_explanation(report: ModuleType) -> None:
     # The peer's p99 is 10.1 ms (pct of [10]*99 + [20]); ours, 4.01 ms, is under half of it.
     assert report.shared_cause_md(_facts(report, [4.0] * 99 + [5.0])) == ""
+
+
+def test_the_sharing_explanation_names_every_round_its_p99_turns_on(report: ModuleType) -> None:
+    # 200 rounds: the p99 (nearest rank, the 198th of 200) is the third slowest, not the second.
+    ms = [5.0] * 200
+    ms[10], ms[50], ms[150] = 30.0, 20.0, 12.0
+    text = report.shared_cause_md(_facts(report, ms))
+    assert "is set by the slowest three: round 11 (30.0 ms)" in text
+    assert "round 151 (12.0 ms)" in text
