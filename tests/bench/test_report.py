@@ -200,7 +200,7 @@ def test_a_missed_sharing_target_is_explained_by_its_slowest_rounds(report: Modu
 
 
 def test_a_met_sharing_target_needs_no_explanation(report: ModuleType) -> None:
-    # The peer's p99 is 10.1 ms (pct of [10]*99 + [20]); ours, 4.01 ms, is under half of it.
+    # The peer's p99 is 10.0 ms (the nearest rank of [10] * 99 + [20]); ours, 4.0, is under half.
     assert report.shared_cause_md(_facts(report, [4.0] * 99 + [5.0])) == ""
 
 
