@@ -121,18 +121,27 @@ class SiblingClaims:
         # Processes that share the page are forks of one interpreter: one hash seed.
         return hash((namespace, release_key)) & 0xFFFF_FFFF_FFFF_FFFF
 
+    def _slot(self, namespace: str, release_key: str | None) -> tuple[mmap.mmap, int, int] | None:
+        """The page, the namespace's offset in it and the release's hash; None when there is
+        nothing to mark (no page, a namespace the client does not read, no release key)."""
+        page, offset = self._page, self._index.get(namespace)
+        if page is None or offset is None or release_key is None:
+            return None
+        return page, offset, self._key(namespace, release_key)
+
     def taken_by_another(self, namespace: str, release_key: str | None) -> bool:
         """Whether another process of the family took this release less than
         :data:`_STALE_CLAIM` seconds ago (it writes it)."""
-        page, offset = self._page, self._index.get(namespace)
-        if page is None or offset is None or release_key is None:
+        slot = self._slot(namespace, release_key)
+        if slot is None:
             return False
+        page, offset, wanted = slot
         key: int
         taken_at: float
         pid: int
         key, taken_at, pid = self._SLOT.unpack_from(page, offset)
         return (
-            key == self._key(namespace, release_key)
+            key == wanted
             and pid != os.getpid()
             and 0.0 <= time.time() - taken_at < _STALE_CLAIM
             and _alive(pid)
@@ -140,21 +149,20 @@ class SiblingClaims:
 
     def take(self, namespace: str, release_key: str | None) -> None:
         """Tell the family that this process writes this release (now)."""
-        page, offset = self._page, self._index.get(namespace)
-        if page is None or offset is None or release_key is None:
-            return
-        self._SLOT.pack_into(
-            page, offset, self._key(namespace, release_key), time.time(), os.getpid()
-        )
+        slot = self._slot(namespace, release_key)
+        if slot is not None:
+            page, offset, wanted = slot
+            self._SLOT.pack_into(page, offset, wanted, time.time(), os.getpid())
 
     def give_up(self, namespace: str, release_key: str | None) -> None:
         """This process failed to write this release: siblings that hear of it may write it
         (as a failed writer's claim file is removed)."""
-        page, offset = self._page, self._index.get(namespace)
-        if page is None or offset is None or release_key is None:
+        slot = self._slot(namespace, release_key)
+        if slot is None:
             return
+        page, offset, wanted = slot
         key, _, pid = self._SLOT.unpack_from(page, offset)
-        if key == self._key(namespace, release_key) and pid == os.getpid():
+        if key == wanted and pid == os.getpid():
             self._SLOT.pack_into(page, offset, 0, 0.0, 0)
 
 

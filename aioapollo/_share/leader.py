@@ -441,8 +441,9 @@ class _Peer:
         self.crash: Exception | None = None
 
     def idle(self) -> bool:
-        """Whether a release may be written to this follower at once, bypassing the sender:
-        it waits with nothing owed, and its socket has taken everything written so far."""
+        """Whether a frame (a release, a heartbeat) may be written to this follower at once,
+        bypassing the sender: it waits with nothing owed, and its socket has taken everything
+        written so far."""
         return (
             self.waiting
             and not self.wake.is_set()

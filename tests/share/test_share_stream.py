@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from aioapollo._share.stream import Inbox
-from aioapollo._share.wire import Heartbeat, Resync, encode
+from aioapollo._share.wire import Heartbeat, Resync, WireError, encode
 
 FRAME = encode(Resync().to_wire())
 
@@ -94,7 +94,7 @@ async def test_the_end_of_the_stream_is_none_and_a_cut_frame_an_error() -> None:
     cut = asyncio.StreamReader()
     cut.feed_data(FRAME[:-1])
     cut.feed_eof()
-    with pytest.raises(Exception, match="ended inside a frame"):
+    with pytest.raises(WireError, match="ended inside a frame"):
         await Inbox(cut).next(within=5)
 
 
