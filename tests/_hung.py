@@ -20,6 +20,7 @@ class HungServer:
         self._target: int | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
         #: How many connections were accepted (a client really tried this server).
         self.accepted = 0
 
@@ -40,12 +41,20 @@ class HungServer:
         tb: TracebackType | None,
     ) -> None:
         assert self._server is not None
+        # A connection accepted just before this may get its handler task only now: closing
+        # tells that handler to close its end at once. Without it, the connection stays
+        # open and wait_closed() (which waits for every connection on Python 3.12+) never
+        # returns.
+        self._closing = True
         self._server.close()
+        while self._tasks:
+            for writer in list(self._writers):
+                writer.close()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         for writer in list(self._writers):
             writer.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._server.wait_closed()
 
     def release(self, port: int) -> None:
@@ -55,6 +64,9 @@ class HungServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
+        if self._closing:
+            writer.close()
+            return
         self._writers.add(writer)
         task = asyncio.current_task()
         assert task is not None
