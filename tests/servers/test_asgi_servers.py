@@ -43,6 +43,11 @@ class Case:
     preload: bool = False
     #: Log lines the server itself is known to print on a clean run (regexes; PORT = app port).
     known: tuple[str, ...] = ()
+    #: Every worker runs its lifespan shutdown on SIGTERM. Not hypercorn's: once its first
+    #: worker has exited, its main process SIGTERMs the others (hypercorn/run.py), and a
+    #: worker keeps SIGTERM's default action (it watches a shutdown event instead), so a
+    #: worker still shutting down then is killed before its lifespan ends.
+    every_worker_shuts_down: bool = True
 
 
 def py(module: str, *args: str) -> list[str]:
@@ -68,7 +73,9 @@ CASES = {
     "gunicorn-asgi-preload": Case(
         py("gunicorn", *GUNICORN, "--preload", "-w", "2", "-k", "asgi", APP), 2, preload=True
     ),
-    "hypercorn": Case(py("hypercorn", "--bind", LOCAL, "--workers", "2", APP), 2),
+    "hypercorn": Case(
+        py("hypercorn", "--bind", LOCAL, "--workers", "2", APP), 2, every_worker_shuts_down=False
+    ),
 }
 
 #: Lines no clean run may log (a worker or the arbiter).
@@ -212,15 +219,17 @@ async def test_every_worker_follows_a_publish_and_shuts_down_clean(
         assert body["state"] == "running" and body["changes"] == 1
 
         assert await run.stop() == 0
-        # The server's own process may exit before its workers have: hypercorn's returns as
-        # soon as one worker has, sending the others SIGTERM (a second graceful shutdown for
-        # them) without waiting. So every worker's last line is read once the group is gone.
+        # The server's own process may exit before its workers are gone (hypercorn's, see
+        # Case), so every worker's last line is read once the whole group is gone.
         await run.wait_for(
             "the process group to be gone", lambda: not run.group_alive(), running=False
         )
-        stopped = run.lines("stopped")
-        assert {row["pid"] for row in stopped} == started.keys(), run.log_text()
-        assert all(row["state"] == "closed" for row in stopped)
+        stopped = {row["pid"]: row for row in run.lines("stopped")}
+        if case.every_worker_shuts_down:
+            assert stopped.keys() == started.keys(), run.log_text()
+        else:  # the first worker out is sure of its lifespan shutdown; the rest may be killed
+            assert stopped and stopped.keys() <= started.keys(), run.log_text()
+        assert all(row["state"] == "closed" for row in stopped.values())
         known = [re.compile(k.replace("PORT", str(run.port()))) for k in case.known]
         bad = [
             line
