@@ -1178,7 +1178,7 @@ def findings_md(facts: Facts) -> str:
             f"update against {num(p.cpu, 1)} ms without sharing, and the config service sees "
             f"{num(sh.configs, 1)} fetch and {num(sh.polls, 1)} poll per publish against "
             f"{num(p.configs, 1)} and {num(p.polls, 1)}, and {num(sh.held, 0)} held connection "
-            f"against {num(p.held, 0)}. " + shared_cause_md(facts)
+            f"against {num(p.held, 0)}." + (f" {why}" if (why := shared_cause_md(facts)) else "")
         )
     if facts.prop:
         others = [o for q in facts.prop for o in q.other]
